@@ -1,0 +1,1 @@
+"""Results schema, connections and the embedded database server."""

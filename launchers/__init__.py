@@ -1,0 +1,1 @@
+"""Worker-side configuration: FWorkers, queue adapters, local launching."""

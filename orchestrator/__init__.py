@@ -1,0 +1,1 @@
+"""firegen command line and campaign logic."""

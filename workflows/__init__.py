@@ -1,0 +1,1 @@
+"""FireWorks FireTasks and workflow builders."""

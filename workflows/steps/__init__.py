@@ -1,0 +1,1 @@
+"""Pure science steps (train, explore, select, label): plain inputs and outputs, no FireWorks, no database."""
