@@ -1,2 +1,74 @@
-def main():
-    print("firegen")
+"""The ``firegen`` command line. Each command is a thin shell over a library function.
+
+Errors that users can fix (bad config, unreachable database, missing FerretDB) are printed as one
+line ``firegen: error: ...`` with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from firegen.db.errors import FiregenError
+from firegen.db.uri import mask_secrets
+from firegen.orchestrator.cli_db import db_app
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Active learning of DeePMD potentials as FireWorks workflows on MongoDB.")
+app.add_typer(db_app, name="db")
+
+
+@app.callback()
+def _global(ctx: typer.Context,
+            uri: Optional[str] = typer.Option(None, "--uri", envvar=None, help="MongoDB URI to use (else FIREGEN_MONGO_URI, a launchpad file, or the embedded FerretDB)."),
+            launchpad: Optional[Path] = typer.Option(None, "--launchpad", "-l", help="FireWorks my_launchpad.yaml to use.")):
+    ctx.obj = {"uri": uri, "launchpad": launchpad}
+
+
+@app.command()
+def version():
+    """Print firegen's version."""
+    from importlib.metadata import version as v
+
+    typer.echo(f"firegen {v('firegen')}")
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types whose message is the whole story for the user."""
+    errors: list[type[BaseException]] = [FiregenError]
+    try:
+        from firegen.orchestrator.config import ConfigError
+
+        errors.append(ConfigError)
+    except ImportError:  # pragma: no cover - config module not present yet
+        pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except user_errors() as exc:
+        for line in mask_secrets(str(exc)).splitlines() or [type(exc).__name__]:
+            print(f"firegen: error: {line}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,14 @@
+# The README's two commands. Each does all set-up itself (scripts/bootstrap.sh) on a fresh machine.
+.PHONY: run test test-slow setup
+
+setup:
+	@bash scripts/bootstrap.sh
+
+run: setup
+	@bash scripts/main_job.sh
+
+test: setup
+	.venv/bin/python -m pytest
+
+test-slow: setup
+	.venv/bin/python -m pytest -m slow

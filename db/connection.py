@@ -1,0 +1,173 @@
+"""Where the database is: resolving the user's MongoDB (URI or launchpad file) or the embedded one.
+
+Precedence, first match wins:
+
+1. ``--uri`` / ``--launchpad`` given on the command line;
+2. ``FIREGEN_MONGO_URI`` / ``FIREGEN_LAUNCHPAD`` in the environment;
+3. FireWorks' own lookup: ``my_launchpad.yaml`` in the working directory (unless firegen wrote it
+   for the embedded server), then ``LAUNCHPAD_LOC`` from ``FW_config.yaml``;
+4. the embedded FerretDB under ``<home>/db`` (``home`` = ``FIREGEN_HOME`` or ``./.firegen``).
+
+Only case 4 ever starts a server. Passwords are never printed: :func:`DBTarget.describe` masks them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymongo
+import yaml
+from fireworks import LaunchPad
+
+from firegen.db.errors import DatabaseUnreachable, FiregenError
+from firegen.db.server import EmbeddedServer
+from firegen.db.uri import database_name, mask_secrets, mask_uri
+
+EMBEDDED_MARK = "# written by firegen for its embedded FerretDB"
+DEFAULT_DB_NAME = "firegen"
+LAUNCHPAD_FILE = "my_launchpad.yaml"
+SERVER_SELECTION_MS = int(os.environ.get("FIREGEN_DB_TIMEOUT_MS", "5000"))
+
+# FireWorks queries these Firework spec fields for firegen; LaunchPad builds the indexes.
+USER_INDICES = ["spec.firegen.campaign", "spec.firegen.iteration", "spec._category"]
+WF_USER_INDICES = ["metadata.firegen_campaign"]
+
+
+def firegen_home() -> Path:
+    """Folder of firegen's local state: ``$FIREGEN_HOME`` or ``./.firegen``."""
+    return Path(os.environ.get("FIREGEN_HOME", ".firegen")).resolve()
+
+
+def embedded_server(home: Path | None = None) -> EmbeddedServer:
+    return EmbeddedServer((home or firegen_home()) / "db")
+
+
+@dataclass
+class DBTarget:
+    """A resolved database: either a MongoDB URI or a FireWorks launchpad file.
+
+    Attributes:
+        uri: connection string (may hold credentials; never print it, use :meth:`describe`).
+        launchpad_file: path of a launchpad YAML when the target came from one.
+        source: where it came from, for messages ("--uri", "FIREGEN_MONGO_URI", "embedded", ...).
+        embedded: True for firegen's own FerretDB.
+    """
+
+    uri: str | None = None
+    launchpad_file: Path | None = None
+    source: str = "embedded"
+    embedded: bool = False
+
+    def describe(self) -> str:
+        where = mask_uri(self.uri) if self.uri else str(self.launchpad_file)
+        return f"{where} (from {self.source})"
+
+    def launchpad(self) -> LaunchPad:
+        """A FireWorks LaunchPad on this target (no round trip yet)."""
+        kwargs = {"serverSelectionTimeoutMS": SERVER_SELECTION_MS}
+        if self.launchpad_file is not None:
+            spec = yaml.safe_load(self.launchpad_file.read_text()) or {}
+            spec["mongoclient_kwargs"] = {**kwargs, **(spec.get("mongoclient_kwargs") or {})}
+            return LaunchPad.from_dict(spec)
+        return LaunchPad(host=self.uri, name=database_name(self.uri, DEFAULT_DB_NAME), uri_mode=True,
+                         mongoclient_kwargs=kwargs, user_indices=USER_INDICES, wf_user_indices=WF_USER_INDICES,
+                         strm_lvl="WARNING")
+
+    def connect(self) -> LaunchPad:
+        """The LaunchPad, after checking that the server answers (one clear error otherwise)."""
+        lp = self.launchpad()
+        try:
+            lp.connection.admin.command("ping")
+        except pymongo.errors.PyMongoError as exc:
+            reason = mask_secrets(str(exc).split(" (configured timeouts")[0].split(", Timeout")[0])[:300]
+            hint = "start it with `firegen db up`" if self.embedded else "check that the server runs and the address"
+            raise DatabaseUnreachable(f"cannot reach the database at {self.describe()}: {reason}. Fix: {hint}.") from None
+        return lp
+
+
+def _fireworks_lookup() -> tuple[Path, str] | None:
+    local = Path(LAUNCHPAD_FILE)
+    if local.is_file() and not is_embedded_launchpad(local):
+        return local.resolve(), f"./{LAUNCHPAD_FILE}"
+    from fireworks.fw_config import LAUNCHPAD_LOC
+
+    if LAUNCHPAD_LOC and Path(LAUNCHPAD_LOC).is_file() and not is_embedded_launchpad(Path(LAUNCHPAD_LOC)):
+        return Path(LAUNCHPAD_LOC), "FW_config.yaml LAUNCHPAD_LOC"
+    return None
+
+
+def resolve_target(uri: str | None = None, launchpad: str | Path | None = None, home: Path | None = None) -> DBTarget:
+    """Apply the precedence of this module's docstring and return the target (starts nothing)."""
+    if uri and launchpad:
+        raise FiregenError("give either --uri or --launchpad, not both.")
+    if uri:
+        return DBTarget(uri=uri, source="--uri")
+    if launchpad:
+        return DBTarget(launchpad_file=_existing(launchpad, "--launchpad"), source="--launchpad")
+    if os.environ.get("FIREGEN_MONGO_URI"):
+        return DBTarget(uri=os.environ["FIREGEN_MONGO_URI"], source="FIREGEN_MONGO_URI")
+    if os.environ.get("FIREGEN_LAUNCHPAD"):
+        return DBTarget(launchpad_file=_existing(os.environ["FIREGEN_LAUNCHPAD"], "FIREGEN_LAUNCHPAD"),
+                        source="FIREGEN_LAUNCHPAD")
+    found = _fireworks_lookup()
+    if found:
+        return DBTarget(launchpad_file=found[0], source=found[1])
+    server = embedded_server(home)
+    return DBTarget(uri=server.uri + DEFAULT_DB_NAME, source="embedded", embedded=True)
+
+
+def _existing(path: str | Path, field: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FiregenError(f"{field}: launchpad file {p} does not exist. Fix: give the path of a FireWorks my_launchpad.yaml.")
+    return p.resolve()
+
+
+def is_embedded_launchpad(path: Path) -> bool:
+    try:
+        with open(path) as fh:
+            return fh.readline().startswith(EMBEDDED_MARK)
+    except OSError:
+        return False
+
+
+def write_launchpad_file(path: Path, host: str, port: int, name: str = DEFAULT_DB_NAME) -> Path:
+    """Write a standard FireWorks ``my_launchpad.yaml`` for the embedded server (no credentials).
+
+    Plain ``lpad -l FILE``, ``rlaunch -l FILE`` and ``qlaunch -l FILE`` then work unchanged.
+    """
+    lp = {
+        "host": host,
+        "port": port,
+        "name": name,
+        "username": None,
+        "password": None,
+        "logdir": None,
+        "strm_lvl": "INFO",
+        "user_indices": USER_INDICES,
+        "wf_user_indices": WF_USER_INDICES,
+        "mongoclient_kwargs": {"serverSelectionTimeoutMS": SERVER_SELECTION_MS},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(EMBEDDED_MARK + "\n" + yaml.safe_dump(lp, sort_keys=False))
+    return path
+
+
+def write_uri_launchpad_file(path: Path, uri: str) -> Path:
+    """Write a launchpad file for a URI target (``uri_mode``), readable by its owner only.
+
+    Used by container workers to hand ``rlaunch`` the database named by ``FIREGEN_MONGO_URI``;
+    write it to a memory-backed folder (tmpfs) so credentials never reach a disk.
+    """
+    spec = {"host": uri, "name": database_name(uri, DEFAULT_DB_NAME), "uri_mode": True,
+            "user_indices": USER_INDICES, "wf_user_indices": WF_USER_INDICES,
+            "mongoclient_kwargs": {"serverSelectionTimeoutMS": SERVER_SELECTION_MS}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        yaml.safe_dump(spec, fh, sort_keys=False)
+    return path

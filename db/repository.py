@@ -1,0 +1,186 @@
+"""The repository API over the results schema: the only code that touches its collections.
+
+Every write is validated against the collection's schema (:mod:`firegen.db.validation`) and is
+idempotent where a task may be rerun: configurations are upserted by content hash, models by
+(campaign, iteration, member), datasets by (campaign, iteration), blobs by sha256.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from bson import ObjectId
+from pymongo import ReturnDocument
+
+from firegen.db.files import BlobStore
+from firegen.db.hashing import dataset_hash, structure_hash
+from firegen.db.schema import init_schema
+from firegen.db.validation import validate_document, validate_label
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def plain(value):
+    """Convert numpy scalars/arrays (recursively) into BSON-friendly Python values."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class ResultsStore:
+    """Typed access to ``campaigns``, ``iterations``, ``configurations``, ``models``, ``datasets``.
+
+    Args:
+        db: a pymongo ``Database`` (usually ``LaunchPad.db``: results live beside the LaunchPad).
+    """
+
+    def __init__(self, db):
+        self.db = db
+        self.campaigns = db["campaigns"]
+        self.iterations = db["iterations"]
+        self.configurations = db["configurations"]
+        self.models = db["models"]
+        self.datasets = db["datasets"]
+        self.blobs = BlobStore(db)
+
+    @classmethod
+    def from_launchpad(cls, lp) -> "ResultsStore":
+        return cls(lp.db)
+
+    def init(self):
+        """Create collections, indexes and validators (idempotent)."""
+        return init_schema(self.db)
+
+    # campaigns ---------------------------------------------------------------------------------
+    def create_campaign(self, name: str, config: dict, type_map: Sequence[str], **fields) -> dict:
+        """Insert the campaign (status ``queued``); an existing campaign of that name is returned as is."""
+        doc = plain({"name": name, "config": config, "type_map": list(type_map), "status": "queued",
+                     "stage": 0, "iteration": 0, **fields})
+        validate_document("campaigns", doc)
+        return self.campaigns.find_one_and_update(
+            {"name": name}, {"$setOnInsert": {**doc, "created": _now()}}, upsert=True,
+            return_document=ReturnDocument.AFTER)
+
+    def get_campaign(self, name: str) -> dict | None:
+        return self.campaigns.find_one({"name": name})
+
+    def update_campaign(self, name: str, **fields) -> None:
+        self.campaigns.update_one({"name": name}, {"$set": {**plain(fields), "updated": _now()}})
+
+    # configurations ----------------------------------------------------------------------------
+    def add_configuration(self, campaign: str, species: Sequence[str], cell, positions, origin: dict,
+                          status: str = "candidate", pbc=(True, True, True), model_deviation: dict | None = None,
+                          label: dict | None = None) -> tuple[ObjectId, bool]:
+        """Store a structure once per campaign; return ``(id, inserted)``.
+
+        A structure already present (same content hash) keeps its first origin and status; the
+        call then only returns its id, so reruns and overlapping explorations add nothing.
+        """
+        digest = structure_hash(species, cell, positions, pbc)
+        doc = plain({"campaign": campaign, "hash": digest, "natoms": len(species), "species": list(species),
+                     "cell": np.asarray(cell, float).reshape(9), "pbc": [bool(p) for p in np.broadcast_to(pbc, 3)],
+                     "positions": np.asarray(positions, float).reshape(-1), "origin": origin, "status": status,
+                     "model_deviation": model_deviation, "label": label, "datasets": []})
+        validate_document("configurations", doc)
+        result = self.configurations.update_one({"campaign": campaign, "hash": digest},
+                                                {"$setOnInsert": {**doc, "created": _now()}}, upsert=True)
+        if result.upserted_id is not None:
+            return result.upserted_id, True
+        return self.configurations.find_one({"campaign": campaign, "hash": digest}, {"_id": 1})["_id"], False
+
+    def add_atoms(self, campaign: str, atoms, origin: dict, **kwargs) -> tuple[ObjectId, bool]:
+        """:meth:`add_configuration` for an ``ase.Atoms``."""
+        return self.add_configuration(campaign, atoms.get_chemical_symbols(), atoms.cell.array, atoms.positions,
+                                      origin, pbc=atoms.pbc, **kwargs)
+
+    @staticmethod
+    def atoms(doc: dict):
+        """The ``ase.Atoms`` of a configuration document (with its label as a calculator, if any)."""
+        from ase import Atoms
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        atoms = Atoms(doc["species"], positions=np.reshape(doc["positions"], (-1, 3)),
+                      cell=np.reshape(doc["cell"], (3, 3)), pbc=doc.get("pbc", True))
+        label = doc.get("label")
+        if label:
+            atoms.calc = SinglePointCalculator(atoms, energy=label["energy"],
+                                               forces=np.reshape(label["forces"], (-1, 3)))
+            if label.get("virial") is not None:
+                atoms.info["virial"] = np.reshape(label["virial"], (3, 3))
+        return atoms
+
+    def set_label(self, config_id: ObjectId, label: dict) -> None:
+        """Attach a label (energy eV, forces eV/Å, virial eV; arrays flat) and mark it ``labeled``."""
+        label = plain(label)
+        label["forces"] = np.asarray(label["forces"], float).reshape(-1).tolist()
+        if label.get("virial") is not None:
+            label["virial"] = np.asarray(label["virial"], float).reshape(-1).tolist()
+        validate_label(label)
+        self.configurations.update_one({"_id": config_id}, {"$set": {"label": label, "status": "labeled",
+                                                                     "labeled_at": _now()}})
+
+    def mark_label_failed(self, config_id: ObjectId, reason: str, **details) -> None:
+        """Quarantine a configuration whose labeling failed; earlier attempts are kept in ``label_attempts``."""
+        attempt = plain({"reason": reason, "at": _now(), **details})
+        self.configurations.update_one({"_id": config_id}, {"$set": {"status": "label_failed"},
+                                                            "$push": {"label_attempts": attempt}})
+
+    def set_status(self, config_ids: Iterable[ObjectId], status: str, **fields) -> int:
+        return self.configurations.update_many({"_id": {"$in": list(config_ids)}},
+                                               {"$set": {"status": status, **plain(fields)}}).modified_count
+
+    def configurations_with_status(self, campaign: str, status: str, projection=None) -> list[dict]:
+        return list(self.configurations.find({"campaign": campaign, "status": status}, projection))
+
+    # datasets and models -----------------------------------------------------------------------
+    def snapshot_dataset(self, campaign: str, iteration: int) -> dict:
+        """Record the set of labeled configurations of ``campaign`` as iteration ``iteration``'s dataset.
+
+        Idempotent per (campaign, iteration): a rerun returns the snapshot taken first.
+        """
+        existing = self.datasets.find_one({"campaign": campaign, "iteration": iteration})
+        if existing:
+            return existing
+        rows = list(self.configurations.find({"campaign": campaign, "status": "labeled"}, {"_id": 1, "hash": 1}))
+        doc = {"campaign": campaign, "iteration": iteration, "configuration_ids": [r["_id"] for r in rows],
+               "hash": dataset_hash(r["hash"] for r in rows), "size": len(rows), "created": _now()}
+        validate_document("datasets", doc)
+        self.datasets.update_one({"campaign": campaign, "iteration": iteration}, {"$setOnInsert": doc}, upsert=True)
+        doc = self.datasets.find_one({"campaign": campaign, "iteration": iteration})
+        self.configurations.update_many({"_id": {"$in": doc["configuration_ids"]}},
+                                        {"$addToSet": {"datasets": doc["_id"]}})
+        return doc
+
+    def add_model(self, campaign: str, iteration: int, member: int, seed: int, backend: str,
+                  dataset_id: ObjectId, model_file=None, **fields) -> ObjectId:
+        """Store (or replace, on a rerun) one committee member, with its frozen model in GridFS."""
+        doc = {"campaign": campaign, "iteration": iteration, "member": member, "seed": seed, "backend": backend,
+               "dataset_id": dataset_id, **plain(fields)}
+        if model_file is not None:
+            doc["file_id"], doc["sha256"] = self.blobs.put(
+                model_file, filename=f"{campaign}-it{iteration:03d}-m{member}.pb",
+                metadata={"campaign": campaign, "iteration": iteration, "member": member})
+        validate_document("models", doc)
+        found = self.models.find_one_and_update(
+            {"campaign": campaign, "iteration": iteration, "member": member},
+            {"$set": {**doc, "updated": _now()}}, upsert=True, return_document=ReturnDocument.AFTER)
+        return found["_id"]
+
+    # iterations --------------------------------------------------------------------------------
+    def update_iteration(self, campaign: str, index: int, stage: int, **fields) -> dict:
+        doc = plain({"campaign": campaign, "index": index, "stage": stage, **fields})
+        validate_document("iterations", doc)
+        return self.iterations.find_one_and_update({"campaign": campaign, "index": index},
+                                                   {"$set": {**doc, "updated": _now()}}, upsert=True,
+                                                   return_document=ReturnDocument.AFTER)
+

@@ -1,0 +1,146 @@
+"""The results schema: collections, their indexes and their JSON-schema validators.
+
+One database per deployment, beside the LaunchPad's collections (``fireworks``, ``workflows``,
+``launches``, ...). :func:`init_schema` creates everything and is idempotent.
+
+Validators are installed on the server when it supports them (MongoDB); FerretDB 1.x answers
+``NotImplemented`` to ``create``/``collMod`` with a ``validator``, so firegen always validates the
+same schemas on the client too (:mod:`firegen.db.validation`) before writing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pymongo
+from pymongo import ASCENDING, DESCENDING
+
+NUM = {"bsonType": ["double", "int", "long", "decimal"]}
+NUM_OR_NULL = {"bsonType": ["double", "int", "long", "decimal", "null"]}
+STR = {"bsonType": "string"}
+INT = {"bsonType": ["int", "long"]}
+# Arrays are stored flat, row-major (FerretDB 1.x rejects nested arrays): a 3x3 tensor is 9 numbers,
+# N x 3 positions or forces are 3N numbers. ``ResultsStore.atoms`` / ``numpy.reshape`` restore them.
+FLAT9 = {"bsonType": "array", "items": NUM, "minItems": 9, "maxItems": 9}
+FLAT3N = {"bsonType": "array", "items": NUM, "minItems": 3}
+CONFIG_STATUSES = ["candidate", "selected", "labeled", "label_failed", "rejected"]
+ORIGIN_KINDS = ["init", "explored", "imported"]
+
+LABEL = {
+    "bsonType": "object",
+    "required": ["energy", "forces", "code", "settings_hash"],
+    "properties": {
+        "energy": NUM,
+        "forces": FLAT3N,
+        "virial": {"anyOf": [FLAT9, {"bsonType": "null"}]},
+        "code": STR,
+        "version": {"bsonType": ["string", "null"]},
+        "settings_hash": STR,
+        "walltime": NUM_OR_NULL,
+        "host": {"bsonType": ["string", "null"]},
+    },
+}
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """One results collection: its validator and its indexes ``(keys, options)``."""
+
+    name: str
+    validator: dict
+    indexes: list[tuple[list[tuple[str, int]], dict]] = field(default_factory=list)
+
+
+COLLECTIONS: list[CollectionSpec] = [
+    CollectionSpec(
+        "campaigns",
+        {"bsonType": "object", "required": ["name", "config", "type_map", "status"],
+         "properties": {"name": STR, "config": {"bsonType": "object"},
+                        "type_map": {"bsonType": "array", "items": STR, "minItems": 1},
+                        "status": {"enum": ["queued", "running", "converged", "done", "max_iterations", "failed", "stopped"]},
+                        "stage": {"bsonType": ["int", "long", "null"]}, "iteration": {"bsonType": ["int", "long", "null"]},
+                        "wf_id": {"bsonType": ["int", "long", "null"]}}},
+        [([("name", ASCENDING)], {"unique": True, "name": "name_unique"}),
+         ([("status", ASCENDING)], {"name": "status"})],
+    ),
+    CollectionSpec(
+        "iterations",
+        {"bsonType": "object", "required": ["campaign", "index", "stage"],
+         "properties": {"campaign": STR, "index": INT, "stage": INT,
+                        "model_ids": {"bsonType": "array"}, "counts": {"bsonType": "object"},
+                        "decision": {"bsonType": ["object", "null"]}}},
+        [([("campaign", ASCENDING), ("index", ASCENDING)], {"unique": True, "name": "campaign_index_unique"})],
+    ),
+    CollectionSpec(
+        "configurations",
+        {"bsonType": "object", "required": ["campaign", "hash", "species", "cell", "positions", "origin", "status"],
+         "properties": {"campaign": STR, "hash": STR, "natoms": INT,
+                        "species": {"bsonType": "array", "items": STR, "minItems": 1},
+                        "cell": FLAT9, "pbc": {"bsonType": "array"},
+                        "positions": FLAT3N,
+                        "origin": {"bsonType": "object", "required": ["kind"],
+                                   "properties": {"kind": {"enum": ORIGIN_KINDS}}},
+                        "status": {"enum": CONFIG_STATUSES},
+                        "model_deviation": {"bsonType": ["object", "null"]},
+                        "label": {"anyOf": [LABEL, {"bsonType": "null"}]},
+                        "datasets": {"bsonType": "array"}}},
+        [([("campaign", ASCENDING), ("hash", ASCENDING)], {"unique": True, "name": "campaign_hash_unique"}),
+         ([("campaign", ASCENDING), ("status", ASCENDING)], {"name": "campaign_status"}),
+         ([("campaign", ASCENDING), ("origin.iteration", ASCENDING)], {"name": "campaign_origin_iteration"}),
+         ([("origin.fw_id", ASCENDING)], {"name": "origin_fw"}),
+         ([("datasets", ASCENDING)], {"name": "datasets"}),
+         ([("label.settings_hash", ASCENDING)], {"name": "label_settings"})],
+    ),
+    CollectionSpec(
+        "models",
+        {"bsonType": "object", "required": ["campaign", "iteration", "member", "seed", "backend", "dataset_id"],
+         "properties": {"campaign": STR, "iteration": INT, "member": INT, "seed": INT, "backend": STR,
+                        "sha256": {"bsonType": ["string", "null"]}, "metrics": {"bsonType": ["object", "null"]}}},
+        [([("campaign", ASCENDING), ("iteration", ASCENDING), ("member", ASCENDING)],
+          {"unique": True, "name": "campaign_iteration_member_unique"}),
+         ([("dataset_id", ASCENDING)], {"name": "dataset"})],
+    ),
+    CollectionSpec(
+        "datasets",
+        {"bsonType": "object", "required": ["campaign", "iteration", "configuration_ids", "hash"],
+         "properties": {"campaign": STR, "iteration": INT, "configuration_ids": {"bsonType": "array"}, "hash": STR}},
+        [([("campaign", ASCENDING), ("iteration", ASCENDING)], {"unique": True, "name": "campaign_iteration_unique"}),
+         ([("hash", ASCENDING)], {"name": "hash"})],
+    ),
+]
+SPECS = {spec.name: spec for spec in COLLECTIONS}
+GRIDFS_BUCKET = "blobs"
+GRIDFS_INDEXES = [([("metadata.sha256", ASCENDING)], {"name": "sha256"}),
+                  ([("uploadDate", DESCENDING)], {"name": "upload_date"})]
+
+
+@dataclass
+class SchemaReport:
+    created: list[str]
+    indexes: dict[str, list[str]]
+    server_validators: bool
+
+
+def _install_validator(db, spec: CollectionSpec) -> bool:
+    try:
+        db.command("collMod", spec.name, validator={"$jsonSchema": spec.validator}, validationLevel="moderate")
+        return True
+    except pymongo.errors.OperationFailure as exc:
+        if exc.code in (238, 59, 115):  # NotImplemented / CommandNotFound / CommandNotSupported (FerretDB)
+            return False
+        raise
+
+
+def init_schema(db) -> SchemaReport:
+    """Create the results collections, indexes and (where supported) validators. Idempotent."""
+    existing = set(db.list_collection_names())
+    created, indexes, validators = [], {}, True
+    for spec in COLLECTIONS:
+        if spec.name not in existing:
+            db.create_collection(spec.name)
+            created.append(spec.name)
+        validators = _install_validator(db, spec) and validators
+        indexes[spec.name] = [db[spec.name].create_index(keys, **opts) for keys, opts in spec.indexes]
+    files = f"{GRIDFS_BUCKET}.files"
+    indexes[files] = [db[files].create_index(keys, **opts) for keys, opts in GRIDFS_INDEXES]
+    return SchemaReport(created=created, indexes=indexes, server_validators=validators)

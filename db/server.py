@@ -1,0 +1,178 @@
+"""The embedded database: a FerretDB process (SQLite handler) on loopback, owned by firegen.
+
+All its state lives under one folder (default ``.firegen/db`` of the working directory):
+``data/`` (SQLite files), ``state/`` (FerretDB's own state), ``ferretdb.log`` and
+``server.json`` (pid, port, URI). ``start`` is idempotent: a running server is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymongo
+
+from firegen.db.errors import DatabaseUnreachable, FerretDBUnavailable
+from firegen.db.ferretdb_guard import register_server, unregister_server
+from firegen.db.ferretdb_install import find_ferretdb, install_ferretdb
+
+DEFAULT_PORT = 27117
+"""Preferred loopback port; the next free port is taken when it is busy."""
+
+
+def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
+    """``preferred`` if it can be bound on ``host``, else a free port chosen by the kernel."""
+    for port in ([preferred] if preferred else []) + [0]:
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise OSError("no free port")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"ferretdb" in cmdline
+
+
+def ping(uri: str, timeout_ms: int = 2000) -> bool:
+    """True when a MongoDB wire-protocol server answers ``ping`` at ``uri``."""
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
+    try:
+        client.admin.command("ping")
+        return True
+    except pymongo.errors.PyMongoError:
+        return False
+    finally:
+        client.close()
+
+
+@dataclass
+class EmbeddedServer:
+    """A FerretDB server with the SQLite handler, listening on 127.0.0.1 only.
+
+    Args:
+        root: folder holding the data, logs and the ``server.json`` state file.
+        port: loopback port; ``None`` reuses the recorded port, else :data:`DEFAULT_PORT` or a free one.
+    """
+
+    root: Path
+    port: int | None = None
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "server.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "ferretdb.log"
+
+    def _state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    @property
+    def uri(self) -> str:
+        port = self._state().get("port") or self.port or DEFAULT_PORT
+        return f"mongodb://127.0.0.1:{port}/"
+
+    def is_running(self) -> bool:
+        state = self._state()
+        return bool(state.get("pid")) and _pid_alive(state["pid"]) and ping(state["uri"], 1000)
+
+    def start(self, timeout: float = 60.0, install: bool = True) -> str:
+        """Start FerretDB (installing it first when missing and ``install``); return its URI."""
+        if self.is_running():
+            register_server(self._state()["port"])
+            return self._state()["uri"]
+        binary = find_ferretdb() or (install_ferretdb() if install else None)
+        if binary is None:
+            raise FerretDBUnavailable("FerretDB is not installed. Fix: run `firegen db install` or use --uri.")
+        port = free_port(self.port or self._state().get("port") or DEFAULT_PORT)
+        data_dir, state_dir = self.root / "data", self.root / "state"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            str(binary),
+            "--handler=sqlite",
+            f"--sqlite-url=file:{data_dir}/",
+            f"--listen-addr=127.0.0.1:{port}",
+            f"--state-dir={state_dir}",
+            "--telemetry=disable",
+            "--debug-addr=-",
+            "--log-level=warn",
+        ]
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        uri = f"mongodb://127.0.0.1:{port}/"
+        register_server(port)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise DatabaseUnreachable(
+                    f"FerretDB exited with code {proc.returncode} at start; see {self.log_file}: "
+                    f"{self.log_file.read_text(errors='replace')[-500:].strip()}"
+                )
+            if ping(uri, 500):
+                self.state_file.write_text(json.dumps(
+                    {"pid": proc.pid, "port": port, "uri": uri, "binary": str(binary), "started": time.time()}))
+                return uri
+            time.sleep(0.2)
+        proc.kill()
+        raise DatabaseUnreachable(f"FerretDB did not answer on {uri} within {timeout:.0f} s; see {self.log_file}")
+
+    def stop(self, timeout: float = 15.0) -> bool:
+        """Stop the server; True when one was running. Data stay on disk."""
+        state = self._state()
+        pid = state.get("pid")
+        if state.get("port"):
+            unregister_server(state["port"])
+        if not pid or not _pid_alive(pid):
+            self.state_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            _reap(pid)
+            time.sleep(0.1)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid)
+        self.state_file.unlink(missing_ok=True)
+        return True
+
+    def status(self) -> dict:
+        """Running flag, pid, URI, data folder and log file, for ``firegen db status``."""
+        state = self._state()
+        return {
+            "running": self.is_running(),
+            "pid": state.get("pid"),
+            "uri": state.get("uri", self.uri),
+            "data": str(self.root / "data"),
+            "log": str(self.log_file),
+        }
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when the server is our own child (tests start it in-process)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

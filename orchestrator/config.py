@@ -1,0 +1,382 @@
+"""The campaign config: one validated schema, and one-line errors that name the field and the fix.
+
+    cfg = load_config("configs/cu_emt.yaml")      # raises ConfigError (one line per problem)
+    cfg.stages[0].conditions()                      # the T × P ladder
+    cfg.frozen(), cfg.config_hash()                 # stored on the campaign document
+
+Units: eV, eV/Å, Å, K, bar; MD time step in fs, damping times in ps. The parts (committee,
+selection, stages, labeler, ...) are defined in `config_stages.py`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from ase.data import atomic_masses, atomic_numbers
+from pydantic import (AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
+
+from .config_stages import (NOTHING, SLUG_FIX, CommitteeConfig, ConvergenceConfig,
+                            ExplorationConfig, InitialDataConfig, LabelerConfig, PerturbConfig,
+                            Problem, SelectionConfig, Slug, StageConfig, SystemConfig, TrustLevels,
+                            _check_symbol, _Model, fail, fx)
+from .config_stages import one_line as _one_line
+
+__all__ = ["CampaignConfig", "SystemConfig", "InitialDataConfig", "PerturbConfig",
+           "CommitteeConfig", "SelectionConfig", "TrustLevels", "StageConfig",
+           "ConvergenceConfig", "LabelerConfig", "ExplorationConfig", "ConfigError",
+           "load_config", "validate_dict", "config_hash"]
+
+
+class CampaignConfig(_Model):
+    """One campaign: what to learn (type map, systems), how (committee, stages), labeled how."""
+
+    schema_version: Literal[1] = fx(1, desc="Version of this schema.")
+    name: Slug = fx(desc="Campaign name (unique per database).", fix=SLUG_FIX)
+    type_map: list[Annotated[str, AfterValidator(_check_symbol)]] = fx(
+        min_length=1, desc="Element symbols; their order fixes type indices everywhere.",
+        fix="list element symbols, e.g. [Na, O, Cl]")
+    mass_list: list[Annotated[float, Field(gt=0)]] | None = fx(
+        None, alias="masses", desc="Atomic masses (amu) in type_map order, or {symbol: mass} "
+        "overrides; default from ase.data.atomic_masses.",
+        fix="give one positive mass (amu) per type_map entry, or a {symbol: mass} mapping")
+    systems: list[SystemConfig] = fx(min_length=1, desc="Starting structures.",
+                                     fix="add at least one system with a name and a structure")
+    initial_data: InitialDataConfig = fx(desc="Training data of the first committee.",
+                                         fix="e.g. initial_data: {perturb: {count: 10}}")
+    committee: CommitteeConfig = fx(default_factory=CommitteeConfig, desc="Committee.")
+    selection: SelectionConfig = fx(default_factory=SelectionConfig, desc="Selection.")
+    stages: list[StageConfig] = fx(min_length=1, desc="Exploration stages, run in order.",
+                                   fix="add at least one stage")
+    labeler: LabelerConfig = fx(desc="Reference calculator.", fix="e.g. labeler: {kind: emt}")
+    exploration: ExplorationConfig = fx(default_factory=ExplorationConfig, desc="MD engine.")
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source: str = PrivateAttr(default="<config>")
+
+    @field_validator("mass_list", mode="before")
+    @classmethod
+    def _masses_in(cls, v: Any, info: ValidationInfo) -> Any:
+        type_map = info.data.get("type_map")
+        if type_map is None or v is None:
+            return v
+        if isinstance(v, dict):
+            unknown = [k for k in v if k not in type_map]
+            if unknown:
+                fail(Problem(str(unknown[0]), "is not in type_map", fix="give masses only for "
+                             f"type_map elements: {', '.join(type_map)}"))
+            return [v.get(s, float(atomic_masses[atomic_numbers[s]])) for s in type_map]
+        if isinstance(v, list) and len(v) != len(type_map):
+            fail(Problem("", f"has {len(v)} entries but type_map has {len(type_map)}", v,
+                         "give one mass per type_map entry, in the same order"))
+        return v
+
+    @model_validator(mode="after")
+    def _references(self):
+        probs: list[Problem] = []
+        seen: set[str] = set()
+        for i, sym in enumerate(self.type_map):
+            if sym in seen:
+                probs.append(Problem(f"type_map[{i}]", "repeats an element", sym,
+                                     "list each element once"))
+            seen.add(sym)
+        names = [s.name for s in self.systems]
+        for kind, items in (("systems", self.systems), ("stages", self.stages)):
+            first: dict[str, int] = {}
+            for i, item in enumerate(items):
+                if item.name in first:
+                    probs.append(Problem(f"{kind}[{i}].name", f"repeats {kind}[{first[item.name]}]"
+                                         f"'s name", item.name, "give each a different name"))
+                first.setdefault(item.name, i)
+        for i, stage in enumerate(self.stages):
+            for j, sys_name in enumerate(stage.systems or []):
+                if sys_name not in names:
+                    near = difflib.get_close_matches(sys_name, names, n=1)
+                    probs.append(Problem(f"stages[{i}].systems[{j}]", "names no defined system",
+                                         sys_name, (f"did you mean '{near[0]}'? " if near else "")
+                                         + f"use one of: {', '.join(names)}"))
+        if probs:
+            fail(*probs)
+        for stage in self.stages:
+            if stage.systems is None:
+                stage.systems = list(names)
+        if self.mass_list is None:
+            self.mass_list = [float(atomic_masses[atomic_numbers[s]]) for s in self.type_map]
+        return self
+
+    # ---- helpers -------------------------------------------------------------------------
+    def masses(self) -> list[float]:
+        """Atomic masses (amu) in type_map order."""
+        return list(self.mass_list or [])
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative paths (structures, deepmd_npy) are resolved against."""
+        return self._base_dir
+
+    def system(self, name: str) -> SystemConfig:
+        """The system called `name` (KeyError if none)."""
+        for s in self.systems:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def path(self, relative: str | os.PathLike) -> Path:
+        """A config-relative path made absolute."""
+        return (self._base_dir / Path(relative).expanduser()).resolve()
+
+    def system_atoms(self, name: str):
+        """The system's structure (ase.Atoms) with its supercell applied."""
+        from .structures import make_supercell, read_structure
+
+        s = self.system(name)
+        return make_supercell(read_structure(self.path(s.structure), s.fmt), s.supercell)
+
+    def frozen(self) -> dict[str, Any]:
+        """JSON-able, complete (defaults filled) form; `CampaignConfig.model_validate` reads it."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of `frozen()`."""
+        return config_hash(self)
+
+    def validate_references(self) -> None:
+        """Check everything the config points at: structure files (exist, readable, elements in
+        type_map) and deepmd_npy folders. Raises ConfigError with one line per problem."""
+        from .structures import read_structure
+
+        probs: list[Problem] = []
+        for i, s in enumerate(self.systems):
+            path, loc = self.path(s.structure), f"systems[{i}].structure"
+            if not path.exists():
+                probs.append(Problem(loc, f"file not found: {path}", s.structure,
+                                     "fix the path (relative to the config file's folder) or "
+                                     "create the file"))
+                continue
+            try:
+                atoms = read_structure(path, s.fmt)
+            except Exception as exc:  # any reader failure is a config problem
+                probs.append(Problem(loc, f"cannot be read: {_one_line(exc)}", s.structure,
+                                     "give a POSCAR/CIF/extxyz file or set `fmt`"))
+                continue
+            extra = sorted(set(atoms.get_chemical_symbols()) - set(self.type_map))
+            if extra:
+                probs.append(Problem(loc, f"contains {', '.join(extra)}, not in type_map",
+                                     s.structure, f"add {', '.join(extra)} to type_map"))
+        probs += self.initial_data.check_folders(self.path, self.type_map)
+        if probs:
+            raise ConfigError([_line(self._source, p.loc, p.msg, p.got, p.fix) for p in probs])
+
+
+def config_hash(cfg: CampaignConfig) -> str:
+    """sha256 hex digest of the campaign's frozen config (key order independent)."""
+    blob = json.dumps(cfg.frozen(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# ---- errors --------------------------------------------------------------------------------
+class ConfigError(Exception):
+    """A bad config; `str(err)` is one line per problem: `<file>: <field>: <msg>. Fix: <fix>.`"""
+
+    def __init__(self, lines: list[str]):
+        self.lines = list(dict.fromkeys(lines))
+        super().__init__("\n".join(self.lines))
+
+
+_MESSAGES = {
+    "missing": "is required", "extra_forbidden": "unknown key",
+    "greater_than": "must be greater than {gt}", "greater_than_equal": "must be at least {ge}",
+    "less_than": "must be less than {lt}", "less_than_equal": "must be at most {le}",
+    "too_short": "must have at least {min_length} item(s)",
+    "too_long": "must have at most {max_length} item(s)",
+    "literal_error": "must be one of {expected}", "string_pattern_mismatch": "is not allowed",
+    "list_type": "must be a list", "string_type": "must be text",
+    **dict.fromkeys(["int_parsing", "int_type", "int_from_float"], "must be a whole number"),
+    **dict.fromkeys(["float_parsing", "float_type"], "must be a number"),
+    **dict.fromkeys(["dict_type", "model_type", "model_attributes_type"], "must be a mapping"),
+    **dict.fromkeys(["bool_type", "bool_parsing"], "must be true or false"),
+}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return _one_line(repr(value), 80)
+    try:
+        return _one_line(json.dumps(value, default=str), 80)
+    except (TypeError, ValueError):
+        return _one_line(repr(value), 80)
+
+
+def _join(base: str, rel: str) -> str:
+    if not rel:
+        return base
+    if not base or rel.startswith("["):
+        return base + rel
+    return f"{base}.{rel}"
+
+
+def _loc_str(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out = _join(out, f"[{part}]" if isinstance(part, int) else str(part))
+    return out
+
+
+def _line(source: str, loc: str, msg: str, got: Any = NOTHING, fix: str = "") -> str:
+    where = f"{source}: {loc}: " if loc else f"{source}: "
+    got_s = "" if got is NOTHING else f" (got {_show(got)})"
+    fix = fix.rstrip(".") or "see the field's description in firegen.orchestrator.config"
+    return f"{where}{msg}{got_s}. Fix: {fix}."
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if not isinstance(arg, (str, int, float)) or isinstance(arg, type):
+            found = _model_in(arg)
+            if found:
+                return found
+    return None
+
+
+def _walk(loc: tuple) -> tuple[type[BaseModel] | None, Any]:
+    """(model holding the last named field of `loc`, that field's FieldInfo or None)."""
+    model: type[BaseModel] | None = CampaignConfig
+    parent, info = None, None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is None:
+            break
+        fields = {f.alias or n: f for n, f in model.model_fields.items()}
+        parent, info = model, fields.get(part)
+        model = _model_in(info.annotation) if info is not None else None
+    return parent, info
+
+
+def _pydantic_lines(source: str, exc: ValidationError) -> list[str]:
+    errors = exc.errors()
+    missing = {e["loc"] for e in errors if e["type"] == "missing"}
+    covered: set = set()  # missing keys explained by a misspelled one ("did you mean ...")
+    lines: list[tuple[tuple, str]] = []
+    for err in errors:
+        loc, kind, ctx = err["loc"], err["type"], err.get("ctx") or {}
+        path = _loc_str(loc)
+        if kind == "firegen":
+            lines += [(loc, _line(source, _join(path, p.loc), p.msg, p.got, p.fix))
+                      for p in ctx["problems"]]
+            continue
+        parent, info = _walk(loc)
+        name = str(loc[-1]) if loc else ""
+        fix = ((info.json_schema_extra or {}).get("fix", "") if info is not None else "")
+        msg = _MESSAGES.get(kind, err["msg"][:1].lower() + err["msg"][1:])
+        try:
+            msg = msg.format(**{k: int(v) if isinstance(v, float) and v.is_integer() else v
+                                for k, v in ctx.items()})
+        except (KeyError, IndexError):
+            pass
+        got: Any = err.get("input", NOTHING)
+        if kind == "missing":
+            got = NOTHING
+            desc = info.description.rstrip(".") if info is not None and info.description else ""
+            fix = f"add `{name}`: {fix}" if fix else f"add `{name}` ({desc})"
+        elif kind == "extra_forbidden":
+            got = NOTHING
+            allowed = [f.alias or n for n, f in parent.model_fields.items()] if parent else []
+            near = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+            if near and loc[:-1] + (near[0],) in missing:
+                covered.add(loc[:-1] + (near[0],))
+                fix = f"rename it to `{near[0]}` (a required key)"
+            else:
+                fix = (f"did you mean `{near[0]}`? " if near else f"remove `{name}`. ") + \
+                    f"Allowed keys here: {', '.join(allowed)}"
+        elif kind == "literal_error" and not fix:
+            fix = "use one of those values"
+        elif not fix and info is not None and info.description:
+            fix = f"expected: {info.description.rstrip('.')}"
+        lines.append((loc if kind == "missing" else (), _line(source, path, msg, got, fix)))
+    return [line for loc, line in lines if not loc or loc not in covered]
+
+
+# ---- loading -------------------------------------------------------------------------------
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys instead of keeping the last one."""
+
+
+def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    keys: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in keys:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        keys.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def _read(path: Path, source: str) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError([_line(source, "", "file not found", fix="check the path")]) from None
+    except OSError as exc:
+        raise ConfigError([_line(source, "", f"cannot read: {_one_line(exc)}",
+                                 fix="check the path and its permissions")]) from None
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError([_line(source, f"line {exc.lineno}", f"invalid JSON: {exc.msg}",
+                                     fix="correct the JSON syntax there")]) from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        what = _one_line(getattr(exc, "problem", None) or exc)
+        fix = ("keep each key once" if "duplicate key" in what
+               else "check indentation, colons and quoting there")
+        raise ConfigError([_line(source, where, f"invalid YAML: {what}", fix=fix)]) from None
+
+
+def load_config(path: str | os.PathLike, check_files: bool = True) -> CampaignConfig:
+    """Read and validate a campaign config (YAML, or JSON by `.json` suffix).
+
+    Relative paths in it are resolved against the file's folder. With `check_files`, the
+    files it references are checked too (`CampaignConfig.validate_references`).
+    Raises ConfigError whose message has one line per problem.
+    """
+    source = os.fspath(path)
+    path = Path(path).expanduser()
+    data = _read(path, source)
+    if not isinstance(data, dict):
+        raise ConfigError([_line(source, "", "must be a mapping of settings at the top level",
+                                 _one_line(type(data).__name__) if data is not None else NOTHING,
+                                 "start from configs/cu_emt.yaml")])
+    return validate_dict(data, source, path.resolve().parent, check_files)
+
+
+def validate_dict(data: dict, source: str = "<config>", base_dir: str | os.PathLike | None = None,
+                  check_files: bool = False) -> CampaignConfig:
+    """Validate an in-memory config (e.g. a stored frozen one) with the same one-line errors."""
+    try:
+        cfg = CampaignConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_lines(source, exc)) from None
+    cfg._base_dir = Path(base_dir).resolve() if base_dir else Path.cwd()
+    cfg._source = source
+    if check_files:
+        cfg.validate_references()
+    return cfg
+

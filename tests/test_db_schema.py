@@ -1,0 +1,100 @@
+"""The results schema on a real FerretDB: creation, idempotence, validation, dedup, GridFS."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from firegen.db.errors import IntegrityError, SchemaViolation
+from firegen.db.repository import ResultsStore
+from firegen.db.schema import COLLECTIONS, init_schema
+
+
+def _index_snapshot(db):
+    return {spec.name: db[spec.name].index_information() for spec in COLLECTIONS}
+
+
+def test_init_creates_collections_and_indexes_idempotently(mongo_db):
+    first = init_schema(mongo_db)
+    assert set(first.created) == {spec.name for spec in COLLECTIONS}
+    before = _index_snapshot(mongo_db)
+    second = init_schema(mongo_db)
+    assert second.created == []
+    assert _index_snapshot(mongo_db) == before
+    assert before["configurations"]["campaign_hash_unique"]["unique"] is True
+    # FerretDB 1.x cannot hold $jsonSchema validators; firegen validates on the client instead.
+    assert second.server_validators is False
+
+
+def test_client_side_validation_names_the_field(mongo_db):
+    store = ResultsStore(mongo_db)
+    store.init()
+    with pytest.raises(SchemaViolation, match=r"configurations\.status"):
+        store.add_configuration("c", ["Cu"], np.eye(3) * 3.6, [[0, 0, 0]], {"kind": "init"}, status="bogus")
+    with pytest.raises(SchemaViolation, match=r"configurations\.label\.energy"):
+        cid, _ = store.add_configuration("c", ["Cu"], np.eye(3) * 3.6, [[0, 0, 0]], {"kind": "init"})
+        store.set_label(cid, {"energy": "high", "forces": [[0, 0, 0]], "code": "x", "settings_hash": "h"})
+    assert mongo_db.configurations.count_documents({"status": "labeled"}) == 0
+
+
+def test_same_structure_is_stored_once(mongo_db):
+    store = ResultsStore(mongo_db)
+    store.init()
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+    atoms.rattle(0.05, seed=1)
+    first, inserted = store.add_atoms("c", atoms, {"kind": "init"})
+    assert inserted
+    # the same structure with atoms permuted and one atom moved by a lattice vector
+    permuted = atoms[np.random.default_rng(0).permutation(len(atoms))]
+    permuted.positions[0] += permuted.cell[0]
+    again, inserted_again = store.add_atoms("c", permuted, {"kind": "explored", "iteration": 3})
+    assert (again, inserted_again) == (first, False)
+    assert mongo_db.configurations.find_one({"_id": first})["origin"]["kind"] == "init"
+    moved = atoms.copy()
+    moved.positions[0, 0] += 0.01
+    other, inserted_other = store.add_atoms("c", moved, {"kind": "init"})
+    assert inserted_other and other != first
+    # the same structure in another campaign is another document
+    _, inserted_elsewhere = store.add_atoms("d", atoms, {"kind": "init"})
+    assert inserted_elsewhere
+    assert mongo_db.configurations.count_documents({}) == 3
+
+
+def test_gridfs_round_trip_with_checksum(mongo_db, tmp_path):
+    store = ResultsStore(mongo_db)
+    store.init()
+    payload = np.random.default_rng(0).bytes(700_000)  # several GridFS chunks
+    path = tmp_path / "model.pb"
+    path.write_bytes(payload)
+    file_id, sha = store.blobs.put(path, "model.pb")
+    assert store.blobs.put(payload, "copy.pb") == (file_id, sha)  # content-addressed: stored once
+    assert store.blobs.fetch(file_id, tmp_path / "back.pb").read_bytes() == payload
+    chunk = mongo_db["blobs.chunks"].find_one({"files_id": file_id, "n": 0})
+    corrupted = bytes([chunk["data"][0] ^ 0xFF]) + chunk["data"][1:]
+    mongo_db["blobs.chunks"].update_one({"_id": chunk["_id"]}, {"$set": {"data": corrupted}})
+    with pytest.raises(IntegrityError, match="sha256"):
+        store.blobs.get(file_id)
+
+
+def test_dataset_snapshot_and_model_record(mongo_db, tmp_path):
+    store = ResultsStore(mongo_db)
+    store.init()
+    ids = []
+    for i in range(3):
+        atoms = bulk("Cu", "fcc", a=3.6 + 0.01 * i)
+        cid, _ = store.add_atoms("c", atoms, {"kind": "init"})
+        store.set_label(cid, {"energy": -1.0 * i, "forces": [[0.0, 0.0, 0.0]], "virial": None,
+                              "code": "ase-EMT", "settings_hash": "abc"})
+        ids.append(cid)
+    snapshot = store.snapshot_dataset("c", 0)
+    assert sorted(snapshot["configuration_ids"]) == sorted(ids)
+    assert store.snapshot_dataset("c", 0)["_id"] == snapshot["_id"]  # rerun: same snapshot
+    (tmp_path / "m.pb").write_bytes(b"frozen graph")
+    model_id = store.add_model("c", 0, 0, seed=11, backend="tensorflow", dataset_id=snapshot["_id"],
+                               model_file=tmp_path / "m.pb")
+    again = store.add_model("c", 0, 0, seed=11, backend="tensorflow", dataset_id=snapshot["_id"],
+                            model_file=tmp_path / "m.pb")
+    assert again == model_id and mongo_db.models.count_documents({}) == 1
+    # provenance: the labels that trained the model are one indexed query
+    model = mongo_db.models.find_one({"_id": model_id})
+    trained_on = mongo_db.configurations.find({"datasets": model["dataset_id"]}, {"_id": 1})
+    assert sorted(d["_id"] for d in trained_on) == sorted(ids)

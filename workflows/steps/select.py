@@ -1,0 +1,324 @@
+"""Selection step: classify explored frames by model deviation, pick candidates to label.
+
+Pure numpy; no FireWorks, no database.
+
+Trust levels (see DESIGN.md): with force deviation ``f`` and levels ``f_lo <= f_hi``
+
+* accurate  (code 0): ``f < f_lo``
+* candidate (code 1): ``f_lo <= f < f_hi``
+* failed    (code 2): ``f >= f_hi``; NaN deviations count as failed too.
+
+With virial levels as well there are two rules (``rule=``):
+
+``"dpgen2"`` (default, also the brief's rule)
+    failed if *either* deviation is at/above its hi level; accurate only if *both* are below
+    their lo level; candidate otherwise. This is dpgen2's ``ExplorationReportTrustLevels``.
+``"dpgen"``
+    DP-GEN 0.14's ``_select_by_model_devi_standard``: candidate if *either* deviation lies in
+    its [lo, hi) window (checked first), else failed if either is at/above hi, else accurate.
+    It differs from "dpgen2" only for frames with one deviation in its window and the other
+    at/above its hi level (dpgen2: failed; DP-GEN: candidate). Use it to reproduce a DP-GEN
+    ``param.json`` run.
+
+Picking (:func:`select_candidates`) caps the number of labels per iteration like DP-GEN's
+``fp_task_max``: uniformly at random without replacement from a seeded generator, or
+weighted (e.g. by deviation, to favour the most uncertain frames). Policies are objects with a
+``select_indices`` method (:class:`SelectionPolicy`) so diversity- or cost-aware policies can be
+added later; a policy that needs more data (descriptors, predicted DFT cost) takes it in its
+constructor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "ACCURATE",
+    "CANDIDATE",
+    "FAILED",
+    "STATUS_NAMES",
+    "DeviationWeightedPolicy",
+    "RandomPolicy",
+    "SelectionPolicy",
+    "candidate_indices",
+    "classify",
+    "counts",
+    "get_policy",
+    "ratios",
+    "seed_from",
+    "select_candidates",
+    "select_indices",
+]
+
+ACCURATE = 0
+CANDIDATE = 1
+FAILED = 2
+STATUS_NAMES = ("accurate", "candidate", "failed")
+RULES = ("dpgen2", "dpgen")
+
+
+# --------------------------------------------------------------------------------------------
+# classification
+
+
+def _levels(name_lo: str, lo, name_hi: str, hi) -> tuple[float, float]:
+    try:
+        lo_f, hi_f = float(lo), float(hi)
+    except (TypeError, ValueError):
+        raise ValueError(f"trust levels {name_lo}={lo!r} and {name_hi}={hi!r} must be numbers") from None
+    if np.isnan(lo_f) or np.isnan(hi_f):
+        raise ValueError(f"trust levels {name_lo}={lo!r} and {name_hi}={hi!r} must not be NaN")
+    if lo_f > hi_f:
+        raise ValueError(f"trust level {name_lo}={lo_f} is above {name_hi}={hi_f}; need {name_lo} <= {name_hi}")
+    return lo_f, hi_f
+
+
+def _codes_one(devi: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    codes = (devi >= lo).astype(np.int8)
+    codes += devi >= hi
+    nan = np.isnan(devi)  # NaN compares False everywhere: it would read as accurate
+    if nan.any():
+        codes[nan] = FAILED
+    return codes
+
+
+def classify(
+    max_devi_f,
+    f_lo: float,
+    f_hi: float,
+    max_devi_v=None,
+    v_lo: float | None = None,
+    v_hi: float | None = None,
+    *,
+    rule: str = "dpgen2",
+) -> np.ndarray:
+    """Codes per frame: 0 accurate (< lo), 1 candidate ([lo, hi)), 2 failed (>= hi or NaN).
+
+    Args:
+        max_devi_f: max force deviation per frame (eV/Å), any shape.
+        f_lo, f_hi: force trust levels, ``f_lo <= f_hi``.
+        max_devi_v: optional virial deviation per frame (same shape as ``max_devi_f``);
+            needs ``v_lo`` and ``v_hi``.
+        rule: ``"dpgen2"`` (default) or ``"dpgen"``; see the module docstring. Only matters
+            with virial levels.
+
+    Returns:
+        ``np.int8`` array of codes, same shape as ``max_devi_f``.
+
+    Raises:
+        ValueError: lo above hi, NaN levels, shapes that differ, virial levels without a
+            virial deviation or the reverse, unknown rule.
+    """
+    f = np.asarray(max_devi_f, dtype=float)
+    f_lo, f_hi = _levels("f_lo", f_lo, "f_hi", f_hi)
+    if rule not in RULES:
+        raise ValueError(f"unknown classification rule {rule!r}; known: {', '.join(RULES)}")
+    cf = _codes_one(f, f_lo, f_hi)
+    if max_devi_v is None:
+        if v_lo is not None or v_hi is not None:
+            raise ValueError("virial trust levels v_lo/v_hi given but no max_devi_v; pass the "
+                             "virial deviation or leave v_lo and v_hi as None")
+        return cf
+    if v_lo is None or v_hi is None:
+        raise ValueError("max_devi_v given without both virial trust levels v_lo and v_hi")
+    v = np.asarray(max_devi_v, dtype=float)
+    if v.shape != f.shape:
+        raise ValueError(f"max_devi_v has shape {v.shape} but max_devi_f has shape {f.shape}")
+    v_lo, v_hi = _levels("v_lo", v_lo, "v_hi", v_hi)
+    cv = _codes_one(v, v_lo, v_hi)
+    if rule == "dpgen2":
+        # failed wins, then candidate, accurate only if both accurate: the max of the codes.
+        return np.maximum(cf, cv)
+    # DP-GEN 0.14: candidate if either is a candidate, else the max.
+    either_cand = (cf == CANDIDATE) | (cv == CANDIDATE)
+    out = np.maximum(cf, cv)
+    out[either_cand] = CANDIDATE
+    return out
+
+
+def candidate_indices(codes) -> np.ndarray:
+    """Flat indices of the candidate frames (``codes == 1``), ascending."""
+    return np.flatnonzero(np.asarray(codes).ravel() == CANDIDATE)
+
+
+def counts(codes) -> dict[str, int]:
+    """``{"accurate": n0, "candidate": n1, "failed": n2, "total": n}``."""
+    c = np.asarray(codes).ravel()
+    if c.size and (c.min() < 0 or c.max() > FAILED):
+        raise ValueError(f"codes must be 0, 1 or 2; got values from {c.min()} to {c.max()}")
+    n = np.bincount(c.astype(np.intp, copy=False), minlength=3)
+    return {"accurate": int(n[0]), "candidate": int(n[1]), "failed": int(n[2]), "total": int(c.size)}
+
+
+def ratios(codes_or_counts) -> dict[str, float]:
+    """Fractions ``{"accurate", "candidate", "failed"}`` of the total (all 0.0 when empty,
+    so an empty exploration never looks converged). Takes codes or a :func:`counts` dict."""
+    c = codes_or_counts if isinstance(codes_or_counts, Mapping) else counts(codes_or_counts)
+    total = c["total"]
+    if total == 0:
+        return {k: 0.0 for k in STATUS_NAMES}
+    return {k: c[k] / total for k in STATUS_NAMES}
+
+
+# --------------------------------------------------------------------------------------------
+# picking
+
+
+@runtime_checkable
+class SelectionPolicy(Protocol):
+    """Chooses at most ``max_n`` of ``n`` candidates.
+
+    ``select_indices`` gets the number of candidates, the cap, a seeded generator and the
+    optional per-candidate weights, and returns distinct indices in ``range(n)``. Anything else
+    a policy needs (structure descriptors for diversity, predicted cost for a DFT budget) is
+    given to its constructor, aligned with the candidate order.
+    """
+
+    name: str
+
+    def select_indices(self, n: int, max_n: int, rng: np.random.Generator,
+                       weights: np.ndarray | None = None) -> np.ndarray: ...
+
+
+class RandomPolicy:
+    """Uniform random choice without replacement (DP-GEN's shuffle-and-cut, seeded)."""
+
+    name = "random"
+
+    def select_indices(self, n, max_n, rng, weights=None):
+        if weights is not None:
+            raise ValueError("the 'random' selection policy takes no weights; use policy="
+                             "'deviation' (or leave policy unset) to weight the choice")
+        return rng.choice(n, size=max_n, replace=False)
+
+
+class DeviationWeightedPolicy:
+    """Weighted choice without replacement: candidate ``i`` is drawn with probability
+    proportional to ``weights[i] ** power`` at each draw (Efraimidis-Spirakis keys, O(n)).
+
+    Pass the force deviation as weights to favour the most uncertain frames. Zero-weight
+    candidates are taken only after all positive-weight ones, uniformly among themselves.
+    """
+
+    name = "deviation"
+
+    def __init__(self, power: float = 1.0):
+        if not np.isfinite(power) or power <= 0:
+            raise ValueError(f"power must be a positive number, got {power!r}")
+        self.power = float(power)
+
+    def select_indices(self, n, max_n, rng, weights=None):
+        if weights is None:
+            raise ValueError("the 'deviation' selection policy needs weights (e.g. max_devi_f "
+                             "of each candidate)")
+        w = weights ** self.power if self.power != 1.0 else weights
+        u = rng.random(n)
+        pos = w > 0
+        n_pos = int(np.count_nonzero(pos))
+        # key = log(u) / w: the max_n largest keys are a weighted sample without replacement.
+        with np.errstate(divide="ignore"):
+            keys = np.where(pos, np.log(u) / np.where(pos, w, 1.0), -np.inf)
+        if max_n <= n_pos:
+            top = np.argpartition(-keys, max_n - 1)[:max_n] if max_n else np.empty(0, np.intp)
+            return top
+        zero = np.flatnonzero(~pos)
+        extra = zero[np.argsort(u[zero], kind="stable")[: max_n - n_pos]]
+        return np.concatenate([np.flatnonzero(pos), extra])
+
+
+_POLICIES: dict[str, type] = {"random": RandomPolicy, "deviation": DeviationWeightedPolicy}
+
+
+def get_policy(policy: str | SelectionPolicy | None, weights_given: bool = False) -> SelectionPolicy:
+    """A policy object from a name (``"random"``, ``"deviation"``), an object, or ``None``
+    (``"deviation"`` when weights are given, else ``"random"``)."""
+    if policy is None:
+        policy = "deviation" if weights_given else "random"
+    if isinstance(policy, str):
+        cls = _POLICIES.get(policy.strip().lower())
+        if cls is None:
+            raise ValueError(f"unknown selection policy {policy!r}; known: {', '.join(_POLICIES)}")
+        return cls()
+    if not isinstance(policy, SelectionPolicy):
+        raise ValueError(f"policy {policy!r} has no select_indices(n, max_n, rng, weights) method")
+    return policy
+
+
+def seed_from(*parts) -> int:
+    """A stable 63-bit seed from strings/numbers, e.g. ``seed_from(campaign, iteration, system)``,
+    so a rerun of an idempotent select task picks the same frames."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def select_indices(
+    n: int,
+    max_n: int,
+    seed: int,
+    weights=None,
+    policy: str | SelectionPolicy | None = None,
+) -> np.ndarray:
+    """Indices (ascending, distinct) of at most ``max_n`` of ``n`` candidates.
+
+    Same ``n``, ``max_n``, ``seed``, weights and policy give the same indices. With
+    ``max_n >= n`` all indices are returned (no randomness involved).
+    """
+    n = operator.index(n)
+    max_n = operator.index(max_n)
+    if n < 0:
+        raise ValueError(f"number of candidates must be >= 0, got {n}")
+    if max_n < 0:
+        raise ValueError(f"max_n must be >= 0, got {max_n}")
+    w = None
+    if weights is not None:
+        w = np.asarray(weights, dtype=float).ravel()
+        if w.shape != (n,):
+            raise ValueError(f"{w.size} weights for {n} candidates")
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError("selection weights must be finite and >= 0 (NaN deviations are "
+                             "failed frames, not candidates)")
+    pol = get_policy(policy, weights_given=w is not None)
+    if max_n >= n:
+        return np.arange(n)
+    if max_n == 0:
+        return np.empty(0, dtype=np.intp)
+    rng = np.random.default_rng(seed)
+    idx = np.asarray(pol.select_indices(n, max_n, rng, w), dtype=np.intp)
+    if idx.ndim != 1 or idx.size > max_n or (idx.size and (idx.min() < 0 or idx.max() >= n)) \
+            or np.unique(idx).size != idx.size:
+        raise ValueError(f"selection policy {getattr(pol, 'name', pol)!r} returned invalid "
+                         f"indices (need at most {max_n} distinct values in range({n}))")
+    idx.sort()
+    return idx
+
+
+def select_candidates(
+    candidate_keys: Sequence,
+    max_n: int,
+    seed: int,
+    weights=None,
+    policy: str | SelectionPolicy | None = None,
+) -> list:
+    """At most ``max_n`` of ``candidate_keys``, reproducibly (DP-GEN's ``fp_task_max``).
+
+    Args:
+        candidate_keys: ids of the candidate frames (any objects), in a deterministic order:
+            the pick depends on the order, so sort keys coming from an unordered query.
+        max_n: cap on the number picked; ``max_n >= len(candidate_keys)`` returns them all.
+        seed: seed of the generator (see :func:`seed_from`).
+        weights: optional non-negative weight per key (e.g. its force deviation);
+            selects with the ``"deviation"`` policy unless ``policy`` says otherwise.
+        policy: ``"random"``, ``"deviation"``, a :class:`SelectionPolicy`, or ``None``.
+
+    Returns:
+        The picked keys, in their order in ``candidate_keys``.
+    """
+    idx = select_indices(len(candidate_keys), max_n, seed, weights=weights, policy=policy)
+    if isinstance(candidate_keys, np.ndarray):
+        return candidate_keys[idx].tolist()
+    return [candidate_keys[i] for i in idx]

@@ -1,0 +1,609 @@
+"""Training step: build a DeePMD-kit input, train and freeze one committee member, evaluate it.
+
+Pure science, no FireWorks and no database. Three functions:
+
+* :func:`make_training_input` merges a user's ``input.json`` template over firegen's
+  defaults and fills in the parts a campaign owns (data, type map, seeds, steps).
+* :func:`train_model` runs ``dp --tf train`` and ``dp --tf freeze`` in a work folder.
+* :func:`evaluate_model` computes energy/force/virial RMSEs of a frozen model on labeled
+  ``deepmd/npy`` systems with deepmd-kit's Python inference API.
+
+Units (DeePMD-kit conventions): lengths in Å, energies in eV, forces in eV/Å, virials in
+eV (virial = -stress * volume); RMSEs of energy and virial are reported per atom (eV/atom),
+force RMSEs per component (eV/Å); wall times in seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_INPUT",
+    "TrainResult",
+    "TrainingError",
+    "evaluate_model",
+    "find_dp",
+    "make_training_input",
+    "member_seeds",
+    "model_training_script",
+    "parse_lcurve",
+    "train_model",
+]
+
+#: firegen's defaults for a DeePMD-kit (v2/v3 format) training input. Modeled on the
+#: DP-GEN / deepmd-kit se_e2_a examples; ``sel: "auto"`` lets deepmd-kit compute the
+#: neighbor numbers from the data (neighbor statistics). Cutoffs in Å.
+DEFAULT_INPUT: dict[str, Any] = {
+    "model": {
+        "type_map": [],
+        "descriptor": {
+            "type": "se_e2_a",
+            "sel": "auto",
+            "rcut": 6.0,
+            "rcut_smth": 2.0,
+            "neuron": [25, 50, 100],
+            "axis_neuron": 16,
+            "resnet_dt": False,
+            "type_one_side": True,
+        },
+        "fitting_net": {"type": "ener", "neuron": [240, 240, 240], "resnet_dt": True},
+    },
+    "learning_rate": {
+        "type": "exp",
+        "start_lr": 1.0e-3,
+        "stop_lr": 3.51e-8,
+        # deepmd-kit shrinks decay_steps itself when it exceeds numb_steps.
+        "decay_steps": 5000,
+    },
+    "loss": {
+        "type": "ener",
+        "start_pref_e": 0.02,
+        "limit_pref_e": 1.0,
+        "start_pref_f": 1000.0,
+        "limit_pref_f": 1.0,
+        "start_pref_v": 0.0,
+        "limit_pref_v": 0.0,
+    },
+    "training": {
+        "training_data": {"systems": [], "batch_size": "auto"},
+        "numb_steps": 400000,
+        "disp_file": "lcurve.out",
+        "disp_freq": 1000,
+        "save_freq": 10000,
+        "save_ckpt": "model.ckpt",
+        "disp_training": True,
+        "time_training": True,
+        "profiling": False,
+    },
+}
+
+#: Sections of the template that must be JSON objects when present.
+_DICT_SECTIONS = (
+    ("model",),
+    ("model", "descriptor"),
+    ("model", "fitting_net"),
+    ("learning_rate",),
+    ("loss",),
+    ("training",),
+    ("training", "training_data"),
+    ("training", "validation_data"),
+)
+#: deepmd-kit v1 keys under ``training`` that the v2 ``training_data`` section replaced.
+_LEGACY_TRAINING_KEYS = ("systems", "set_prefix", "batch_size", "numb_test")
+
+#: Name of the frozen model written by :func:`train_model`.
+FROZEN_MODEL_NAME = "frozen_model.pb"
+
+
+class TrainingError(RuntimeError):
+    """``dp train`` or ``dp freeze`` failed; the message ends with the tail of the log."""
+
+    def __init__(self, message: str, log_path: Path | None = None, log_tail: str = ""):
+        self.log_path = log_path
+        self.log_tail = log_tail
+        text = message
+        if log_path is not None:
+            text += f" (log: {log_path})"
+        if log_tail:
+            text += "\n--- last lines of the log ---\n" + log_tail
+        super().__init__(text)
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train_model`.
+
+    Attributes:
+        frozen_model (Path): The frozen model (``frozen_model.pb``, TensorFlow graph).
+        wall_time (float): Wall time of ``dp train`` plus ``dp freeze`` (s).
+        train_time (float): Wall time of ``dp train`` alone (s).
+        freeze_time (float): Wall time of ``dp freeze`` alone (s).
+        lcurve (dict[str, float]): Last row of ``lcurve.out``, keyed by its column names
+            (``step``, ``rmse_trn``, ``rmse_e_trn`` in eV/atom, ``rmse_f_trn`` in eV/Å,
+            ``rmse_v_trn`` in eV/atom when virials are trained, ``*_val`` with
+            validation data, ``lr``).
+        input_dict (dict): The exact input written to ``input.json``.
+        resolved_input (dict): deepmd-kit's normalized input (``out.json``), e.g. with
+            the numbers that ``sel: "auto"`` resolved to.
+        workdir (Path): The training folder.
+        log (Path): Combined stdout/stderr of ``dp train`` and ``dp freeze``.
+    """
+
+    frozen_model: Path
+    wall_time: float
+    train_time: float
+    freeze_time: float
+    lcurve: dict[str, float]
+    input_dict: dict
+    resolved_input: dict = field(default_factory=dict)
+    workdir: Path | None = None
+    log: Path | None = None
+
+
+def _deep_merge(base: dict, override: Mapping) -> dict:
+    """Return ``base`` updated recursively by ``override`` (both left untouched)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _check_template(template: Any) -> None:
+    """Raise ValueError naming the offending key if the template has the wrong shape."""
+    if not isinstance(template, Mapping):
+        raise ValueError(
+            f"training template must be a dict (a deepmd-kit input.json), got "
+            f"{type(template).__name__}"
+        )
+    for path in _DICT_SECTIONS:
+        node: Any = template
+        for depth, key in enumerate(path):
+            if not isinstance(node, Mapping) or key not in node:
+                break
+            node = node[key]
+            if not isinstance(node, Mapping):
+                name = ".".join(path[: depth + 1])
+                raise ValueError(
+                    f"training template key '{name}' must be a dict, got "
+                    f"{type(node).__name__}: {node!r}"
+                )
+    training = template.get("training", {})
+    legacy = [k for k in _LEGACY_TRAINING_KEYS if k in training]
+    if legacy:
+        raise ValueError(
+            f"training template key 'training.{legacy[0]}' is the deepmd-kit v1 format; "
+            "use 'training.training_data' (firegen fills in its 'systems') instead"
+        )
+    numb_steps = training.get("numb_steps")
+    if numb_steps is not None and (not isinstance(numb_steps, int) or numb_steps < 0):
+        raise ValueError(
+            f"training template key 'training.numb_steps' must be a non-negative int, "
+            f"got {numb_steps!r}"
+        )
+
+
+def member_seeds(seed: int) -> tuple[int, int, int]:
+    """Derive the (descriptor, fitting_net, training) seeds of one committee member.
+
+    Args:
+        seed (int): The member's seed (any non-negative int).
+
+    Returns:
+        tuple[int, int, int]: Three distinct-looking seeds in ``[0, 2**31)``,
+        deterministic functions of ``seed``.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    state = np.random.SeedSequence(int(seed)).generate_state(3, dtype=np.uint32)
+    return tuple(int(s) & 0x7FFFFFFF for s in state)  # type: ignore[return-value]
+
+
+def make_training_input(
+    template: Mapping | None,
+    train_systems: Sequence[str | os.PathLike],
+    type_map: Sequence[str],
+    seed: int,
+    numb_steps: int | None = None,
+    validation_systems: Sequence[str | os.PathLike] | None = None,
+) -> dict:
+    """Build a deepmd-kit ``input.json`` for one committee member. Pure, no I/O.
+
+    The user's template is deep-merged over :data:`DEFAULT_INPUT` (template wins). If the
+    template picks another descriptor, fitting, learning-rate or loss ``type`` than the
+    defaults, its section replaces the default section instead of being merged, so no
+    se_e2_a-only key leaks into e.g. a ``hybrid`` descriptor. Then firegen sets what the
+    campaign owns, overriding the template:
+
+    * ``model.type_map`` = ``type_map``;
+    * ``training.training_data.systems`` = ``train_systems``;
+    * ``training.validation_data`` = ``{"systems": validation_systems, ...}`` or removed;
+    * ``model.descriptor.seed``, ``model.fitting_net.seed``, ``training.seed`` from
+      :func:`member_seeds` (``seed``);
+    * ``training.numb_steps`` = ``numb_steps`` if given, and display/save frequencies
+      that suit the run length (unless the template sets them).
+
+    Args:
+        template (Mapping | None): A deepmd-kit (v2/v3 format) input, possibly partial.
+        train_systems (Sequence[str | PathLike]): ``deepmd/npy`` system folders.
+        type_map (Sequence[str]): Element symbols, in the campaign's type order.
+        seed (int): The member's seed; members differ only in it.
+        numb_steps (int | None): Number of training steps (batches); template or
+            default (400000) when None.
+        validation_systems (Sequence[str | PathLike] | None): Validation systems.
+
+    Returns:
+        dict: A complete input dict (JSON-serializable).
+
+    Raises:
+        ValueError: If the template is not a dict of the right shape (the message names
+            the key), or an argument is invalid.
+    """
+    template = {} if template is None else template
+    _check_template(template)
+    if isinstance(type_map, str) or not type_map or not all(
+        isinstance(t, str) and t for t in type_map
+    ):
+        raise ValueError(f"type_map must be a non-empty list of element symbols, got {type_map!r}")
+    if isinstance(train_systems, (str, os.PathLike)) or not train_systems:
+        raise ValueError(
+            f"train_systems must be a non-empty list of deepmd/npy folders, got {train_systems!r}"
+        )
+    if numb_steps is not None and (
+        not isinstance(numb_steps, (int, np.integer)) or isinstance(numb_steps, bool) or numb_steps < 0
+    ):
+        raise ValueError(f"numb_steps must be a non-negative int, got {numb_steps!r}")
+
+    base = copy.deepcopy(DEFAULT_INPUT)
+    for section in (
+        ("model", "descriptor"),
+        ("model", "fitting_net"),
+        ("learning_rate",),
+        ("loss",),
+    ):
+        user: Any = template
+        default: Any = base
+        for key in section[:-1]:
+            user = user.get(key, {})
+            default = default[key]
+        user_section = user.get(section[-1], {})
+        default_type = default[section[-1]].get("type")
+        if "type" in user_section and user_section["type"] != default_type:
+            default[section[-1]] = {}
+    data = _deep_merge(base, template)
+
+    model = data["model"]
+    training = data["training"]
+    model["type_map"] = list(type_map)
+
+    d_seed, f_seed, t_seed = member_seeds(seed)
+    descriptor = model["descriptor"]
+    descriptor["seed"] = d_seed
+    if descriptor.get("type") == "hybrid":
+        for i, sub in enumerate(descriptor.get("list", [])):
+            if isinstance(sub, dict):
+                sub["seed"] = (d_seed + i) & 0x7FFFFFFF
+    model["fitting_net"]["seed"] = f_seed
+    training["seed"] = t_seed
+
+    training["training_data"]["systems"] = [str(s) for s in train_systems]
+    training["training_data"].setdefault("batch_size", "auto")
+    if validation_systems:
+        validation = training.get("validation_data") or {}
+        validation["systems"] = [str(s) for s in validation_systems]
+        validation.setdefault("batch_size", "auto")
+        validation.setdefault("numb_btch", 1)
+        training["validation_data"] = validation
+    else:
+        training.pop("validation_data", None)
+
+    if numb_steps is not None:
+        training["numb_steps"] = int(numb_steps)
+    steps = int(training["numb_steps"])
+    user_training = template.get("training", {})
+    if "disp_freq" not in user_training:
+        # ~10 lcurve rows for short runs, every 1000 steps for long ones.
+        training["disp_freq"] = max(1, min(1000, steps // 10))
+    if "save_freq" not in user_training:
+        # deepmd-kit also saves a checkpoint at the last step.
+        training["save_freq"] = max(1, min(10000, steps))
+    return data
+
+
+def parse_lcurve(path: Path) -> dict[str, float]:
+    """Return the last row of a deepmd-kit ``lcurve.out`` keyed by its column names.
+
+    Args:
+        path (Path): The ``lcurve.out`` file (header line ``# step rmse_trn ... lr``).
+
+    Returns:
+        dict[str, float]: Column name to value (RMSEs in eV/atom or eV/Å, see
+        :class:`TrainResult`); empty if the file has no data rows.
+    """
+    path = Path(path)
+    with path.open() as fh:
+        header = fh.readline().lstrip("#").split()
+    rows = np.loadtxt(path, comments="#", ndmin=2)
+    if rows.size == 0:
+        return {}
+    return {name: float(value) for name, value in zip(header, rows[-1])}
+
+
+def _thread_env(threads: int | None) -> dict[str, str]:
+    """Environment for a deepmd-kit subprocess with thread counts set where unset.
+
+    Values the user already set (including the ``TF_*`` aliases of the ``DP_*``
+    variables) are kept.
+    """
+    env = dict(os.environ)
+    if threads is None:
+        try:
+            threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - non-Linux
+            threads = os.cpu_count() or 1
+    threads = max(1, int(threads))
+    env.setdefault("OMP_NUM_THREADS", str(threads))
+    if "TF_INTRA_OP_PARALLELISM_THREADS" not in env:
+        env.setdefault("DP_INTRA_OP_PARALLELISM_THREADS", str(threads))
+    if "TF_INTER_OP_PARALLELISM_THREADS" not in env:
+        env.setdefault("DP_INTER_OP_PARALLELISM_THREADS", "1")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def find_dp() -> str:
+    """Return the ``dp`` executable: the one on ``PATH``, else the one beside Python.
+
+    The fallback finds deepmd-kit's ``dp`` in a virtual environment that is used without
+    being activated (``.venv/bin/python`` running firegen).
+    """
+    found = shutil.which("dp")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "dp"
+    return str(beside) if beside.is_file() else "dp"
+
+
+def _tail(path: Path, n_lines: int = 40) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n_lines:])
+
+
+def _run(cmd: list[str], workdir: Path, log: Path, env: dict[str, str], what: str) -> float:
+    """Run ``cmd`` in ``workdir`` appending its output to ``log``; return wall time (s)."""
+    start = time.perf_counter()
+    with log.open("a") as fh:
+        fh.write(f"$ {' '.join(cmd)}\n")
+        fh.flush()
+        try:
+            subprocess.run(
+                cmd, cwd=workdir, stdout=fh, stderr=subprocess.STDOUT, env=env, check=True
+            )
+        except FileNotFoundError as exc:
+            raise TrainingError(
+                f"{what} failed: executable '{cmd[0]}' not found; install deepmd-kit or "
+                f"pass dp=<path to dp>"
+            ) from exc
+        except subprocess.CalledProcessError as exc:
+            raise TrainingError(
+                f"{what} failed with exit code {exc.returncode} in {workdir}",
+                log_path=log,
+                log_tail=_tail(log),
+            ) from exc
+    return time.perf_counter() - start
+
+
+def train_model(
+    workdir: Path,
+    input_dict: dict,
+    init_model: Path | None = None,
+    dp: str | None = None,
+    threads: int | None = None,
+) -> TrainResult:
+    """Train and freeze one DeePMD model with the TensorFlow backend.
+
+    Runs, in ``workdir``::
+
+        dp --tf train input.json [--init-frz-model <init_model>]
+        dp --tf freeze -o frozen_model.pb
+
+    with output appended to ``workdir/train.log``. Thread counts (``OMP_NUM_THREADS``,
+    ``DP_INTRA_OP_PARALLELISM_THREADS`` = ``threads``, ``DP_INTER_OP_PARALLELISM_THREADS``
+    = 1) are set only where the environment does not set them already.
+
+    With ``init_model`` the network starts from the weights of a frozen model (TensorFlow
+    ``.pb``); its architecture (type map, descriptor, ``sel`` and fitting net) must match
+    ``input_dict``. If the descriptor's ``sel`` is ``"auto"``, the parent's resolved
+    ``sel`` is used so that new data with a different neighbor count cannot break the
+    match (``input_dict`` itself is not modified; the written input is returned).
+
+    Args:
+        workdir (Path): Training folder (created; ``input.json``, ``lcurve.out``,
+            checkpoints, ``out.json``, ``train.log`` and the frozen model go there).
+        input_dict (dict): A deepmd-kit input, e.g. from :func:`make_training_input`.
+        init_model (Path | None): Frozen model to initialize from (previous iteration).
+        dp (str | None): The ``dp`` executable; default :func:`find_dp`.
+        threads (int | None): Threads per process; default the CPUs available.
+
+    Returns:
+        TrainResult: Frozen model path, timings (s), final lcurve row, inputs.
+
+    Raises:
+        TrainingError: If ``dp train`` or ``dp freeze`` fails, or produces no model; the
+            message contains the tail of the log.
+    """
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    input_dict = copy.deepcopy(input_dict)
+    if init_model is not None:
+        init_model = Path(init_model).resolve()
+        if not init_model.is_file():
+            raise TrainingError(f"init_model {init_model} does not exist")
+        _inherit_sel(input_dict, init_model)
+    (workdir / "input.json").write_text(json.dumps(input_dict, indent=2))
+    log = workdir / "train.log"
+    env = _thread_env(threads)
+    dp = dp or find_dp()
+
+    train_cmd = [dp, "--tf", "train", "input.json"]
+    if init_model is not None:
+        train_cmd += ["--init-frz-model", str(init_model)]
+    train_time = _run(train_cmd, workdir, log, env, "dp train")
+    frozen = workdir / FROZEN_MODEL_NAME
+    freeze_time = _run(
+        [dp, "--tf", "freeze", "-o", FROZEN_MODEL_NAME], workdir, log, env, "dp freeze"
+    )
+    if not frozen.is_file():
+        raise TrainingError(
+            f"dp freeze produced no {FROZEN_MODEL_NAME}", log_path=log, log_tail=_tail(log)
+        )
+
+    disp_file = workdir / input_dict.get("training", {}).get("disp_file", "lcurve.out")
+    lcurve = parse_lcurve(disp_file) if disp_file.is_file() else {}
+    out_json = workdir / "out.json"
+    resolved = json.loads(out_json.read_text()) if out_json.is_file() else {}
+    return TrainResult(
+        frozen_model=frozen,
+        wall_time=train_time + freeze_time,
+        train_time=train_time,
+        freeze_time=freeze_time,
+        lcurve=lcurve,
+        input_dict=input_dict,
+        resolved_input=resolved,
+        workdir=workdir,
+        log=log,
+    )
+
+
+def _inherit_sel(input_dict: dict, init_model: Path) -> None:
+    """Replace ``sel: "auto"`` by the parent model's resolved ``sel`` (in place)."""
+    descriptor = input_dict.get("model", {}).get("descriptor", {})
+    if descriptor.get("sel") != "auto":
+        return
+    parent = model_training_script(init_model)
+    parent_sel = parent.get("model", {}).get("descriptor", {}).get("sel")
+    if isinstance(parent_sel, list):
+        descriptor["sel"] = parent_sel
+
+
+def model_training_script(model: Path) -> dict:
+    """Return the normalized training input stored inside a frozen TensorFlow model.
+
+    Args:
+        model (Path): A frozen ``.pb`` model written by ``dp --tf freeze``.
+
+    Returns:
+        dict: The input deepmd-kit trained it with (``sel`` resolved); empty if absent.
+    """
+    from deepmd.tf.utils.errors import GraphWithoutTensorError
+    from deepmd.tf.utils.graph import get_tensor_by_name
+
+    try:
+        script = get_tensor_by_name(str(model), "train_attr/training_script")
+    except GraphWithoutTensorError:
+        return {}
+    if isinstance(script, bytes):
+        script = script.decode()
+    return json.loads(str(script))
+
+
+def evaluate_model(
+    model: Path,
+    systems: Sequence[str | os.PathLike],
+    type_map: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Energy, force and virial RMSEs of a frozen model on labeled ``deepmd/npy`` systems.
+
+    Uses deepmd-kit's Python inference (:class:`deepmd.infer.DeepPot`) and dpdata, and
+    mirrors ``dp test``: energy and virial errors are divided by the number of atoms of
+    each frame, force errors are over all Cartesian components. Frames of all systems
+    are pooled.
+
+    Args:
+        model (Path): Frozen model (``.pb``).
+        systems (Sequence[str | PathLike]): ``deepmd/npy`` system folders with energies,
+            forces and, optionally, virials.
+        type_map (Sequence[str] | None): Element order of the data; default each
+            system's own ``type_map.raw``. Elements are matched to the model's type map
+            by name.
+
+    Returns:
+        dict: ``n_frames`` (int), ``n_atoms`` (total atoms over frames, int),
+        ``rmse_e_per_atom`` (eV/atom), ``rmse_f`` (eV/Å), ``mae_e_per_atom``
+        (eV/atom), ``mae_f`` (eV/Å) and, only if every system has virials,
+        ``rmse_v_per_atom`` (eV/atom). NaN metrics if there are no frames.
+
+    Raises:
+        ValueError: If a system has an element the model does not know.
+    """
+    import dpdata
+    from deepmd.infer import DeepPot
+
+    dp_model = DeepPot(str(model))
+    model_types = list(dp_model.get_type_map())
+    e_err: list[np.ndarray] = []
+    f_err: list[np.ndarray] = []
+    v_err: list[np.ndarray] = []
+    have_virials = True
+    n_frames = n_atoms = 0
+    for path in systems:
+        kwargs = {"type_map": list(type_map)} if type_map is not None else {}
+        system = dpdata.LabeledSystem(str(path), fmt="deepmd/npy", **kwargs)
+        nf = system.get_nframes()
+        if nf == 0:
+            continue
+        names = system["atom_names"]
+        unknown = sorted({names[t] for t in system["atom_types"]} - set(model_types))
+        if unknown:
+            raise ValueError(
+                f"system {path} has elements {unknown} not in the model's type map {model_types}"
+            )
+        atype = np.array([model_types.index(names[t]) for t in system["atom_types"]])
+        nat = len(atype)
+        cells = None if system.nopbc else system["cells"].reshape(nf, 9)
+        energy, force, virial = dp_model.eval(
+            system["coords"].reshape(nf, -1), cells, atype
+        )[:3]
+        e_err.append((energy.reshape(nf) - system["energies"].reshape(nf)) / nat)
+        f_err.append((force.reshape(nf, -1) - system["forces"].reshape(nf, -1)).ravel())
+        if "virials" in system.data and not system.nopbc:
+            v_err.append((virial.reshape(nf, 9) - system["virials"].reshape(nf, 9)).ravel() / nat)
+        else:
+            have_virials = False
+        n_frames += nf
+        n_atoms += nf * nat
+
+    def rmse(parts: list[np.ndarray]) -> float:
+        return float(np.sqrt(np.mean(np.concatenate(parts) ** 2))) if parts else float("nan")
+
+    def mae(parts: list[np.ndarray]) -> float:
+        return float(np.mean(np.abs(np.concatenate(parts)))) if parts else float("nan")
+
+    metrics: dict[str, Any] = {
+        "n_frames": n_frames,
+        "n_atoms": n_atoms,
+        "rmse_e_per_atom": rmse(e_err),
+        "rmse_f": rmse(f_err),
+        "mae_e_per_atom": mae(e_err),
+        "mae_f": mae(f_err),
+    }
+    if have_virials and v_err:
+        metrics["rmse_v_per_atom"] = rmse(v_err)
+    return metrics
