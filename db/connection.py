@@ -77,6 +77,9 @@ class DBTarget:
 
     def connect(self) -> LaunchPad:
         """The LaunchPad, after checking that the server answers (one clear error otherwise)."""
+        if self.embedded and not embedded_server().is_running():
+            raise DatabaseUnreachable(f"the embedded FerretDB under {embedded_server().root} is not running. "
+                                      "Fix: start it with `firegen db up` (or give --uri / FIREGEN_MONGO_URI).")
         lp = self.launchpad()
         try:
             lp.connection.admin.command("ping")

@@ -119,15 +119,20 @@ class ResultsStore:
                 atoms.info["virial"] = np.reshape(label["virial"], (3, 3))
         return atoms
 
-    def set_label(self, config_id: ObjectId, label: dict) -> None:
-        """Attach a label (energy eV, forces eV/Å, virial eV; arrays flat) and mark it ``labeled``."""
+    def set_label(self, config_id: ObjectId, label: dict) -> bool:
+        """Attach a label (energy eV, forces eV/Å, virial eV; arrays flat) and mark it ``labeled``.
+
+        A configuration is labeled once: a second call (a rerun task) changes nothing and returns False.
+        """
         label = plain(label)
         label["forces"] = np.asarray(label["forces"], float).reshape(-1).tolist()
         if label.get("virial") is not None:
             label["virial"] = np.asarray(label["virial"], float).reshape(-1).tolist()
         validate_label(label)
-        self.configurations.update_one({"_id": config_id}, {"$set": {"label": label, "status": "labeled",
-                                                                     "labeled_at": _now()}})
+        result = self.configurations.update_one(
+            {"_id": config_id, "status": {"$ne": "labeled"}},
+            {"$set": {"label": label, "status": "labeled", "labeled_at": _now()}, "$inc": {"label_writes": 1}})
+        return result.modified_count == 1
 
     def mark_label_failed(self, config_id: ObjectId, reason: str, **details) -> None:
         """Quarantine a configuration whose labeling failed; earlier attempts are kept in ``label_attempts``."""
@@ -177,6 +182,13 @@ class ResultsStore:
         return found["_id"]
 
     # iterations --------------------------------------------------------------------------------
+    def set_iteration_fields(self, campaign: str, index: int, fields: dict) -> None:
+        """``$set`` dotted sub-fields of an existing iteration (exploration counts, timings)."""
+        self.iterations.update_one({"campaign": campaign, "index": index}, {"$set": plain(fields)})
+
+    def get_iteration(self, campaign: str, index: int) -> dict | None:
+        return self.iterations.find_one({"campaign": campaign, "index": index})
+
     def update_iteration(self, campaign: str, index: int, stage: int, **fields) -> dict:
         doc = plain({"campaign": campaign, "index": index, "stage": stage, **fields})
         validate_document("iterations", doc)

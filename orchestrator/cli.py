@@ -6,6 +6,7 @@ line ``firegen: error: ...`` with exit code 2, never as a traceback.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Optional
@@ -14,11 +15,13 @@ import typer
 
 from firegen.db.errors import FiregenError
 from firegen.db.uri import mask_secrets
+from firegen.orchestrator.cli_campaign import register as register_campaign_commands
 from firegen.orchestrator.cli_db import db_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Active learning of DeePMD potentials as FireWorks workflows on MongoDB.")
 app.add_typer(db_app, name="db")
+register_campaign_commands(app)
 
 
 @app.callback()
@@ -49,6 +52,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Claim the root logger first: dpdata's cp2kdata plugin calls logging.basicConfig(level=INFO) on
+    # import, which would print every FireWorks INFO line with a "CP2KDATA|" prefix.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from firegen.db.connection import (LAUNCHPAD_FILE, embedded_server, resolve_target, write_launchpad_file,
+from firegen.db.connection import (DEFAULT_DB_NAME, LAUNCHPAD_FILE, embedded_server, resolve_target, write_launchpad_file,
                                    write_uri_launchpad_file)
 from firegen.db.errors import FiregenError
 from firegen.db.ferretdb_install import FERRETDB_VERSION, install_ferretdb
@@ -36,6 +36,7 @@ def bring_up(target, launchpad_path: Path = Path(LAUNCHPAD_FILE), echo=typer.ech
     if target.embedded:
         server = embedded_server()
         uri = server.start()
+        target.uri = uri + DEFAULT_DB_NAME  # the port is known only now
         port = int(uri.rstrip("/").rsplit(":", 1)[1])
         write_launchpad_file(launchpad_path, "127.0.0.1", port)
         echo(f"FerretDB {FERRETDB_VERSION} (SQLite) on {uri}  data: {server.root / 'data'}")

@@ -1,0 +1,194 @@
+"""Campaign commands: validate, submit, run, status, worker, lostruns."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from firegen.db.connection import firegen_home, resolve_target, write_uri_launchpad_file
+from firegen.db.errors import FiregenError
+from firegen.db.repository import ResultsStore
+from firegen.orchestrator.config import load_config
+from firegen.orchestrator.report import campaign_summary
+
+TERMINAL = {"converged", "max_iterations", "failed", "stopped", "done"}
+
+
+def _target(ctx: typer.Context):
+    obj = ctx.find_root().obj or {}
+    return resolve_target(uri=obj.get("uri"), launchpad=obj.get("launchpad"))
+
+
+def validate_everything(config: Path):
+    """Load the config and check everything it references; no database is touched."""
+    from firegen.workflows.steps.label import get_labeler
+
+    cfg = load_config(config)
+    cfg.validate_references()
+    try:
+        get_labeler(cfg.labeler.kind, cfg.labeler.settings)
+    except (ValueError, ImportError) as exc:
+        raise FiregenError(f"{config}: labeler: {exc}") from None
+    return cfg
+
+
+def validate(config: Path = typer.Argument(..., help="Campaign YAML.")):
+    """Check a campaign config and the files it references, without touching the database."""
+    cfg = validate_everything(config)
+    n_cond = sum(len(s.systems) * len(s.conditions()) for s in cfg.stages)
+    typer.echo(f"{config}: OK — campaign '{cfg.name}', {len(cfg.systems)} system(s), {len(cfg.stages)} stage(s), "
+               f"{n_cond} (system, condition) explorations, committee of {cfg.committee.size}, labeler {cfg.labeler.kind}")
+
+
+def submit_cmd(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YAML."),
+               dry_run: bool = typer.Option(False, "--dry-run", help="Write the workflow instead of queueing it."),
+               output: Optional[Path] = typer.Option(None, "-o", "--output", help="Workflow file for --dry-run.")):
+    """Validate and queue a campaign (or, with --dry-run -o wf.yaml, write what `lpad add` queues)."""
+    from firegen.orchestrator.submit import submit, write_workflow
+
+    cfg = validate_everything(config)
+    if dry_run:
+        out = output or Path(f"{cfg.name}.wf.yaml")
+        write_workflow(cfg, out)
+        typer.echo(f"wrote {out}; queue it with: lpad add {out}")
+        return
+    from firegen.orchestrator.cli_db import prepare_database
+
+    lp = _target(ctx).connect()
+    prepare_database(lp)
+    fw_id = submit(lp, cfg)
+    typer.echo(f"queued campaign '{cfg.name}' (init Firework {fw_id}); start workers: firegen worker --gpu / --cpu")
+
+
+def status(ctx: typer.Context, campaign: Optional[str] = typer.Argument(None, help="Campaign name (default: all).")):
+    """Print the per-iteration table of a campaign (or of every campaign)."""
+    store = ResultsStore.from_launchpad(_target(ctx).connect())
+    names = [campaign] if campaign else [d["name"] for d in store.campaigns.find({}, {"name": 1}).sort("name", 1)]
+    if not names:
+        typer.echo("no campaigns in the database")
+    for name in names:
+        typer.echo(campaign_summary(store, name))
+
+
+def worker_launchpad(target, home: Path | None = None) -> Path:
+    """A launchpad file for this target that rlaunch can read (the user's own file when there is one)."""
+    if target.launchpad_file is not None:
+        return target.launchpad_file
+    return write_uri_launchpad_file((home or firegen_home()) / "workers" / "my_launchpad.yaml", target.uri)
+
+
+def worker(ctx: typer.Context, gpu: bool = typer.Option(False, "--gpu", help="Train and explore (category gpu)."),
+           cpu: bool = typer.Option(False, "--cpu", help="Label and select (category cpu)."),
+           sleep: int = typer.Option(1, help="Seconds between polls when idle."),
+           timeout: Optional[float] = typer.Option(None, help="Stop after this many seconds.")):
+    """Run `rlaunch rapidfire` for one category, against the resolved database."""
+    from firegen.launchers.local import rlaunch_command, worker_env, write_fworker
+
+    if gpu == cpu:
+        raise FiregenError("choose one of --gpu or --cpu. Fix: start one worker per category.")
+    kind = "gpu" if gpu else "cpu"
+    target = _target(ctx)
+    target.connect()
+    lp_file = worker_launchpad(target)
+    workdir = firegen_home() / "workers" / kind
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = rlaunch_command(lp_file, write_fworker(kind, lp_file, workdir), sleep, timeout=timeout)
+    os.chdir(workdir)
+    os.execve(cmd[0], cmd, worker_env(lp_file))
+
+
+def lostruns(ctx: typer.Context, rerun: bool = typer.Option(False, "--rerun", help="Requeue the lost runs."),
+             expiration_secs: int = typer.Option(4 * 3600, help="A RUNNING launch not pinged for this long is lost.")):
+    """`lpad detect_lostruns` for the resolved database (tasks are idempotent, so --rerun is safe)."""
+    lp = _target(ctx).connect()
+    lost_launches, lost_fws, inconsistent = lp.detect_lostruns(expiration_secs=expiration_secs, rerun=rerun)
+    typer.echo(f"lost launches: {lost_launches}; lost Fireworks: {lost_fws}; inconsistent: {inconsistent}"
+               + ("; requeued" if rerun and lost_fws else ""))
+
+
+def run(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YAML."),
+        timeout: float = typer.Option(3600, help="Give up after this many seconds."),
+        sleep: int = typer.Option(1, help="Worker poll interval when idle (s).")):
+    """All in one: database up, submit (or resume), local gpu + cpu workers, progress, the final table."""
+    from firegen.launchers.local import start_worker
+    from firegen.orchestrator.cli_db import bring_up
+    from firegen.orchestrator.submit import submit
+
+    cfg = validate_everything(config)
+    target = _target(ctx)
+    lp = bring_up(target)
+    store = ResultsStore.from_launchpad(lp)
+    doc = store.get_campaign(cfg.name)
+    if doc is None:
+        submit(lp, cfg)
+        typer.echo(f"queued campaign '{cfg.name}'")
+    elif doc["status"] in TERMINAL:
+        typer.echo(campaign_summary(store, cfg.name))
+        return
+    else:
+        typer.echo(f"resuming campaign '{cfg.name}' (status {doc['status']})")
+    lp_file = worker_launchpad(target)
+    workers = {kind: start_worker(kind, lp_file, firegen_home() / "workers" / kind, sleep) for kind in ("gpu", "cpu")}
+    code = 0
+    try:
+        code = _follow(lp, store, cfg.name, workers, timeout)
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in workers.values():
+            try:
+                proc.wait(timeout=30)
+            except Exception:
+                os.killpg(proc.pid, signal.SIGKILL)
+    typer.echo(campaign_summary(store, cfg.name))
+    if code:
+        raise typer.Exit(code)
+
+
+def _follow(lp, store, name: str, workers: dict, timeout: float) -> int:
+    """Print one progress line per change until the campaign ends; 1 on a fizzled Firework or timeout."""
+    start, last = time.monotonic(), None
+    while time.monotonic() - start < timeout:
+        doc = store.get_campaign(name) or {}
+        states = {}
+        for fw in lp.fireworks.find({"spec.firegen.campaign": name}, {"state": 1, "spec.firegen.kind": 1}):
+            key = (fw["spec"]["firegen"]["kind"], fw["state"])
+            states[key] = states.get(key, 0) + 1
+        active = sum(n for (_, s), n in states.items() if s in ("READY", "RESERVED", "RUNNING", "WAITING"))
+        line = (f"[{time.monotonic() - start:6.0f} s] {name}: {doc.get('status')} stage {doc.get('stage')} "
+                f"iteration {doc.get('iteration')}; running: "
+                + (", ".join(f"{k}" for (k, s), n in sorted(states.items()) if s == "RUNNING") or "-"))
+        if line.split("] ", 1)[1] != last:
+            typer.echo(line)
+            last = line.split("] ", 1)[1]
+        fizzled = [k for (k, s) in states if s == "FIZZLED"]
+        if fizzled:
+            typer.echo(f"a {fizzled[0]} Firework fizzled; see `lpad get_fws -s FIZZLED -d more` and the worker logs "
+                       f"under {firegen_home() / 'workers'}", err=True)
+            return 1
+        if doc.get("status") in TERMINAL and active == 0:
+            return 0
+        for kind, proc in workers.items():
+            if proc.poll() is not None:
+                typer.echo(f"the {kind} worker exited with code {proc.returncode}; see its worker.log", err=True)
+                return 1
+        time.sleep(1.0)
+    typer.echo(f"timed out after {timeout:.0f} s; the campaign goes on when workers run again (firegen run resumes)",
+               err=True)
+    return 1
+
+
+def register(app: typer.Typer) -> None:
+    app.command("validate")(validate)
+    app.command("submit")(submit_cmd)
+    app.command("run")(run)
+    app.command("status")(status)
+    app.command("worker")(worker)
+    app.command("lostruns")(lostruns)

@@ -1,0 +1,54 @@
+"""The per-iteration table that papers print, from the database at any time."""
+
+from __future__ import annotations
+
+from firegen.db.repository import ResultsStore
+
+COLUMNS = ["iteration", "stage", "ensemble", "T (K)", "P (bar)", "MD steps", "frames", "candidates",
+           "selected", "labeled", "failed labels", "accurate %", "decision"]
+
+
+def iteration_rows(store: ResultsStore, campaign: str) -> list[dict]:
+    """One row per iteration: conditions explored, counts, labels, accurate ratio, decision."""
+    labeled = {r["_id"]: r["n"] for r in store.configurations.aggregate([
+        {"$match": {"campaign": campaign, "status": "labeled"}},
+        {"$group": {"_id": "$origin.iteration", "n": {"$sum": 1}}}])}
+    failed = {r["_id"]: r["n"] for r in store.configurations.aggregate([
+        {"$match": {"campaign": campaign, "status": "label_failed"}},
+        {"$group": {"_id": "$origin.iteration", "n": {"$sum": 1}}}])}
+    rows = []
+    for it in store.iterations.find({"campaign": campaign}).sort("index", 1):
+        counts = it.get("counts") or {}
+        ratios = it.get("ratios") or {}
+        rows.append({
+            "iteration": it["index"], "stage": it.get("stage_name", it["stage"]), "ensemble": it.get("ensemble", ""),
+            "T (K)": "/".join(f"{t:g}" for t in it.get("temperatures", [])),
+            "P (bar)": "/".join(f"{p:g}" for p in it.get("pressures", [])) or "-",
+            "MD steps": it.get("nsteps", ""), "frames": counts.get("total", ""),
+            "candidates": counts.get("candidate", ""), "selected": it.get("selected", ""),
+            "labeled": labeled.get(it["index"], 0), "failed labels": failed.get(it["index"], 0),
+            "accurate %": f"{100 * ratios['accurate']:.1f}" if ratios else "",
+            "decision": (it.get("decision") or {}).get("action", it.get("status", "")),
+        })
+    return rows
+
+
+def render_table(rows: list[dict], title: str = "") -> str:
+    """Plain-text table (fixed width), the same in a terminal, a log file and CI output."""
+    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in COLUMNS}
+    lines = [title] if title else []
+    lines.append("  ".join(c.rjust(widths[c]) for c in COLUMNS))
+    lines.append("  ".join("-" * widths[c] for c in COLUMNS))
+    lines += ["  ".join(str(r[c]).rjust(widths[c]) for c in COLUMNS) for r in rows]
+    return "\n".join(lines)
+
+
+def campaign_summary(store: ResultsStore, campaign: str) -> str:
+    doc = store.get_campaign(campaign)
+    if doc is None:
+        return f"campaign '{campaign}' is not in the database"
+    n_labeled = store.configurations.count_documents({"campaign": campaign, "status": "labeled"})
+    n_models = store.models.count_documents({"campaign": campaign})
+    head = (f"campaign {campaign}: status {doc['status']}, stage {doc.get('stage')}, iteration {doc.get('iteration')}; "
+            f"{n_labeled} labeled configurations, {n_models} models")
+    return render_table(iteration_rows(store, campaign), head)

@@ -1,0 +1,224 @@
+"""The campaign's steps against the results store: what each FireTask does, as plain functions.
+
+The science (training, MD, labeling, picking) is in :mod:`firegen.workflows.steps`; these functions
+fetch its inputs from the store, call it, and store its outputs idempotently.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import dpdata
+import numpy as np
+from bson import ObjectId
+
+from firegen.db.repository import ResultsStore
+from firegen.orchestrator.config import CampaignConfig
+from firegen.orchestrator.convergence import Decision, decide
+from firegen.workflows.dataset import LABELED_FIELDS, split_train_validation, write_deepmd_npy
+from firegen.workflows.steps import explore as md
+from firegen.workflows.steps import label as labeling
+from firegen.workflows.steps import select as selection
+from firegen.workflows.steps import train as training
+
+
+def initial_configurations(store: ResultsStore, cfg: CampaignConfig, systems: dict, imported: list[str]) -> list:
+    """Store the perturbed starting frames (status ``selected``) and imported labeled data; return the
+    ids still to label (a rerun returns the same ids, minus those labeled meanwhile)."""
+    from firegen.orchestrator.structures import perturbed_copies
+
+    perturb = cfg.initial_data.perturb
+    if perturb is not None:
+        for name, structure in systems.items():
+            frames = perturbed_copies(ResultsStore.atoms(structure), perturb.count, perturb.atom_displacement,
+                                      perturb.cell_strain, perturb.scales, seed=perturb.seed,
+                                      atom_style=perturb.atom_style, include_unperturbed=perturb.include_unperturbed)
+            for k, atoms in enumerate(frames):
+                store.add_atoms(cfg.name, atoms, {"kind": "init", "system": name, "frame": k, "iteration": -1},
+                                status="selected")
+    for path in imported:
+        data = dpdata.LabeledSystem(path, fmt="deepmd/npy", type_map=cfg.type_map)
+        for k in range(len(data)):
+            frame = data[k]
+            species = [frame["atom_names"][t] for t in frame["atom_types"]]
+            label = {"energy": float(frame["energies"][0]), "forces": frame["forces"][0], "code": "imported",
+                     "settings_hash": "imported:" + str(path), "virial": frame["virials"][0] if frame.has_virial() else None}
+            cid, new = store.add_configuration(cfg.name, species, frame["cells"][0], frame["coords"][0],
+                                               {"kind": "imported", "path": str(path), "frame": k, "iteration": -1},
+                                               status="selected")
+            if new or store.configurations.find_one({"_id": cid, "status": "selected"}):
+                store.set_label(cid, label)
+    return [d["_id"] for d in store.configurations.find({"campaign": cfg.name, "status": "selected",
+                                                         "origin.kind": "init"}, {"_id": 1})]
+
+
+def open_iteration(store: ResultsStore, cfg: CampaignConfig, index: int, stage: int) -> None:
+    """Create the iteration's document with what the per-iteration table prints."""
+    st = cfg.stages[stage]
+    store.update_iteration(cfg.name, index, stage, stage_name=st.name, ensemble=st.ensemble,
+                           temperatures=st.temperatures, pressures=st.pressures or [], nsteps=st.nsteps,
+                           status="running")
+    store.update_campaign(cfg.name, stage=stage, iteration=index)
+
+
+def label_batch(store: ResultsStore, cfg: CampaignConfig, ids: list[ObjectId], fw_id=None) -> dict:
+    """Label the configurations of ``ids`` still ``selected``; failures become ``label_failed``."""
+    labeler = labeling.get_labeler(cfg.labeler.kind, cfg.labeler.settings)
+    done = failed = 0
+    science = 0.0
+    for doc in store.configurations.find({"_id": {"$in": ids}, "status": "selected"}):
+        result = labeling.label_many(labeler, [ResultsStore.atoms(doc)])[0]
+        science += result.walltime or 0.0
+        if result.ok:
+            done += store.set_label(doc["_id"], {**result.to_dict(), "fw_id": fw_id})
+        else:
+            store.mark_label_failed(doc["_id"], result.reason, error_type=result.error_type, fw_id=fw_id,
+                                    code=result.code, settings_hash=result.settings_hash)
+            failed += 1
+    return {"labeled": done, "failed": failed, "seconds": science}
+
+
+def _committee(store: ResultsStore, campaign: str, iteration: int) -> list[dict]:
+    return list(store.models.find({"campaign": campaign, "iteration": iteration}).sort("member", 1))
+
+
+def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, member: int, workdir: Path) -> dict:
+    """Train one committee member on the iteration's dataset snapshot (skipped when already stored)."""
+    existing = store.models.find_one({"campaign": cfg.name, "iteration": iteration, "member": member})
+    if existing and existing.get("file_id"):
+        return {"model_id": str(existing["_id"]), "skipped": True}
+    snapshot = store.snapshot_dataset(cfg.name, iteration)
+    docs = list(store.configurations.find({"_id": {"$in": snapshot["configuration_ids"]}}, LABELED_FIELDS))
+    if not docs:
+        raise RuntimeError(f"campaign {cfg.name}: no labeled configurations to train iteration {iteration} on; "
+                           "every initial label failed? see `firegen provenance failures`")
+    train_docs, valid_docs = split_train_validation(docs)
+    data_dir = workdir / "data"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    train_sys = write_deepmd_npy(train_docs, cfg.type_map, data_dir / "train")
+    valid_sys = write_deepmd_npy(valid_docs, cfg.type_map, data_dir / "valid") if valid_docs else None
+    seed = selection.seed_from(cfg.name, iteration, member) % (2**31 - 1) + 1
+    input_dict = training.make_training_input(cfg.committee.training, train_sys, cfg.type_map, seed,
+                                              cfg.committee.numb_steps, valid_sys)
+    parent = None
+    init_model = None
+    if cfg.committee.init_from_previous and iteration > 0:
+        parent = store.models.find_one({"campaign": cfg.name, "iteration": iteration - 1, "member": member})
+        if parent and parent.get("file_id"):
+            init_model = store.blobs.fetch(parent["file_id"], workdir / "parent.pb")
+    result = training.train_model(workdir / "train", input_dict, init_model=init_model)
+    metrics = {"train": training.evaluate_model(result.frozen_model, train_sys, cfg.type_map)}
+    if valid_sys:
+        metrics["validation"] = training.evaluate_model(result.frozen_model, valid_sys, cfg.type_map)
+    model_id = store.add_model(cfg.name, iteration, member, seed=seed, backend=cfg.committee.backend,
+                               dataset_id=snapshot["_id"], model_file=result.frozen_model,
+                               parent=parent["_id"] if parent else None, input=_bson_safe(result.input_dict),
+                               metrics=metrics, train_seconds=result.wall_time,
+                               n_train=len(train_docs), n_validation=len(valid_docs))
+    store.iterations.update_one({"campaign": cfg.name, "index": iteration},
+                                {"$inc": {"timings.train_s": result.wall_time}, "$addToSet": {"model_ids": model_id}})
+    return {"model_id": str(model_id), "seconds": result.wall_time, "metrics": metrics}
+
+
+def _bson_safe(obj):
+    """deepmd inputs may hold nested lists (FerretDB 1.x rejects them): keep those as JSON text."""
+    import json
+
+    if isinstance(obj, dict):
+        return {k: _bson_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        if any(isinstance(v, list) for v in obj):
+            return json.dumps(obj)
+        return [_bson_safe(v) for v in obj]
+    return obj
+
+
+def explore(store: ResultsStore, cfg: CampaignConfig, iteration: int, stage: int, system: str, condition: int,
+            workdir: Path, fw_id=None, lmp: str = "lmp") -> dict:
+    """Run one exploration and store its candidates (with full origin) and its counts."""
+    key = f"{system}|c{condition}"
+    done = (store.get_iteration(cfg.name, iteration) or {}).get("explorations", {}).get(key)
+    if done:
+        return done
+    models = _committee(store, cfg.name, iteration)
+    paths = [store.blobs.fetch(m["file_id"], workdir / "models" / f"graph.{m['member']:03d}.pb") for m in models]
+    st = cfg.stages[stage]
+    cond = md.MDCondition(**st.conditions()[condition],
+                          seed=selection.seed_from(cfg.name, iteration, system, condition) % (2**31 - 2) + 1)
+    structure = store.get_campaign(cfg.name)["systems"][system]
+    atoms = ResultsStore.atoms(structure)
+    engine = cfg.exploration.engine
+    if engine == "lammps":
+        try:
+            md.find_lmp(lmp)
+        except Exception:  # no LAMMPS with deepmd here: the documented fallback
+            engine = "ase"
+    run_dir = workdir / "md"
+    if engine == "lammps":
+        md.write_lammps_inputs(run_dir, atoms, cfg.type_map, paths, cond, masses=cfg.masses())
+        result = md.run_lammps(run_dir, lmp)
+    else:
+        result = md.run_ase_md(run_dir, atoms, cfg.type_map, paths, cond)
+    trust = cfg.selection.trust
+    codes = selection.classify(result.max_devi_f, trust.f_lo, trust.f_hi,
+                               result.max_devi_v if trust.v_lo is not None else None, trust.v_lo, trust.v_hi)
+    model_ids = [m["_id"] for m in models]
+    new = 0
+    for k in np.flatnonzero(codes == selection.CANDIDATE):
+        origin = {"kind": "explored", "iteration": iteration, "stage": stage, "stage_name": st.name,
+                  "system": system, "condition": cond.as_dict(), "condition_index": condition,
+                  "model_ids": model_ids, "fw_id": fw_id, "frame": int(k), "step": int(result.steps[k]),
+                  "engine": result.engine}
+        deviation = {"max_f": float(result.max_devi_f[k]), "max_v": float(result.max_devi_v[k])}
+        new += store.add_atoms(cfg.name, result.frames[k], origin, status="candidate", model_deviation=deviation)[1]
+    summary = {**selection.counts(codes), "new_candidates": int(new), "system": system, "condition": cond.as_dict(),
+               "engine": result.engine, "md_seconds": float(result.wall_time),
+               "max_devi_f_hist": np.histogram(np.nan_to_num(result.max_devi_f, nan=1e9),
+                                               bins=[0, 0.05, 0.1, trust.f_lo, 0.25, trust.f_hi, 0.5, 1.0, 1e10])[0]}
+    store.set_iteration_fields(cfg.name, iteration, {f"explorations.{key}": summary})
+    store.iterations.update_one({"campaign": cfg.name, "index": iteration},
+                                {"$inc": {"timings.explore_s": float(result.wall_time)}})
+    return selection_counts_only(summary)
+
+
+def selection_counts_only(summary: dict) -> dict:
+    return {k: summary[k] for k in ("accurate", "candidate", "failed", "total", "new_candidates")}
+
+
+def select_and_decide(store: ResultsStore, cfg: CampaignConfig, iteration: int, stage: int) -> tuple[Decision, list]:
+    """Totals, the capped pick, and the convergence decision of one iteration (stored on it)."""
+    it = store.get_iteration(cfg.name, iteration)
+    if it.get("decision"):  # rerun: the first run decided
+        selected = [d["_id"] for d in store.configurations.find(
+            {"campaign": cfg.name, "origin.iteration": iteration, "status": "selected"}, {"_id": 1})]
+        return Decision(**it["decision"]), selected
+    totals = {k: sum(e[k] for e in it.get("explorations", {}).values())
+              for k in ("accurate", "candidate", "failed", "total")}
+    ratio = selection.ratios(totals)
+    history = [{"accurate_ratio": h["ratios"]["accurate"], "candidate_ratio": h["ratios"]["candidate"]}
+               for h in store.iterations.find({"campaign": cfg.name, "stage": stage, "index": {"$lt": iteration},
+                                               "ratios": {"$exists": True}}).sort("index", 1)]
+    history.append({"accurate_ratio": ratio["accurate"], "candidate_ratio": ratio["candidate"]})
+    campaign = store.get_campaign(cfg.name)
+    decision = decide(stage, cfg.stages, history, campaign.get("stage_status", [])[:stage])
+    candidates = list(store.configurations.find({"campaign": cfg.name, "origin.iteration": iteration,
+                                                 "status": "candidate"}, {"_id": 1, "model_deviation": 1}))
+    keys = [c["_id"] for c in candidates]
+    sel_cfg = cfg.selection
+    picked = selection.select_candidates(keys, sel_cfg.max_per_iteration,
+                                         selection.seed_from(cfg.name, iteration, sel_cfg.seed))
+    if decision.action == "done" or len(picked) < sel_cfg.min_per_iteration:
+        picked = []
+    picked_set = set(picked)
+    store.set_status(picked, "selected")
+    store.set_status([k for k in keys if k not in picked_set], "rejected",
+                     rejected_reason="campaign ended" if decision.action == "done" else "over the per-iteration cap")
+    statuses = campaign.get("stage_status", [])[:stage]
+    if decision.stage_status != "running":
+        statuses = statuses + [decision.stage_status]
+    store.update_iteration(cfg.name, iteration, stage, counts=totals, ratios=ratio, selected=len(picked),
+                           decision=decision.as_dict(), status="done")
+    store.update_campaign(cfg.name, status=decision.campaign_status, stage_status=statuses)
+    return decision, picked

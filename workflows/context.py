@@ -1,0 +1,34 @@
+"""What a FireTask needs from its surroundings: the results store and the campaign's config.
+
+The database is the one the worker's LaunchPad uses: ``firegen worker`` passes its launchpad file in
+the FWorker env (``firegen_launchpad``) and in ``FIREGEN_LAUNCHPAD``; otherwise firegen's usual
+lookup applies (:func:`firegen.db.connection.resolve_target`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from firegen.db.connection import resolve_target
+from firegen.db.repository import ResultsStore
+from firegen.orchestrator.config import CampaignConfig
+
+
+@lru_cache(maxsize=4)
+def _store(launchpad_file: str | None) -> ResultsStore:
+    target = resolve_target(launchpad=launchpad_file) if launchpad_file else resolve_target()
+    return ResultsStore(target.connect().db)
+
+
+def open_store(fw_spec: dict | None = None) -> ResultsStore:
+    """The results store of the database this worker serves (one client per process)."""
+    env = (fw_spec or {}).get("_fw_env") or {}
+    return _store(env.get("firegen_launchpad"))
+
+
+def campaign_config(store: ResultsStore, campaign: str) -> tuple[dict, CampaignConfig]:
+    """The campaign document and its frozen config, validated again."""
+    doc = store.get_campaign(campaign)
+    if doc is None:
+        raise LookupError(f"campaign {campaign!r} is not in the database; was its init Firework run?")
+    return doc, CampaignConfig.model_validate(doc["config"])

@@ -1,0 +1,78 @@
+"""Labeled configurations (documents) → dpdata ``deepmd/npy`` training folders, and back.
+
+Frames are grouped by composition with atoms sorted by type, so every group is one dpdata
+``LabeledSystem`` (one folder). Arrays are stored flat in the database; reshaped here.
+Units: energies eV, forces eV/Å, virials eV, lengths Å.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import dpdata
+import numpy as np
+
+LABELED_FIELDS = {"species": 1, "cell": 1, "positions": 1, "label": 1, "hash": 1, "pbc": 1}
+
+
+def is_validation(config_hash: str, fraction: float) -> bool:
+    """Deterministic hold-out by content hash: the same configuration is always on the same side."""
+    return fraction > 0 and (int(config_hash[:8], 16) % 1000) < fraction * 1000
+
+
+def to_labeled_systems(docs, type_map: list[str]) -> list[dpdata.LabeledSystem]:
+    """Group labeled configuration documents into dpdata systems (one per composition)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    index = {el: i for i, el in enumerate(type_map)}
+    for doc in docs:
+        types = np.array([index[s] for s in doc["species"]])
+        order = np.argsort(types, kind="stable")
+        groups[tuple(types[order])].append((doc, order))
+    systems = []
+    for types, members in sorted(groups.items()):
+        types = np.array(types)
+        coords, cells, energies, forces, virials = [], [], [], [], []
+        for doc, order in members:
+            label = doc["label"]
+            coords.append(np.reshape(doc["positions"], (-1, 3))[order])
+            cells.append(np.reshape(doc["cell"], (3, 3)))
+            energies.append(label["energy"])
+            forces.append(np.reshape(label["forces"], (-1, 3))[order])
+            virials.append(None if label.get("virial") is None else np.reshape(label["virial"], (3, 3)))
+        data = {
+            "atom_names": list(type_map),
+            "atom_numbs": [int((types == i).sum()) for i in range(len(type_map))],
+            "atom_types": types,
+            "orig": np.zeros(3),
+            "cells": np.array(cells),
+            "coords": np.array(coords),
+            "energies": np.array(energies, dtype=float),
+            "forces": np.array(forces),
+            "nopbc": False,
+        }
+        if all(v is not None for v in virials):
+            data["virials"] = np.array(virials)
+        systems.append(dpdata.LabeledSystem(data=data))
+    return systems
+
+
+def write_deepmd_npy(docs, type_map: list[str], out_dir: Path) -> list[str]:
+    """Write one ``deepmd/npy`` folder per composition under ``out_dir``; return their paths."""
+    out_dir = Path(out_dir)
+    paths = []
+    for i, system in enumerate(to_labeled_systems(docs, type_map)):
+        path = out_dir / f"sys.{i:03d}"
+        system.to("deepmd/npy", str(path))
+        paths.append(str(path))
+    return paths
+
+
+def split_train_validation(docs, fraction: float = 0.1, min_validation: int = 2) -> tuple[list, list]:
+    """Hold out ``fraction`` of the frames (by hash) when at least ``min_validation`` would be held out."""
+    train, valid = [], []
+    for doc in docs:
+        (valid if is_validation(doc["hash"], fraction) else train).append(doc)
+    if len(valid) < min_validation or not train:
+        return list(docs), []
+    return train, valid

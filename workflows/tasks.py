@@ -1,0 +1,121 @@
+"""The FireTasks of a campaign. Each fetches its inputs, calls a pure step, stores the outputs, and
+returns an :class:`~fireworks.FWAction`. All are idempotent: a rerun (``lpad detect_lostruns
+--rerun``, ``lpad rerun_fws``) finds what the first run stored and neither repeats it nor stores it twice.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bson import ObjectId
+from fireworks import FiretaskBase, FWAction, explicit_serialize
+
+from firegen.db.repository import ResultsStore
+from firegen.workflows.context import campaign_config, open_store
+
+
+def _atoms(structure: dict):
+    return ResultsStore.atoms(structure)
+
+
+@explicit_serialize
+class InitCampaignTask(FiretaskBase):
+    """Create the campaign, its initial configurations (perturbed systems, imported data), then
+    append: label the initial configurations → iteration 0."""
+
+    required_params = ["config", "systems"]
+    optional_params = ["imported"]
+
+    def run_task(self, fw_spec):
+        from firegen.orchestrator.config import CampaignConfig
+        from firegen.workflows import campaign_steps
+        from firegen.workflows.builders import labels_then_iteration
+
+        cfg = CampaignConfig.model_validate(self["config"])
+        store = open_store(fw_spec)
+        store.init()
+        store.create_campaign(cfg.name, cfg.frozen(), cfg.type_map)
+        store.update_campaign(cfg.name, systems=self["systems"], status="running", stage=0, iteration=0,
+                              stage_status=[], init_fw_id=fw_spec.get("_fw_id"))
+        to_label = campaign_steps.initial_configurations(store, cfg, self["systems"], self.get("imported", []))
+        campaign_steps.open_iteration(store, cfg, 0, 0)
+        wf = labels_then_iteration(cfg, [str(i) for i in to_label], -1, 0, 0)
+        return FWAction(additions=[wf], stored_data={"initial_to_label": len(to_label)})
+
+
+@explicit_serialize
+class LabelTask(FiretaskBase):
+    """Label a batch of selected configurations; a failure quarantines that one configuration."""
+
+    required_params = ["campaign", "iteration", "config_ids"]
+
+    def run_task(self, fw_spec):
+        from firegen.workflows import campaign_steps
+
+        store = open_store(fw_spec)
+        _, cfg = campaign_config(store, self["campaign"])
+        ids = [ObjectId(i) for i in self["config_ids"]]
+        result = campaign_steps.label_batch(store, cfg, ids, fw_spec.get("_fw_id"))
+        if self["iteration"] >= 0:
+            store.iterations.update_one({"campaign": self["campaign"], "index": self["iteration"]},
+                                        {"$inc": {"timings.label_s": result["seconds"]}})
+        return FWAction(stored_data=result)
+
+
+@explicit_serialize
+class TrainTask(FiretaskBase):
+    """Train, freeze and test one committee member on the iteration's dataset snapshot."""
+
+    required_params = ["campaign", "iteration", "member"]
+
+    def run_task(self, fw_spec):
+        from firegen.workflows import campaign_steps
+
+        store = open_store(fw_spec)
+        _, cfg = campaign_config(store, self["campaign"])
+        info = campaign_steps.train_member(store, cfg, self["iteration"], self["member"], Path.cwd())
+        return FWAction(stored_data=info)
+
+
+@explicit_serialize
+class ExploreTask(FiretaskBase):
+    """MD with the iteration's committee for one (system, condition); store candidates and counts."""
+
+    required_params = ["campaign", "iteration", "stage", "system", "condition"]
+
+    def run_task(self, fw_spec):
+        from firegen.workflows import campaign_steps
+
+        store = open_store(fw_spec)
+        _, cfg = campaign_config(store, self["campaign"])
+        counts = campaign_steps.explore(store, cfg, self["iteration"], self["stage"], self["system"],
+                                        self["condition"], Path.cwd(), fw_spec.get("_fw_id"),
+                                        lmp=(fw_spec.get("_fw_env") or {}).get("lmp", "lmp"))
+        return FWAction(stored_data=counts)
+
+
+@explicit_serialize
+class SelectTask(FiretaskBase):
+    """Count, pick candidates, decide (continue / next stage / done) and append what comes next."""
+
+    required_params = ["campaign", "iteration", "stage"]
+
+    def run_task(self, fw_spec):
+        from firegen.workflows import campaign_steps
+        from firegen.workflows.builders import labels_then_iteration
+
+        store = open_store(fw_spec)
+        _, cfg = campaign_config(store, self["campaign"])
+        t0 = time.perf_counter()
+        decision, selected = campaign_steps.select_and_decide(store, cfg, self["iteration"], self["stage"])
+        if decision.action == "done":
+            return FWAction(stored_data={"decision": decision.as_dict()})
+        nxt = self["iteration"] + 1
+        campaign_steps.open_iteration(store, cfg, nxt, decision.stage)
+        wf = labels_then_iteration(cfg, [str(i) for i in selected], self["iteration"], nxt, decision.stage)
+        store.set_iteration_fields(self["campaign"], self["iteration"], {"timings.select_s": time.perf_counter() - t0})
+        return FWAction(additions=[wf], stored_data={"decision": decision.as_dict(), "selected": len(selected)})
+
+
+__all__ = ["InitCampaignTask", "LabelTask", "TrainTask", "ExploreTask", "SelectTask"]
