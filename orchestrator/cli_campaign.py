@@ -105,9 +105,11 @@ def worker(ctx: typer.Context, gpu: bool = typer.Option(False, "--gpu", help="Tr
 
 def lostruns(ctx: typer.Context, rerun: bool = typer.Option(False, "--rerun", help="Requeue the lost runs."),
              expiration_secs: int = typer.Option(4 * 3600, help="A RUNNING launch not pinged for this long is lost.")):
-    """`lpad detect_lostruns` for the resolved database (tasks are idempotent, so --rerun is safe)."""
+    """`lpad detect_lostruns` that also works on FerretDB (tasks are idempotent, so --rerun is safe)."""
+    from firegen.db.lostruns import detect_lostruns
+
     lp = _target(ctx).connect()
-    lost_launches, lost_fws, inconsistent = lp.detect_lostruns(expiration_secs=expiration_secs, rerun=rerun)
+    lost_launches, lost_fws, inconsistent = detect_lostruns(lp, expiration_secs, rerun=rerun, refresh=rerun)
     typer.echo(f"lost launches: {lost_launches}; lost Fireworks: {lost_fws}; inconsistent: {inconsistent}"
                + ("; requeued" if rerun and lost_fws else ""))
 
@@ -185,6 +187,41 @@ def _follow(lp, store, name: str, workers: dict, timeout: float) -> int:
     return 1
 
 
+provenance_app = typer.Typer(no_args_is_help=True, help="Where models and configurations came from.")
+
+
+def _print_json(obj) -> None:
+    import json
+
+    from bson import json_util
+
+    typer.echo(json.dumps(json.loads(json_util.dumps(obj)), indent=2, sort_keys=False))
+
+
+@provenance_app.command("model")
+def provenance_model(ctx: typer.Context, model_id: str):
+    """The dataset and every label behind a model, with the labeler settings."""
+    from firegen.db.provenance import model_provenance
+
+    _print_json(model_provenance(_target(ctx).connect().db, model_id))
+
+
+@provenance_app.command("config")
+def provenance_config(ctx: typer.Context, config_id: str):
+    """A configuration's origin chain and the models later trained on it."""
+    from firegen.db.provenance import configuration_provenance
+
+    _print_json(configuration_provenance(_target(ctx).connect().db, config_id))
+
+
+@provenance_app.command("failures")
+def provenance_failures(ctx: typer.Context, campaign: str):
+    """Every configuration of a campaign whose label failed, and why."""
+    from firegen.db.provenance import failed_labels
+
+    _print_json(failed_labels(_target(ctx).connect().db, campaign))
+
+
 def register(app: typer.Typer) -> None:
     app.command("validate")(validate)
     app.command("submit")(submit_cmd)
@@ -192,3 +229,4 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
     app.command("worker")(worker)
     app.command("lostruns")(lostruns)
+    app.add_typer(provenance_app, name="provenance")

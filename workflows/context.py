@@ -32,3 +32,15 @@ def campaign_config(store: ResultsStore, campaign: str) -> tuple[dict, CampaignC
     if doc is None:
         raise LookupError(f"campaign {campaign!r} is not in the database; was its init Firework run?")
     return doc, CampaignConfig.model_validate(doc["config"])
+
+
+def current_fw_id(store: ResultsStore) -> int | None:
+    """The id of the Firework this task runs in: its RUNNING launch has this launch folder.
+
+    FireWorks does not put the Firework id in the spec; ``rlaunch`` runs each Rocket in its own
+    launch folder, which the ``launches`` collection (in the same database) records.
+    """
+    from pathlib import Path
+
+    launch = store.db["launches"].find_one({"launch_dir": str(Path.cwd()), "state": "RUNNING"}, {"fw_id": 1})
+    return launch["fw_id"] if launch else None

@@ -12,7 +12,7 @@ from bson import ObjectId
 from fireworks import FiretaskBase, FWAction, explicit_serialize
 
 from firegen.db.repository import ResultsStore
-from firegen.workflows.context import campaign_config, open_store
+from firegen.workflows.context import campaign_config, current_fw_id, open_store
 
 
 def _atoms(structure: dict):
@@ -37,7 +37,7 @@ class InitCampaignTask(FiretaskBase):
         store.init()
         store.create_campaign(cfg.name, cfg.frozen(), cfg.type_map)
         store.update_campaign(cfg.name, systems=self["systems"], status="running", stage=0, iteration=0,
-                              stage_status=[], init_fw_id=fw_spec.get("_fw_id"))
+                              stage_status=[], init_fw_id=current_fw_id(store))
         to_label = campaign_steps.initial_configurations(store, cfg, self["systems"], self.get("imported", []))
         campaign_steps.open_iteration(store, cfg, 0, 0)
         wf = labels_then_iteration(cfg, [str(i) for i in to_label], -1, 0, 0)
@@ -56,7 +56,7 @@ class LabelTask(FiretaskBase):
         store = open_store(fw_spec)
         _, cfg = campaign_config(store, self["campaign"])
         ids = [ObjectId(i) for i in self["config_ids"]]
-        result = campaign_steps.label_batch(store, cfg, ids, fw_spec.get("_fw_id"))
+        result = campaign_steps.label_batch(store, cfg, ids, current_fw_id(store))
         if self["iteration"] >= 0:
             store.iterations.update_one({"campaign": self["campaign"], "index": self["iteration"]},
                                         {"$inc": {"timings.label_s": result["seconds"]}})
@@ -90,7 +90,7 @@ class ExploreTask(FiretaskBase):
         store = open_store(fw_spec)
         _, cfg = campaign_config(store, self["campaign"])
         counts = campaign_steps.explore(store, cfg, self["iteration"], self["stage"], self["system"],
-                                        self["condition"], Path.cwd(), fw_spec.get("_fw_id"),
+                                        self["condition"], Path.cwd(), current_fw_id(store),
                                         lmp=(fw_spec.get("_fw_env") or {}).get("lmp", "lmp"))
         return FWAction(stored_data=counts)
 
