@@ -6,7 +6,6 @@ line ``firegen: error: ...`` with exit code 2, never as a traceback.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Optional
@@ -52,9 +51,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    # Claim the root logger first: dpdata's cp2kdata plugin calls logging.basicConfig(level=INFO) on
-    # import, which would print every FireWorks INFO line with a "CP2KDATA|" prefix.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from firegen.workflows import claim_root_logger
+
+    claim_root_logger()
     try:
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:

@@ -85,7 +85,7 @@ def worker_launchpad(target, home: Path | None = None) -> Path:
 
 def worker(ctx: typer.Context, gpu: bool = typer.Option(False, "--gpu", help="Train and explore (category gpu)."),
            cpu: bool = typer.Option(False, "--cpu", help="Label and select (category cpu)."),
-           sleep: int = typer.Option(1, help="Seconds between polls when idle."),
+           sleep: int = typer.Option(1, min=1, help="Seconds between polls when idle (FireWorks reads 0 as 60)."),
            timeout: Optional[float] = typer.Option(None, help="Stop after this many seconds.")):
     """Run `rlaunch rapidfire` for one category, against the resolved database."""
     from firegen.launchers.local import rlaunch_command, worker_env, write_fworker
@@ -116,7 +116,7 @@ def lostruns(ctx: typer.Context, rerun: bool = typer.Option(False, "--rerun", he
 
 def run(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YAML."),
         timeout: float = typer.Option(3600, help="Give up after this many seconds."),
-        sleep: int = typer.Option(1, help="Worker poll interval when idle (s).")):
+        sleep: int = typer.Option(1, min=1, help="Worker poll interval when idle (s).")):
     """All in one: database up, submit (or resume), local gpu + cpu workers, progress, the final table."""
     from firegen.launchers.local import start_worker
     from firegen.orchestrator.cli_db import bring_up

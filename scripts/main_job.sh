@@ -1,25 +1,11 @@
 #!/usr/bin/env bash
-# The README's main job on the embedded database: bring FerretDB up with the results schema,
-# queue a two-Firework workflow with plain `lpad add`, run it with plain `rlaunch`, show it.
+# The README's main job: a real campaign on the embedded database, start to finish.
+# Na3OCl anti-perovskite (2x2x2, 40 atoms) labeled with tblite GFN1-xTB, a committee of 4 DeePMD
+# models, LAMMPS exploration at 300/600 K; about 10 minutes on 2 cores. Set FIREGEN_MAIN_CONFIG to run
+# another campaign (e.g. configs/cu_emt.yaml, EMT labels, a few minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
-work=.firegen/main-job
-mkdir -p "$work"
-firegen db up --write-launchpad "$work/my_launchpad.yaml"
-cat > "$work/wf.yaml" <<'YAML'
-name: firegen-foundation-check
-fws:
-- fw_id: 1
-  name: hello
-  spec: {_category: cpu, _tasks: [{_fw_name: ScriptTask, script: "echo hello from $(hostname)"}]}
-- fw_id: 2
-  name: world
-  spec: {_category: cpu, _tasks: [{_fw_name: ScriptTask, script: "echo and goodbye"}]}
-links: {1: [2]}
-metadata: {}
-YAML
-lpad -l "$work/my_launchpad.yaml" add "$work/wf.yaml"
-(cd "$work" && rlaunch -s -l my_launchpad.yaml -w ../../launchers/cpu_worker.yaml rapidfire --nlaunches 0)
-lpad -l "$work/my_launchpad.yaml" get_wflows -d more
-firegen db status
+config=${FIREGEN_MAIN_CONFIG:-configs/na3ocl_xtb.yaml}
+firegen validate "$config"
+firegen run "$config" --timeout 1800

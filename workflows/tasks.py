@@ -60,6 +60,8 @@ class LabelTask(FiretaskBase):
         if self["iteration"] >= 0:
             store.iterations.update_one({"campaign": self["campaign"], "index": self["iteration"]},
                                         {"$inc": {"timings.label_s": result["seconds"]}})
+        else:  # labels of the initial data
+            store.campaigns.update_one({"name": self["campaign"]}, {"$inc": {"timings.init_label_s": result["seconds"]}})
         return FWAction(stored_data=result)
 
 
@@ -109,12 +111,12 @@ class SelectTask(FiretaskBase):
         _, cfg = campaign_config(store, self["campaign"])
         t0 = time.perf_counter()
         decision, selected = campaign_steps.select_and_decide(store, cfg, self["iteration"], self["stage"])
+        store.set_iteration_fields(self["campaign"], self["iteration"], {"timings.select_s": time.perf_counter() - t0})
         if decision.action == "done":
             return FWAction(stored_data={"decision": decision.as_dict()})
         nxt = self["iteration"] + 1
         campaign_steps.open_iteration(store, cfg, nxt, decision.stage)
         wf = labels_then_iteration(cfg, [str(i) for i in selected], self["iteration"], nxt, decision.stage)
-        store.set_iteration_fields(self["campaign"], self["iteration"], {"timings.select_s": time.perf_counter() - t0})
         return FWAction(additions=[wf], stored_data={"decision": decision.as_dict(), "selected": len(selected)})
 
 

@@ -44,6 +44,8 @@ components are not, so for a rotated cell they differ slightly between the engin
 
 from __future__ import annotations
 
+from firegen.workflows.steps import StepError
+
 import json
 import math
 import os
@@ -94,18 +96,8 @@ ASE_TRAJ_FILE = "traj.extxyz"
 _MAX_SEED = 2**31 - 1
 
 
-class ExplorationError(RuntimeError):
+class ExplorationError(StepError):
     """An exploration run failed; ``log_tail`` holds the end of the engine's log."""
-
-    def __init__(self, message: str, log_path: Path | None = None, log_tail: str = ""):
-        self.log_path = log_path
-        self.log_tail = log_tail
-        text = message
-        if log_path is not None:
-            text += f"\nlog: {log_path}"
-        if log_tail:
-            text += f"\n--- log tail ---\n{log_tail}"
-        super().__init__(text)
 
 
 def _is_int(value: Any) -> bool:

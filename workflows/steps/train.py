@@ -15,6 +15,8 @@ force RMSEs per component (eV/Å); wall times in seconds.
 
 from __future__ import annotations
 
+from firegen.workflows.steps import StepError
+
 import copy
 import json
 import os
@@ -107,18 +109,8 @@ _LEGACY_TRAINING_KEYS = ("systems", "set_prefix", "batch_size", "numb_test")
 FROZEN_MODEL_NAME = "frozen_model.pb"
 
 
-class TrainingError(RuntimeError):
+class TrainingError(StepError):
     """``dp train`` or ``dp freeze`` failed; the message ends with the tail of the log."""
-
-    def __init__(self, message: str, log_path: Path | None = None, log_tail: str = ""):
-        self.log_path = log_path
-        self.log_tail = log_tail
-        text = message
-        if log_path is not None:
-            text += f" (log: {log_path})"
-        if log_tail:
-            text += "\n--- last lines of the log ---\n" + log_tail
-        super().__init__(text)
 
 
 @dataclass
