@@ -45,11 +45,10 @@ def initial_configurations(store: ResultsStore, cfg: CampaignConfig, systems: di
             species = [frame["atom_names"][t] for t in frame["atom_types"]]
             label = {"energy": float(frame["energies"][0]), "forces": frame["forces"][0], "code": "imported",
                      "settings_hash": "imported:" + str(path), "virial": frame["virials"][0] if frame.has_virial() else None}
-            cid, new = store.add_configuration(cfg.name, species, frame["cells"][0], frame["coords"][0],
-                                               {"kind": "imported", "path": str(path), "frame": k, "iteration": -1},
-                                               status="selected")
-            if new or store.configurations.find_one({"_id": cid, "status": "selected"}):
-                store.set_label(cid, label)
+            cid, _ = store.add_configuration(cfg.name, species, frame["cells"][0], frame["coords"][0],
+                                             {"kind": "imported", "path": str(path), "frame": k, "iteration": -1},
+                                             status="selected")
+            store.set_label(cid, label)  # labels once; a rerun changes nothing
     return [d["_id"] for d in store.configurations.find({"campaign": cfg.name, "status": "selected",
                                                          "origin.kind": "init"}, {"_id": 1})]
 
