@@ -26,8 +26,10 @@ def _wait(predicate, timeout, what):
 
 def test_sigkill_during_label_then_rerun_lost_runs(tmp_path):
     # tblite GFN1-xTB takes ~2 s per 32-atom Cu frame: a window wide enough to kill a label batch
+    # this campaign also explores with the ASE engine (the loop test covers LAMMPS)
     config = small_cu_config(tmp_path, "cu-kill", labeler={"kind": "tblite", "settings": {"method": "GFN1-xTB"}},
-                             stage={"temperatures": [300], "nsteps": 200, "max_iterations": 1})
+                             stage={"temperatures": [300], "nsteps": 200, "max_iterations": 1},
+                             exploration={"engine": "ase"})
     firegen(tmp_path, "db", "up", check=True)
     workers = []
     try:
@@ -60,6 +62,8 @@ def test_sigkill_during_label_then_rerun_lost_runs(tmp_path):
         fw = db.fireworks.find_one({"fw_id": label_fw["fw_id"]})
         assert fw["state"] == "COMPLETED" and len(fw["launches"]) + len(fw.get("archived_launches", [])) == 2
         assert db.fireworks.count_documents({"state": "FIZZLED"}) == 0
+        (exploration,) = db.iterations.find_one({"campaign": "cu-kill", "index": 0})["explorations"].values()
+        assert exploration["engine"] == "ase" and exploration["total"] == 200 // 10 + 1
     finally:
         for proc in workers:
             if proc.poll() is None:

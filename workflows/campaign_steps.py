@@ -151,11 +151,8 @@ def explore(store: ResultsStore, cfg: CampaignConfig, iteration: int, stage: int
     structure = store.get_campaign(cfg.name)["systems"][system]
     atoms = ResultsStore.atoms(structure)
     engine = cfg.exploration.engine
-    if engine == "lammps":
-        try:
-            md.find_lmp(lmp)
-        except Exception:  # no LAMMPS with deepmd here: the documented fallback
-            engine = "ase"
+    if engine == "lammps" and not md.lammps_available(lmp):
+        engine = "ase"  # no LAMMPS on this worker: the documented fallback (recorded with the counts)
     run_dir = workdir / "md"
     if engine == "lammps":
         md.write_lammps_inputs(run_dir, atoms, cfg.type_map, paths, cond, masses=cfg.masses())

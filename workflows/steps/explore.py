@@ -45,7 +45,8 @@ components are not, so for a rotated cell they differ slightly between the engin
 from __future__ import annotations
 
 from firegen.workflows.steps.ase_md import run_ase_md
-from firegen.workflows.steps.lammps import find_lmp, read_dump_frames, run_lammps, write_lammps_inputs
+from firegen.workflows.steps.lammps import (find_lmp, lammps_available, read_dump_frames, run_lammps,
+                                            write_lammps_inputs)
 from firegen.workflows.steps.md import (ENSEMBLES, ExplorationError, ExplorationResult, MDCondition,
                                         parse_model_devi)
 
@@ -55,6 +56,7 @@ __all__ = [
     "ExplorationResult",
     "MDCondition",
     "find_lmp",
+    "lammps_available",
     "parse_model_devi",
     "read_dump_frames",
     "run_ase_md",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shlex
 import shutil
@@ -39,6 +40,16 @@ def find_lmp(lmp: str = "lmp") -> list[str]:
         if beside.is_file():
             argv = [str(beside)]
     return argv
+
+
+def lammps_available(lmp: str = "lmp") -> bool:
+    """True when :func:`find_lmp` resolves to an executable file (the ASE engine is the fallback)."""
+    try:
+        exe = find_lmp(lmp)[0]
+    except ValueError:
+        return False
+    path = shutil.which(exe) or (exe if Path(exe).is_file() else None)
+    return path is not None and os.access(path, os.X_OK)
 
 
 # --------------------------------------------------------------------------- LAMMPS
