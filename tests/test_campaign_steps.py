@@ -71,3 +71,10 @@ def test_decisions_follow_the_stage_policy(tmp_path):
     end = decide(1, stages, [high], ["converged"])
     assert (end.action, end.campaign_status) == ("done", "converged")
     assert decide(1, stages, [high], ["max_iterations"]).campaign_status == "max_iterations"
+
+
+def test_deviation_histogram_edges_hold_any_trust_levels():
+    for lo, hi in [(0.15, 0.35), (0.02, 0.08), (0.3, 1.5), (0.05, 0.1)]:
+        edges = campaign_steps.deviation_edges(lo, hi)
+        assert edges == sorted(set(edges)) and lo in edges and hi in edges
+        np.histogram([0.01, 0.2, 3.0], bins=edges)  # strictly increasing: numpy accepts them

@@ -6,6 +6,7 @@ fetch its inputs from the store, call it, and store its outputs idempotently.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -125,8 +126,6 @@ def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, membe
 
 def _bson_safe(obj):
     """deepmd inputs may hold nested lists (FerretDB 1.x rejects them): keep those as JSON text."""
-    import json
-
     if isinstance(obj, dict):
         return {k: _bson_safe(v) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -173,12 +172,18 @@ def explore(store: ResultsStore, cfg: CampaignConfig, iteration: int, stage: int
         new += store.add_atoms(cfg.name, result.frames[k], origin, status="candidate", model_deviation=deviation)[1]
     summary = {**selection.counts(codes), "new_candidates": int(new), "system": system, "condition": cond.as_dict(),
                "engine": result.engine, "md_seconds": float(result.wall_time),
+               "max_devi_f_edges": deviation_edges(trust.f_lo, trust.f_hi),
                "max_devi_f_hist": np.histogram(np.nan_to_num(result.max_devi_f, nan=1e9),
-                                               bins=[0, 0.05, 0.1, trust.f_lo, 0.25, trust.f_hi, 0.5, 1.0, 1e10])[0]}
+                                               bins=deviation_edges(trust.f_lo, trust.f_hi))[0]}
     store.set_iteration_fields(cfg.name, iteration, {f"explorations.{key}": summary})
     store.iterations.update_one({"campaign": cfg.name, "index": iteration},
                                 {"$inc": {"timings.explore_s": float(result.wall_time)}})
     return selection_counts_only(summary)
+
+
+def deviation_edges(f_lo: float, f_hi: float) -> list[float]:
+    """Histogram bin edges (eV/Å) for the max force deviation, always including both trust levels."""
+    return sorted({0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 1e10, float(f_lo), float(f_hi)})
 
 
 def selection_counts_only(summary: dict) -> dict:
