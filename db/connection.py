@@ -52,13 +52,18 @@ class DBTarget:
         uri: connection string (may hold credentials; never print it, use :meth:`describe`).
         launchpad_file: path of a launchpad YAML when the target came from one.
         source: where it came from, for messages ("--uri", "FIREGEN_MONGO_URI", "embedded", ...).
-        embedded: True for firegen's own FerretDB.
+        server: firegen's embedded FerretDB when the target is that server, else None.
     """
 
     uri: str | None = None
     launchpad_file: Path | None = None
     source: str = "embedded"
-    embedded: bool = False
+    server: EmbeddedServer | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """True for firegen's own FerretDB (``server`` is then its process manager)."""
+        return self.server is not None
 
     def describe(self) -> str:
         where = mask_uri(self.uri) if self.uri else str(self.launchpad_file)
@@ -77,8 +82,8 @@ class DBTarget:
 
     def connect(self) -> LaunchPad:
         """The LaunchPad, after checking that the server answers (one clear error otherwise)."""
-        if self.embedded and not embedded_server().is_running():
-            raise DatabaseUnreachable(f"the embedded FerretDB under {embedded_server().root} is not running. "
+        if self.server is not None and not self.server.is_running():
+            raise DatabaseUnreachable(f"the embedded FerretDB under {self.server.root} is not running. "
                                       "Fix: start it with `firegen db up` (or give --uri / FIREGEN_MONGO_URI).")
         lp = self.launchpad()
         try:
@@ -118,7 +123,7 @@ def resolve_target(uri: str | None = None, launchpad: str | Path | None = None, 
     if found:
         return DBTarget(launchpad_file=found[0], source=found[1])
     server = embedded_server(home)
-    return DBTarget(uri=server.uri + DEFAULT_DB_NAME, source="embedded", embedded=True)
+    return DBTarget(uri=server.uri + DEFAULT_DB_NAME, source="embedded", server=server)
 
 
 def _existing(path: str | Path, field: str) -> Path:
@@ -136,34 +141,13 @@ def is_embedded_launchpad(path: Path) -> bool:
         return False
 
 
-def write_launchpad_file(path: Path, host: str, port: int, name: str = DEFAULT_DB_NAME) -> Path:
-    """Write a standard FireWorks ``my_launchpad.yaml`` for the embedded server (no credentials).
+def write_launchpad_file(path: Path, uri: str, embedded: bool = False) -> Path:
+    """Write a standard FireWorks launchpad file (``uri_mode``) for ``uri``, readable by its owner only.
 
-    Plain ``lpad -l FILE``, ``rlaunch -l FILE`` and ``qlaunch -l FILE`` then work unchanged.
-    """
-    lp = {
-        "host": host,
-        "port": port,
-        "name": name,
-        "username": None,
-        "password": None,
-        "logdir": None,
-        "strm_lvl": "INFO",
-        "user_indices": USER_INDICES,
-        "wf_user_indices": WF_USER_INDICES,
-        "mongoclient_kwargs": {"serverSelectionTimeoutMS": SERVER_SELECTION_MS},
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(EMBEDDED_MARK + "\n" + yaml.safe_dump(lp, sort_keys=False))
-    return path
-
-
-def write_uri_launchpad_file(path: Path, uri: str) -> Path:
-    """Write a launchpad file for a URI target (``uri_mode``), readable by its owner only.
-
-    Used by container workers to hand ``rlaunch`` the database named by ``FIREGEN_MONGO_URI``;
-    write it to a memory-backed folder (tmpfs) so credentials never reach a disk.
+    Plain ``lpad -l FILE``, ``rlaunch -l FILE`` and ``qlaunch -l FILE`` then work unchanged. A URI
+    may hold credentials: container workers write the file to a memory-backed folder (tmpfs) so they
+    never reach a disk. ``embedded`` marks the file as firegen's own, so that the lookup of
+    :func:`resolve_target` never mistakes it for a user's database.
     """
     spec = {"host": uri, "name": database_name(uri, DEFAULT_DB_NAME), "uri_mode": True,
             "user_indices": USER_INDICES, "wf_user_indices": WF_USER_INDICES,
@@ -172,5 +156,7 @@ def write_uri_launchpad_file(path: Path, uri: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
+        if embedded:
+            fh.write(EMBEDDED_MARK + "\n")
         yaml.safe_dump(spec, fh, sort_keys=False)
     return path

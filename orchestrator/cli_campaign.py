@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from firegen.db.connection import firegen_home, resolve_target, write_uri_launchpad_file
+from firegen.db.connection import firegen_home, resolve_target, write_launchpad_file
 from firegen.db.errors import FiregenError
 from firegen.db.repository import ResultsStore
 from firegen.orchestrator.config import load_config
@@ -80,7 +79,8 @@ def worker_launchpad(target, home: Path | None = None) -> Path:
     """A launchpad file for this target that rlaunch can read (the user's own file when there is one)."""
     if target.launchpad_file is not None:
         return target.launchpad_file
-    return write_uri_launchpad_file((home or firegen_home()) / "workers" / "my_launchpad.yaml", target.uri)
+    return write_launchpad_file((home or firegen_home()) / "workers" / "my_launchpad.yaml", target.uri,
+                                embedded=target.embedded)
 
 
 def worker(ctx: typer.Context, gpu: bool = typer.Option(False, "--gpu", help="Train and explore (category gpu)."),

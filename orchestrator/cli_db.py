@@ -6,8 +6,7 @@ from pathlib import Path
 
 import typer
 
-from firegen.db.connection import (DEFAULT_DB_NAME, LAUNCHPAD_FILE, embedded_server, resolve_target, write_launchpad_file,
-                                   write_uri_launchpad_file)
+from firegen.db.connection import DEFAULT_DB_NAME, LAUNCHPAD_FILE, resolve_target, write_launchpad_file
 from firegen.db.errors import FiregenError
 from firegen.db.ferretdb_install import FERRETDB_VERSION, install_ferretdb
 from firegen.db.repository import ResultsStore
@@ -34,12 +33,10 @@ def prepare_database(lp):
 def bring_up(target, launchpad_path: Path = Path(LAUNCHPAD_FILE), echo=typer.echo):
     """Start the embedded server when ``target`` is embedded, then prepare the schema. Returns the LaunchPad."""
     if target.embedded:
-        server = embedded_server()
-        uri = server.start()
+        uri = target.server.start()
         target.uri = uri + DEFAULT_DB_NAME  # the port is known only now
-        port = int(uri.rstrip("/").rsplit(":", 1)[1])
-        write_launchpad_file(launchpad_path, "127.0.0.1", port)
-        echo(f"FerretDB {FERRETDB_VERSION} (SQLite) on {uri}  data: {server.root / 'data'}")
+        write_launchpad_file(launchpad_path, target.uri, embedded=True)
+        echo(f"FerretDB {FERRETDB_VERSION} (SQLite) on {uri}  data: {target.server.root / 'data'}")
         echo(f"launchpad file: {launchpad_path.resolve()}  (try: lpad -l {launchpad_path} get_wflows)")
     else:
         echo(f"using {target.describe()}; starting nothing")
@@ -62,7 +59,7 @@ def down(ctx: typer.Context):
     if not target.embedded:
         typer.echo(f"{target.describe()} is not firegen's embedded server; nothing to stop")
         return
-    stopped = embedded_server().stop()
+    stopped = target.server.stop()
     typer.echo("embedded FerretDB stopped" if stopped else "embedded FerretDB was not running")
 
 
@@ -72,7 +69,7 @@ def status(ctx: typer.Context):
     target = _target(ctx)
     typer.echo(f"database: {target.describe()}")
     if target.embedded:
-        info = embedded_server().status()
+        info = target.server.status()
         typer.echo(f"embedded FerretDB: {'running, pid ' + str(info['pid']) if info['running'] else 'not running'}"
                    f"  data: {info['data']}  log: {info['log']}")
         if not info["running"]:
@@ -105,5 +102,5 @@ def launchpad(ctx: typer.Context, output: Path = typer.Option(..., "-o", "--outp
     target = _target(ctx)
     if target.launchpad_file is not None:
         raise FiregenError(f"the database already comes from the launchpad file {target.launchpad_file}; use that file.")
-    write_uri_launchpad_file(output, target.uri)
+    write_launchpad_file(output, target.uri)
     typer.echo(f"launchpad file for {target.describe()}: {output}")
