@@ -10,12 +10,9 @@ COLUMNS = ["iteration", "stage", "ensemble", "T (K)", "P (bar)", "MD steps", "fr
 
 def iteration_rows(store: ResultsStore, campaign: str) -> list[dict]:
     """One row per iteration: conditions explored, counts, labels, accurate ratio, decision."""
-    labeled = {r["_id"]: r["n"] for r in store.configurations.aggregate([
-        {"$match": {"campaign": campaign, "status": "labeled"}},
-        {"$group": {"_id": "$origin.iteration", "n": {"$sum": 1}}}])}
-    failed = {r["_id"]: r["n"] for r in store.configurations.aggregate([
-        {"$match": {"campaign": campaign, "status": "label_failed"}},
-        {"$group": {"_id": "$origin.iteration", "n": {"$sum": 1}}}])}
+    per_iteration = {(r["_id"]["iteration"], r["_id"]["status"]): r["n"] for r in store.configurations.aggregate([
+        {"$match": {"campaign": campaign, "status": {"$in": ["labeled", "label_failed"]}}},
+        {"$group": {"_id": {"iteration": "$origin.iteration", "status": "$status"}, "n": {"$sum": 1}}}])}
     rows = []
     for it in store.iterations.find({"campaign": campaign}).sort("index", 1):
         counts = it.get("counts") or {}
@@ -26,7 +23,8 @@ def iteration_rows(store: ResultsStore, campaign: str) -> list[dict]:
             "P (bar)": "/".join(f"{p:g}" for p in it.get("pressures", [])) or "-",
             "MD steps": it.get("nsteps", ""), "frames": counts.get("total", ""),
             "candidates": counts.get("candidate", ""), "selected": it.get("selected", ""),
-            "labeled": labeled.get(it["index"], 0), "failed labels": failed.get(it["index"], 0),
+            "labeled": per_iteration.get((it["index"], "labeled"), 0),
+            "failed labels": per_iteration.get((it["index"], "label_failed"), 0),
             "accurate %": f"{100 * ratios['accurate']:.1f}" if ratios else "",
             "decision": (it.get("decision") or {}).get("action", it.get("status", "")),
         })
