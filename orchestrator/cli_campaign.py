@@ -170,6 +170,9 @@ def _follow(lp, store, name: str, workers: dict, timeout: float) -> int:
         if line.split("] ", 1)[1] != last:
             typer.echo(line)
             last = line.split("] ", 1)[1]
+        if doc.get("status") == "stopped":
+            typer.echo(f"campaign {name} stopped: {doc.get('stop_reason', 'see firegen status')}", err=True)
+            return 1
         fizzled = [k for (k, s) in states if s == "FIZZLED"]
         if fizzled:
             typer.echo(f"a {fizzled[0]} Firework fizzled; see `lpad get_fws -s FIZZLED -d more` and the worker logs "
@@ -222,7 +225,37 @@ def provenance_failures(ctx: typer.Context, campaign: str):
     _print_json(failed_labels(_target(ctx).connect().db, campaign))
 
 
+def relabel_cmd(ctx: typer.Context, campaign: str = typer.Argument(..., help="Campaign name."),
+                set_: list[str] = typer.Option([], "--set", help="Changed labeler setting KEY=VALUE (YAML value; "
+                                               "dotted keys for nested settings); repeatable."),
+                settings_file: Optional[Path] = typer.Option(None, "--settings-file",
+                                                             help="YAML mapping of changed settings."),
+                kind: Optional[str] = typer.Option(None, "--kind", help="Another labeler kind."),
+                iteration: Optional[int] = typer.Option(None, "--iteration", help="Only the failures of the "
+                                                        "candidates picked by this iteration (-1: initial data)."),
+                persist: bool = typer.Option(False, "--persist", help="Use the changed labeler for every later "
+                                             "label of the campaign too.")):
+    """Retry label_failed configurations with changed settings (the failed attempts stay on record);
+    a campaign stopped by labeler.max_failed_ratio resumes by itself once they are labeled."""
+    import yaml
+
+    from firegen.orchestrator.relabel import merge_settings, parse_assignments, relabel
+
+    changes = {}
+    if settings_file is not None:
+        changes = yaml.safe_load(settings_file.read_text()) or {}
+        if not isinstance(changes, dict):
+            raise FiregenError(f"{settings_file}: expected a mapping of labeler settings")
+    changes = merge_settings(changes, parse_assignments(set_))
+    done = relabel(_target(ctx).connect(), campaign, changes, kind=kind, iteration=iteration, persist=persist)
+    resumed = (f"; iteration {done['resumed_iteration']} is queued again behind them"
+               if done["resumed_iteration"] is not None else "")
+    typer.echo(f"queued {done['configurations']} configuration(s) for relabeling with {done['labeler']['kind']} "
+               f"(Fireworks {done['fw_ids'][0]}..{done['fw_ids'][-1]}){resumed}")
+
+
 def register(app: typer.Typer) -> None:
+    app.command("relabel")(relabel_cmd)
     app.command("validate")(validate)
     app.command("submit")(submit_cmd)
     app.command("run")(run)

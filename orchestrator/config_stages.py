@@ -364,6 +364,11 @@ class LabelerConfig(_Model):
                    "or ase:<CalculatorClass>")
     settings: dict[str, Any] = fx(default_factory=dict, desc="Labeler settings.",
                                   fix="give a mapping of settings")
+    max_failed_ratio: float | None = fx(
+        0.5, ge=0, le=1, desc="Stop the campaign (status 'stopped', with the reason) when more than this "
+        "fraction of one iteration's labels failed (DP-GEN's ratio_failed); null never stops. "
+        "Failed configurations are quarantined either way; `firegen relabel` retries them.",
+        fix="use a fraction such as 0.5, or null to never stop")
 
     def settings_hash(self) -> str:
         """sha256 of the canonical JSON of kind and settings (stored with each label)."""

@@ -1,12 +1,19 @@
 """The convergence policy: after an iteration's exploration, what happens next.
 
-A pure function of the stage's settings and the ratios of its iterations so far, so the ``select``
-FireTask only gathers numbers and this module decides (and can be tested without a database).
+A pure function of the stage's settings and the ratios seen so far, so the ``select`` FireTask only
+gathers numbers and this module decides (and can be tested without a database).
+
+Convergence is tracked per exploration task, i.e. per (system, condition) of the stage, keyed
+``"<system>|c<k>"`` (dpgen2's per-task view rather than DP-GEN's one ratio per iteration): a task
+converges when its own ratios meet the stage's criterion for ``for_iterations`` consecutive
+explorations; a converged task is not explored again; the stage converges when all its tasks have.
+The stage's iteration limit ends it unconverged. Whatever happens, the decision says why in one
+sentence and lists the tasks still to explore.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from firegen.orchestrator.config import StageConfig
 
@@ -23,6 +30,10 @@ class Decision:
         stage_status: how the current stage stands: ``running``, ``converged`` or ``max_iterations``.
         campaign_status: ``running``, ``converged`` (every stage converged) or ``max_iterations``.
         reason: one human sentence, stored with the iteration.
+        explore: task keys (``"<system>|c<k>"``) the next iteration explores; empty means all tasks
+            of ``stage`` (a new stage starts with every task).
+        tasks: this stage's task keys with their status after this iteration (``converged`` or
+            ``running``).
     """
 
     action: str
@@ -30,40 +41,74 @@ class Decision:
     stage_status: str
     campaign_status: str
     reason: str
+    explore: list[str] = field(default_factory=list)
+    tasks: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
+def task_key(system: str, condition: int) -> str:
+    """The key of one exploration task: ``"<system>|c<condition index>"``."""
+    return f"{system}|c{condition}"
+
+
+def stage_task_keys(stage: StageConfig) -> list[str]:
+    """Every exploration task of ``stage``, systems outer, conditions inner."""
+    return [task_key(s, c) for s in stage.systems or [] for c in range(len(stage.conditions()))]
+
+
+def task_converged(stage: StageConfig, ratios: list[dict]) -> bool:
+    """Whether a task's last ``for_iterations`` explorations (``accurate_ratio``/``candidate_ratio``
+    each, in order) all meet the stage's criterion."""
+    crit = stage.converged_when
+    window = ratios[-crit.for_iterations:]
+    return len(window) == crit.for_iterations and all(
+        crit.met_by(r["accurate_ratio"], r["candidate_ratio"]) for r in window)
+
+
 def decide(stage_index: int, stages: list[StageConfig], history: list[dict],
-           earlier_stage_statuses: list[str] | None = None) -> Decision:
+           earlier_stage_statuses: list[str] | None = None,
+           tasks: dict[str, list[dict]] | None = None) -> Decision:
     """Decide after one iteration of stage ``stage_index``.
 
     Args:
         stage_index: index of the stage this iteration explored.
         stages: the campaign's stages.
         history: this stage's iterations in order, the current one last, each with
-            ``accurate_ratio`` and ``candidate_ratio`` (fractions of explored frames).
+            ``accurate_ratio`` and ``candidate_ratio`` over all frames explored in that iteration.
         earlier_stage_statuses: how each earlier stage ended (``converged``/``max_iterations``).
+        tasks: per task key, the ratios of each exploration of that task in this stage, in order.
+            ``None`` treats the whole stage as one task (its ``history``).
     """
     stage = stages[stage_index]
-    crit = stage.converged_when
+    tasks = {"stage": history} if tasks is None else tasks
+    status = {key: "converged" if task_converged(stage, r) else "running" for key, r in tasks.items()}
+    pending = [key for key, s in status.items() if s == "running"]
     current = history[-1]
-    met = [crit.met_by(h["accurate_ratio"], h["candidate_ratio"]) for h in history]
-    window = met[-crit.for_iterations:]
     described = (f"accurate {current['accurate_ratio']:.1%}, candidates {current['candidate_ratio']:.1%} "
                  f"(iteration {len(history)} of at most {stage.max_iterations} in stage '{stage.name}')")
-    if len(window) == crit.for_iterations and all(window):
+    per_task = "" if list(tasks) == ["stage"] else f"; {len(status) - len(pending)} of {len(status)} tasks converged"
+    crit = stage.converged_when
+    if not pending:
         stage_status = "converged"
-        reason = f"stage '{stage.name}' converged: {described} for {crit.for_iterations} iteration(s)"
+        reason = (f"stage '{stage.name}' converged: {described}; every task met the criterion for "
+                  f"{crit.for_iterations} exploration(s) in a row")
     elif len(history) >= stage.max_iterations:
         stage_status = "max_iterations"
-        reason = f"stage '{stage.name}' reached its iteration limit unconverged: {described}"
+        reason = (f"stage '{stage.name}' reached its iteration limit unconverged: {described}{per_task}; "
+                  f"unconverged: {', '.join(pending[:8])}{' …' if len(pending) > 8 else ''}")
     else:
-        return Decision("continue", stage_index, "running", "running", f"not converged: {described}")
+        explore = [] if list(tasks) == ["stage"] else pending
+        return Decision("continue", stage_index, "running", "running", f"not converged: {described}{per_task}",
+                        explore=explore, tasks=_public(status))
     statuses = list(earlier_stage_statuses or []) + [stage_status]
     if stage_index + 1 < len(stages):
         return Decision("next_stage", stage_index + 1, stage_status, "running",
-                        f"{reason}; next stage '{stages[stage_index + 1].name}'")
+                        f"{reason}; next stage '{stages[stage_index + 1].name}'", tasks=_public(status))
     final = "converged" if all(s == "converged" for s in statuses) else "max_iterations"
-    return Decision("done", stage_index, stage_status, final, f"{reason}; campaign {final}")
+    return Decision("done", stage_index, stage_status, final, f"{reason}; campaign {final}", tasks=_public(status))
+
+
+def _public(status: dict[str, str]) -> dict[str, str]:
+    return {} if list(status) == ["stage"] else status

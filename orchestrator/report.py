@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from firegen.db.repository import ResultsStore
 
-COLUMNS = ["iteration", "stage", "ensemble", "T (K)", "P (bar)", "MD steps", "frames", "candidates",
+COLUMNS = ["iteration", "stage", "ensemble", "T (K)", "P (bar)", "MD steps", "tasks", "frames", "candidates",
            "selected", "labeled", "failed labels", "accurate %", "decision"]
 
 
@@ -21,7 +21,8 @@ def iteration_rows(store: ResultsStore, campaign: str) -> list[dict]:
             "iteration": it["index"], "stage": it.get("stage_name", it["stage"]), "ensemble": it.get("ensemble", ""),
             "T (K)": "/".join(f"{t:g}" for t in it.get("temperatures", [])),
             "P (bar)": "/".join(f"{p:g}" for p in it.get("pressures", [])) or "-",
-            "MD steps": it.get("nsteps", ""), "frames": counts.get("total", ""),
+            "MD steps": it.get("nsteps", ""), "tasks": len(it.get("explore") or it.get("explorations") or []),
+            "frames": counts.get("total", ""),
             "candidates": counts.get("candidate", ""), "selected": it.get("selected", ""),
             "labeled": per_iteration.get((it["index"], "labeled"), 0),
             "failed labels": per_iteration.get((it["index"], "label_failed"), 0),
@@ -49,4 +50,8 @@ def campaign_summary(store: ResultsStore, campaign: str) -> str:
     n_models = store.models.count_documents({"campaign": campaign})
     head = (f"campaign {campaign}: status {doc['status']}, stage {doc.get('stage')}, iteration {doc.get('iteration')}; "
             f"{n_labeled} labeled configurations, {n_models} models")
-    return render_table(iteration_rows(store, campaign), head)
+    last = store.iterations.find_one({"campaign": campaign, "decision": {"$ne": None}}, sort=[("index", -1)])
+    why = [f"last decision (iteration {last['index']}): {last['decision']['reason']}"] if last else []
+    if doc.get("stop_reason"):
+        why.append(f"stopped: {doc['stop_reason']}")
+    return "\n".join([render_table(iteration_rows(store, campaign), head)] + why)

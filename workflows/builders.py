@@ -26,21 +26,30 @@ def _fw(task, name: str, category: str, kind: str, campaign: str, **ids) -> Fire
     return Firework([task], spec=spec, name=name)
 
 
-def label_fireworks(campaign: str, config_ids: list[str], iteration: int) -> list[Firework]:
-    """Label Fireworks for ``config_ids``, in at most :data:`MAX_LABEL_FWS` batches."""
+def label_fireworks(campaign: str, config_ids: list[str], iteration: int,
+                    labeler: dict | None = None) -> list[Firework]:
+    """Label Fireworks for ``config_ids``, in at most :data:`MAX_LABEL_FWS` batches; ``labeler``
+    (``{"kind", "settings"}``) replaces the campaign's labeler (``firegen relabel``)."""
     from firegen.workflows.tasks import LabelTask
 
     if not config_ids:
         return []
     size = max(LABEL_BATCH, math.ceil(len(config_ids) / MAX_LABEL_FWS))
     batches = [config_ids[i:i + size] for i in range(0, len(config_ids), size)]
-    return [_fw(LabelTask(campaign=campaign, iteration=iteration, config_ids=batch),
+    extra = {"labeler": labeler} if labeler else {}
+    return [_fw(LabelTask(campaign=campaign, iteration=iteration, config_ids=batch, **extra),
                 f"{campaign}/it{iteration:03d}/label{b}", "cpu", "label", campaign, iteration=iteration, batch=b)
             for b, batch in enumerate(batches)]
 
 
-def iteration_fireworks(cfg: CampaignConfig, iteration: int, stage: int) -> tuple[list[Firework], dict]:
-    """The train → explore → select Fireworks of one iteration, and their links."""
+def iteration_fireworks(cfg: CampaignConfig, iteration: int, stage: int,
+                        explore: list[str] | None = None) -> tuple[list[Firework], dict]:
+    """The train → explore → select Fireworks of one iteration, and their links.
+
+    ``explore`` limits the explore Fireworks to those task keys (``"<system>|c<k>"``, the tasks of the
+    stage not yet converged); empty or None explores every (system, condition) of the stage.
+    """
+    from firegen.orchestrator.convergence import task_key
     from firegen.workflows.tasks import ExploreTask, SelectTask, TrainTask
 
     name = cfg.name
@@ -50,7 +59,8 @@ def iteration_fireworks(cfg: CampaignConfig, iteration: int, stage: int) -> tupl
     explores = [_fw(ExploreTask(campaign=name, iteration=iteration, stage=stage, system=system, condition=c),
                     f"{name}/it{iteration:03d}/explore-{system}-c{c}", "gpu", "explore", name,
                     iteration=iteration, stage=stage, system=system, condition=c)
-                for system in st.systems for c in range(len(st.conditions()))]
+                for system in st.systems for c in range(len(st.conditions()))
+                if not explore or task_key(system, c) in explore]
     select = _fw(SelectTask(campaign=name, iteration=iteration, stage=stage), f"{name}/it{iteration:03d}/select",
                  "cpu", "select", name, iteration=iteration, stage=stage)
     links = {t: explores for t in trains}
@@ -59,10 +69,12 @@ def iteration_fireworks(cfg: CampaignConfig, iteration: int, stage: int) -> tupl
 
 
 def labels_then_iteration(cfg: CampaignConfig, config_ids: list[str], label_iteration: int,
-                          next_iteration: int, stage: int) -> Workflow:
-    """Label ``config_ids`` then run iteration ``next_iteration`` of ``stage`` (what ``select`` appends)."""
-    labels = label_fireworks(cfg.name, config_ids, label_iteration)
-    fws, links = iteration_fireworks(cfg, next_iteration, stage)
+                          next_iteration: int, stage: int, explore: list[str] | None = None,
+                          labeler: dict | None = None) -> Workflow:
+    """Label ``config_ids`` then run iteration ``next_iteration`` of ``stage`` (what ``select`` appends),
+    exploring only the task keys in ``explore`` when given."""
+    labels = label_fireworks(cfg.name, config_ids, label_iteration, labeler)
+    fws, links = iteration_fireworks(cfg, next_iteration, stage, explore)
     trains = [fw for fw in fws if fw.spec["firegen"]["kind"] == "train"]
     links = {fw: list(children) for fw, children in links.items()}
     for label in labels:

@@ -15,9 +15,10 @@ import dpdata
 import numpy as np
 from bson import ObjectId
 
+from firegen.db.errors import FiregenError
 from firegen.db.repository import ResultsStore
 from firegen.orchestrator.config import CampaignConfig
-from firegen.orchestrator.convergence import Decision, decide
+from firegen.orchestrator.convergence import Decision, decide, stage_task_keys, task_key
 from firegen.workflows.dataset import LABELED_FIELDS, split_train_validation, write_deepmd_npy
 from firegen.workflows.steps import explore as md
 from firegen.workflows.steps import label as labeling
@@ -54,18 +55,25 @@ def initial_configurations(store: ResultsStore, cfg: CampaignConfig, systems: di
                                                          "origin.kind": "init"}, {"_id": 1})]
 
 
-def open_iteration(store: ResultsStore, cfg: CampaignConfig, index: int, stage: int) -> None:
-    """Create the iteration's document with what the per-iteration table prints."""
+def open_iteration(store: ResultsStore, cfg: CampaignConfig, index: int, stage: int,
+                   explore: list[str] | None = None) -> None:
+    """Create the iteration's document with what the per-iteration table prints; ``explore`` lists the
+    task keys it explores (all of the stage's when empty)."""
     st = cfg.stages[stage]
     store.update_iteration(cfg.name, index, stage, stage_name=st.name, ensemble=st.ensemble,
                            temperatures=st.temperatures, pressures=st.pressures or [], nsteps=st.nsteps,
-                           status="running")
+                           explore=list(explore or stage_task_keys(st)), status="running")
     store.update_campaign(cfg.name, stage=stage, iteration=index)
 
 
-def label_batch(store: ResultsStore, cfg: CampaignConfig, ids: list[ObjectId], fw_id=None) -> dict:
-    """Label the configurations of ``ids`` still ``selected``; failures become ``label_failed``."""
-    labeler = labeling.get_labeler(cfg.labeler.kind, cfg.labeler.settings)
+def label_batch(store: ResultsStore, cfg: CampaignConfig, ids: list[ObjectId], fw_id=None,
+                labeler_override: dict | None = None) -> dict:
+    """Label the configurations of ``ids`` still ``selected``; failures become ``label_failed``.
+
+    ``labeler_override`` (``{"kind", "settings"}``, from ``firegen relabel``) replaces the campaign's labeler.
+    """
+    spec = labeler_override or {"kind": cfg.labeler.kind, "settings": cfg.labeler.settings}
+    labeler = labeling.get_labeler(spec["kind"], spec["settings"])
     done = failed = 0
     science = 0.0
     for doc in store.configurations.find({"_id": {"$in": ids}, "status": "selected"}):
@@ -75,9 +83,46 @@ def label_batch(store: ResultsStore, cfg: CampaignConfig, ids: list[ObjectId], f
             done += store.set_label(doc["_id"], {**result.to_dict(), "fw_id": fw_id})
         else:
             store.mark_label_failed(doc["_id"], result.reason, error_type=result.error_type, fw_id=fw_id,
-                                    code=result.code, settings_hash=result.settings_hash)
+                                    code=result.code, settings_hash=result.settings_hash,
+                                    **_failure_details(result))
             failed += 1
     return {"labeled": done, "failed": failed, "seconds": science}
+
+
+def _failure_details(result) -> dict:
+    """What a labeler knows about a failure beyond its reason (custodian's history, the work folder)."""
+    details = {k: getattr(result, k, None) for k in ("details", "history")}
+    return {k: v for k, v in details.items() if v}
+
+
+class LabelFailuresExceeded(FiregenError):
+    """Too many of one iteration's labels failed: the campaign stops (``firegen relabel`` resumes it)."""
+
+
+def label_failures(store: ResultsStore, campaign: str, label_iteration: int) -> tuple[int, int]:
+    """(failed, attempted) labels among the configurations picked by iteration ``label_iteration``
+    (``-1``: the initial data; imported labels are not attempts)."""
+    query = {"campaign": campaign, "origin.iteration": label_iteration, "origin.kind": {"$ne": "imported"},
+             "status": {"$in": ["labeled", "label_failed"]}}
+    rows = {r["_id"]: r["n"] for r in store.configurations.aggregate([
+        {"$match": query}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}])}
+    failed = rows.get("label_failed", 0)
+    return failed, failed + rows.get("labeled", 0)
+
+
+def check_label_failures(store: ResultsStore, cfg: CampaignConfig, iteration: int) -> None:
+    """Stop the campaign before training ``iteration`` when more than ``labeler.max_failed_ratio`` of
+    the labels it would train on (those picked by the previous iteration) failed."""
+    limit = cfg.labeler.max_failed_ratio
+    failed, attempted = label_failures(store, cfg.name, iteration - 1)
+    if limit is None or not attempted or failed / attempted <= limit:
+        return
+    what = "initial labels" if iteration == 0 else f"labels picked by iteration {iteration - 1}"
+    reason = (f"{failed} of {attempted} {what} failed ({failed / attempted:.0%} > labeler.max_failed_ratio "
+              f"{limit:.0%}); see `firegen provenance failures {cfg.name}`, then retry them with changed "
+              f"settings: `firegen relabel {cfg.name} --set KEY=VALUE` (it resumes iteration {iteration})")
+    store.update_campaign(cfg.name, status="stopped", stop_reason=reason, stopped_iteration=iteration)
+    raise LabelFailuresExceeded(f"campaign {cfg.name} stopped: {reason}")
 
 
 def _committee(store: ResultsStore, campaign: str, iteration: int) -> list[dict]:
@@ -89,6 +134,7 @@ def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, membe
     existing = store.models.find_one({"campaign": cfg.name, "iteration": iteration, "member": member})
     if existing and existing.get("file_id"):
         return {"model_id": str(existing["_id"]), "skipped": True}
+    check_label_failures(store, cfg, iteration)
     snapshot = store.snapshot_dataset(cfg.name, iteration)
     docs = list(store.configurations.find({"_id": {"$in": snapshot["configuration_ids"]}}, LABELED_FIELDS))
     if not docs:
@@ -138,7 +184,7 @@ def _bson_safe(obj):
 def explore(store: ResultsStore, cfg: CampaignConfig, iteration: int, stage: int, system: str, condition: int,
             workdir: Path, fw_id=None, lmp: str = "lmp") -> dict:
     """Run one exploration and store its candidates (with full origin) and its counts."""
-    key = f"{system}|c{condition}"
+    key = task_key(system, condition)
     done = (store.get_iteration(cfg.name, iteration) or {}).get("explorations", {}).get(key)
     if done:
         return done
@@ -190,6 +236,17 @@ def selection_counts_only(summary: dict) -> dict:
     return {k: summary[k] for k in ("accurate", "candidate", "failed", "total", "new_candidates")}
 
 
+def task_histories(stage_cfg, iterations: list[dict]) -> dict[str, list[dict]]:
+    """Per exploration task of the stage, the ratios of each time it was explored (``iterations`` in order)."""
+    out: dict[str, list[dict]] = {key: [] for key in stage_task_keys(stage_cfg)}
+    for it in iterations:
+        for key, counts in (it.get("explorations") or {}).items():
+            if key in out:
+                r = selection.ratios(counts)
+                out[key].append({"accurate_ratio": r["accurate"], "candidate_ratio": r["candidate"]})
+    return out
+
+
 def select_and_decide(store: ResultsStore, cfg: CampaignConfig, iteration: int, stage: int) -> tuple[Decision, list]:
     """Totals, the capped pick, and the convergence decision of one iteration (stored on it)."""
     it = store.get_iteration(cfg.name, iteration)
@@ -200,12 +257,14 @@ def select_and_decide(store: ResultsStore, cfg: CampaignConfig, iteration: int, 
     totals = {k: sum(e[k] for e in it.get("explorations", {}).values())
               for k in ("accurate", "candidate", "failed", "total")}
     ratio = selection.ratios(totals)
+    earlier = list(store.iterations.find({"campaign": cfg.name, "stage": stage, "index": {"$lt": iteration},
+                                          "ratios": {"$exists": True}}).sort("index", 1))
     history = [{"accurate_ratio": h["ratios"]["accurate"], "candidate_ratio": h["ratios"]["candidate"]}
-               for h in store.iterations.find({"campaign": cfg.name, "stage": stage, "index": {"$lt": iteration},
-                                               "ratios": {"$exists": True}}).sort("index", 1)]
+               for h in earlier]
     history.append({"accurate_ratio": ratio["accurate"], "candidate_ratio": ratio["candidate"]})
+    tasks = task_histories(cfg.stages[stage], earlier + [it])
     campaign = store.get_campaign(cfg.name)
-    decision = decide(stage, cfg.stages, history, campaign.get("stage_status", [])[:stage])
+    decision = decide(stage, cfg.stages, history, campaign.get("stage_status", [])[:stage], tasks)
     candidates = list(store.configurations.find({"campaign": cfg.name, "origin.iteration": iteration,
                                                  "status": "candidate"}, {"_id": 1, "model_deviation": 1}))
     keys = [c["_id"] for c in candidates]

@@ -49,6 +49,7 @@ class LabelTask(FiretaskBase):
     """Label a batch of selected configurations; a failure quarantines that one configuration."""
 
     required_params = ["campaign", "iteration", "config_ids"]
+    optional_params = ["labeler"]
 
     def run_task(self, fw_spec):
         from firegen.workflows import campaign_steps
@@ -56,7 +57,7 @@ class LabelTask(FiretaskBase):
         store = open_store(fw_spec)
         _, cfg = campaign_config(store, self["campaign"])
         ids = [ObjectId(i) for i in self["config_ids"]]
-        result = campaign_steps.label_batch(store, cfg, ids, current_fw_id(store))
+        result = campaign_steps.label_batch(store, cfg, ids, current_fw_id(store), self.get("labeler"))
         if self["iteration"] >= 0:
             store.iterations.update_one({"campaign": self["campaign"], "index": self["iteration"]},
                                         {"$inc": {"timings.label_s": result["seconds"]}})
@@ -115,8 +116,9 @@ class SelectTask(FiretaskBase):
         if decision.action == "done":
             return FWAction(stored_data={"decision": decision.as_dict()})
         nxt = self["iteration"] + 1
-        campaign_steps.open_iteration(store, cfg, nxt, decision.stage)
-        wf = labels_then_iteration(cfg, [str(i) for i in selected], self["iteration"], nxt, decision.stage)
+        campaign_steps.open_iteration(store, cfg, nxt, decision.stage, decision.explore)
+        wf = labels_then_iteration(cfg, [str(i) for i in selected], self["iteration"], nxt, decision.stage,
+                                   decision.explore)
         return FWAction(additions=[wf], stored_data={"decision": decision.as_dict(), "selected": len(selected)})
 
 
