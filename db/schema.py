@@ -38,6 +38,17 @@ LABEL = {
         "settings_hash": STR,
         "walltime": NUM_OR_NULL,
         "host": {"bsonType": ["string", "null"]},
+        "kind": {"bsonType": ["string", "null"]},
+        "settings": {"bsonType": ["object", "null"]},
+        # DFT labelers: code_version, input_sha256, command, mpi_ranks, n_scf_steps, workdir, and
+        # corrections (custodian's, each {job, handler, errors, actions as JSON text})
+        "details": {"bsonType": ["object", "null"],
+                    "properties": {"code_version": {"bsonType": ["string", "null"]},
+                                   "input_sha256": {"bsonType": ["string", "null"]},
+                                   "command": {"bsonType": ["string", "null"]},
+                                   "mpi_ranks": {"bsonType": ["int", "long", "null"]},
+                                   "n_scf_steps": {"bsonType": ["int", "long", "null"]},
+                                   "corrections": {"bsonType": ["array", "null"], "items": {"bsonType": "object"}}}},
     },
 }
 

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=${FIREGEN_DEB_PACKAGES-""}
+DEB_PACKAGES=${FIREGEN_DEB_PACKAGES-"cp2k cp2k-data quantum-espresso quantum-espresso-data openmpi-bin"}
 PYTHON=${PYTHON:-python3}
 
 missing=()

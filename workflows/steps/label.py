@@ -30,6 +30,13 @@ Kinds shipped here:
     any calculator class from ``ase.calculators``, e.g. ``ase:EMT``, ``ase:LennardJones``,
     ``ase:lj.LennardJones``, ``ase:morse.MorsePotential``; settings are passed as keyword
     arguments to the class and must be JSON-serialisable.
+``cp2k``, ``qe``, ``vasp``
+    DFT codes run in a work folder (CP2K and VASP under custodian), parsed with dpdata; see
+    :mod:`~firegen.workflows.steps.cp2k_labeler`, :mod:`~firegen.workflows.steps.qe_labeler`,
+    :mod:`~firegen.workflows.steps.vasp_labeler` and :mod:`~firegen.workflows.steps.dft_run`.
+    Their modules are imported on first use, so importing this one needs neither the codes nor
+    custodian. Their labels carry ``details`` (code version, input sha256, custodian's
+    corrections, ...), their failures ``details`` and ``history``.
 
 Units and conventions (DeePMD-kit's): energy in eV, forces in eV/Å, virial in eV as the
 3x3 tensor ``virial = -stress * volume``. The virial is given only for fully periodic cells
@@ -88,6 +95,10 @@ class Label:
         walltime: seconds spent (calculator construction and calculation).
         host: ``socket.gethostname()`` of the machine that ran it.
         kind: the labeler kind, e.g. ``"emt"``, ``"ase:LennardJones"``.
+        details: optional JSON-able provenance of an external code run (DFT labelers): e.g.
+            ``code_version``, ``input_sha256``, ``command``, ``mpi_ranks``, ``corrections``
+            (what custodian changed), ``n_scf_steps``, ``workdir`` (kept files). ``None`` for the
+            in-process ASE labelers; left out of :meth:`to_dict` when ``None``.
     """
 
     energy: float
@@ -100,6 +111,7 @@ class Label:
     walltime: float
     host: str
     kind: str = ""
+    details: dict | None = None
 
     ok: ClassVar[bool] = True
 
@@ -116,6 +128,7 @@ class Label:
             "walltime": float(self.walltime),
             "host": self.host,
             "kind": self.kind,
+            **({} if self.details is None else {"details": _jsonable(self.details)}),
         }
 
     @classmethod
@@ -133,6 +146,7 @@ class Label:
             walltime=float(d.get("walltime", 0.0)),
             host=d.get("host", ""),
             kind=d.get("kind", ""),
+            details=None if d.get("details") is None else dict(d["details"]),
         )
 
 
@@ -147,6 +161,11 @@ class LabelFailure:
             ``"firegen.workflows.steps.label.NonFiniteLabelError"``).
         walltime: seconds spent before it failed.
         kind, code, settings_hash, host: provenance, as in :class:`Label`.
+        details: optional JSON-able facts about the failed run (DFT labelers: ``workdir`` kept
+            for inspection, ``command``, ``input_sha256``, ``custodian_error``, ...).
+        history: optional list of what was tried, oldest first (DFT labelers: custodian's
+            corrections, each ``{"job", "handler", "errors", "actions"}``).
+        ``details``/``history`` are left out of :meth:`to_dict` when ``None``.
     """
 
     reason: str
@@ -156,11 +175,13 @@ class LabelFailure:
     code: str = ""
     settings_hash: str = ""
     host: str = ""
+    details: dict | None = None
+    history: list | None = None
 
     ok: ClassVar[bool] = False
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "reason": self.reason,
             "error_type": self.error_type,
             "walltime": float(self.walltime),
@@ -169,6 +190,11 @@ class LabelFailure:
             "settings_hash": self.settings_hash,
             "host": self.host,
         }
+        if self.details is not None:
+            out["details"] = _jsonable(self.details)
+        if self.history is not None:
+            out["history"] = _jsonable(self.history)
+        return out
 
 
 class NonFiniteLabelError(ValueError):
@@ -363,7 +389,9 @@ def label_many(labeler: Labeler, atoms_list: Iterable) -> list[Label | LabelFail
     """Label every structure; a failing one becomes a :class:`LabelFailure`, in place.
 
     Any ``Exception`` from the calculator (SCF not converged, unsupported element, bad input)
-    and non-finite results are caught; ``KeyboardInterrupt``/``SystemExit`` propagate.
+    and non-finite results are caught; ``KeyboardInterrupt``/``SystemExit`` propagate. An
+    exception's ``details`` (dict) and ``history`` (list) attributes, which the DFT labelers
+    attach (kept work folder, custodian's corrections), are carried onto the failure.
     """
     out: list[Label | LabelFailure] = []
     for atoms in atoms_list:
@@ -383,9 +411,39 @@ def label_many(labeler: Labeler, atoms_list: Iterable) -> list[Label | LabelFail
                 code=getattr(labeler, "code", ""),
                 settings_hash=getattr(labeler, "settings_hash", ""),
                 host=_HOST,
+                details=_as_dict_or_none(getattr(exc, "details", None)),
+                history=_as_list_or_none(getattr(exc, "history", None)),
             ))
     return out
 
 
+def _as_dict_or_none(value) -> dict | None:
+    return dict(value) if isinstance(value, Mapping) and value else None
+
+
+def _as_list_or_none(value) -> list | None:
+    return list(value) if isinstance(value, (list, tuple)) and value else None
+
+
 # The ASE-calculator labelers register themselves on import (kept in their own module).
 from firegen.workflows.steps.ase_labelers import ASELabeler  # noqa: E402
+from firegen.workflows.steps import command_labeler as _command_labeler  # noqa: E402,F401  (kind "command")
+
+# The DFT labelers (external codes) register lazy factories: importing this module stays cheap
+# and needs neither the codes nor custodian; ``get_labeler("cp2k", ...)`` imports the module.
+_DFT_MODULES = {"cp2k": "cp2k_labeler", "qe": "qe_labeler", "vasp": "vasp_labeler"}
+
+
+def _lazy_dft_factory(kind: str, module: str) -> LabelerFactory:
+    def factory(settings: dict) -> Labeler:
+        mod = importlib.import_module(f"firegen.workflows.steps.{module}")
+        return getattr(mod, f"{kind}_labeler")(settings)
+
+    factory.__name__ = f"{kind}_labeler"
+    factory.__doc__ = f"Lazy factory: imports firegen.workflows.steps.{module} on first use."
+    return factory
+
+
+for _kind, _module in _DFT_MODULES.items():
+    _REGISTRY.setdefault(_kind, _lazy_dft_factory(_kind, _module))
+del _kind, _module
