@@ -102,11 +102,17 @@ class CampaignConfig(_Model):
                     probs.append(Problem(f"stages[{i}].systems[{j}]", "names no defined system",
                                          sys_name, (f"did you mean '{near[0]}'? " if near else "")
                                          + f"use one of: {', '.join(names)}"))
+        if self.exploration.engine == "ase":
+            for i, st in enumerate(self.stages):
+                for name in st.lammps_only():
+                    probs.append(Problem(f"stages[{i}].{name}", "needs the LAMMPS engine",
+                                         fix="set exploration.engine: lammps, or use a fixed `strain` instead "
+                                         "of `deform`"))
         if probs:
             fail(*probs)
         for stage in self.stages:
             if stage.systems is None:
-                stage.systems = list(names)
+                stage.systems = [s.name for s in self.systems if s.role == "explore"]
         if self.mass_list is None:
             self.mass_list = [float(atomic_masses[atomic_numbers[s]]) for s in self.type_map]
         return self
@@ -132,12 +138,24 @@ class CampaignConfig(_Model):
         """A config-relative path made absolute."""
         return (self._base_dir / Path(relative).expanduser()).resolve()
 
-    def system_atoms(self, name: str):
-        """The system's structure (ase.Atoms) with its supercell applied."""
-        from .structures import make_supercell, read_structure
+    def build_system(self, name: str):
+        """The system built by its pipeline (file or random packing → supercell → scale →
+        defects): a `structure_builders.BuiltSystem` with ``atoms`` (Å), ``charge`` (net formal
+        charge, e) and ``metadata()``. Raises `structure_builders.BuildError` (field relative
+        to the system) for a system that cannot be built."""
+        from .structure_builders import build_system
 
-        s = self.system(name)
-        return make_supercell(read_structure(self.path(s.structure), s.fmt), s.supercell)
+        return build_system(self.system(name), self.path)
+
+    def system_atoms(self, name: str):
+        """The system's starting structure (ase.Atoms): supercell, scale and defects applied."""
+        return self.build_system(name).atoms
+
+    def system_metadata(self, name: str) -> dict[str, Any]:
+        """JSON-able bookkeeping of the built system: charge (e), formula, natoms, role,
+        oxidation_states, defects (one record per defect: type, name, sites, coords in Å,
+        charge_change in e)."""
+        return self.build_system(name).metadata()
 
     def frozen(self) -> dict[str, Any]:
         """JSON-able, complete (defaults filled) form; `CampaignConfig.model_validate` reads it."""
@@ -148,28 +166,47 @@ class CampaignConfig(_Model):
         return config_hash(self)
 
     def validate_references(self) -> None:
-        """Check everything the config points at: structure files (exist, readable, elements in
+        """Check everything the config points at: structure files (exist, readable), every
+        system built (random packing, defects, charge neutrality where required; elements in
         type_map) and deepmd_npy folders. Raises ConfigError with one line per problem."""
+        from .structure_builders import BuildError
         from .structures import read_structure
 
         probs: list[Problem] = []
         for i, s in enumerate(self.systems):
-            path, loc = self.path(s.structure), f"systems[{i}].structure"
-            if not path.exists():
-                probs.append(Problem(loc, f"file not found: {path}", s.structure,
-                                     "fix the path (relative to the config file's folder) or "
-                                     "create the file"))
-                continue
+            loc = f"systems[{i}].structure"
+            if s.structure is not None:
+                path = self.path(s.structure)
+                if not path.exists():
+                    probs.append(Problem(loc, f"file not found: {path}", s.structure,
+                                         "fix the path (relative to the config file's folder) or "
+                                         "create the file"))
+                    continue
+                try:
+                    read_structure(path, s.fmt)
+                except Exception as exc:  # any reader failure is a config problem
+                    probs.append(Problem(loc, f"cannot be read: {_one_line(exc)}", s.structure,
+                                         "give a POSCAR/CIF/extxyz file or set `fmt`"))
+                    continue
+            else:
+                loc = f"systems[{i}].random_packing.formula"
             try:
-                atoms = read_structure(path, s.fmt)
-            except Exception as exc:  # any reader failure is a config problem
-                probs.append(Problem(loc, f"cannot be read: {_one_line(exc)}", s.structure,
-                                     "give a POSCAR/CIF/extxyz file or set `fmt`"))
+                built = self.build_system(s.name)
+            except BuildError as exc:
+                probs.append(Problem(f"systems[{i}].{exc.field}", exc.msg, fix=exc.fix))
                 continue
-            extra = sorted(set(atoms.get_chemical_symbols()) - set(self.type_map))
+            extra = set(built.atoms.get_chemical_symbols()) - set(self.type_map)
+            for j, d in enumerate(s.defects):  # elements a defect brings in
+                key = "by" if d.type == "substitution" else "species"
+                if d.type in ("substitution", "interstitial") and getattr(d, key) in extra:
+                    extra.discard(getattr(d, key))
+                    probs.append(Problem(f"systems[{i}].defects[{j}].{key}", f"adds "
+                                         f"{getattr(d, key)}, not in type_map",
+                                         fix=f"add {getattr(d, key)} to type_map"))
             if extra:
-                probs.append(Problem(loc, f"contains {', '.join(extra)}, not in type_map",
-                                     s.structure, f"add {', '.join(extra)} to type_map"))
+                probs.append(Problem(loc, f"contains {', '.join(sorted(extra))}, not in type_map",
+                                     s.structure or s.random_packing.formula,
+                                     f"add {', '.join(sorted(extra))} to type_map"))
         probs += self.initial_data.check_folders(self.path, self.type_map)
         if probs:
             raise ConfigError([_line(self._source, p.loc, p.msg, p.got, p.fix) for p in probs])

@@ -49,8 +49,9 @@ class Decision:
 
 
 def task_key(system: str, condition: int) -> str:
-    """The key of one exploration task: ``"<system>|c<condition index>"``."""
-    return f"{system}|c{condition}"
+    """The key of one exploration task: ``"<system>|c<condition index>"`` (a ``.`` in the system name
+    becomes ``_``: the key is a field name in MongoDB updates, where a dot would nest it)."""
+    return f"{system.replace('.', '_')}|c{condition}"
 
 
 def stage_task_keys(stage: StageConfig) -> list[str]:

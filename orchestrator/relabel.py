@@ -54,6 +54,30 @@ def merge_settings(base: dict, changes: dict) -> dict:
     return out
 
 
+_PARENTS_FIRST = {"label": 0, "train": 1, "explore": 2, "select": 3}
+
+
+def defuse_unfinished(lp, campaign: str, iteration: int) -> list[int]:
+    """Defuse every Firework of ``campaign``'s ``iteration`` that has not completed; return their ids.
+
+    A Firework left RUNNING by a worker that was stopped cannot be defused directly: FireWorks reruns
+    it first, which also resets its children to WAITING. So parents go first (train → explore →
+    select), and the pass repeats until nothing of the iteration is left to run.
+    """
+    query = {"spec.firegen.campaign": campaign, "spec.firegen.iteration": iteration,
+             "state": {"$nin": ["COMPLETED", "DEFUSED"]}}
+    defused: set[int] = set()
+    for _ in range(5):
+        left = sorted(lp.fireworks.find(query, {"fw_id": 1, "spec.firegen.kind": 1}),
+                      key=lambda fw: (_PARENTS_FIRST.get(fw["spec"]["firegen"]["kind"], 9), fw["fw_id"]))
+        if not left:
+            break
+        for fw in left:
+            lp.defuse_fw(fw["fw_id"])
+            defused.add(fw["fw_id"])
+    return sorted(defused)
+
+
 def relabel(lp, campaign: str, changes: dict, kind: str | None = None, iteration: int | None = None,
             persist: bool = False) -> dict:
     """Queue the retry of ``campaign``'s failed labels with ``changes`` to the labeler settings.
@@ -90,10 +114,7 @@ def relabel(lp, campaign: str, changes: dict, kind: str | None = None, iteration
     if doc.get("status") == "stopped" and doc.get("stopped_iteration") is not None:
         resumed = int(doc["stopped_iteration"])
         it = store.get_iteration(campaign, resumed) or {}
-        for fw in lp.fireworks.find({"spec.firegen.campaign": campaign, "spec.firegen.iteration": resumed,
-                                     "state": {"$nin": ["COMPLETED", "DEFUSED"]}}, {"fw_id": 1}):
-            lp.defuse_fw(fw["fw_id"])
-            defused.append(fw["fw_id"])
+        defused = defuse_unfinished(lp, campaign, resumed)
         wf = labels_then_iteration(cfg, str_ids, resumed - 1, resumed, int(it.get("stage", doc.get("stage") or 0)),
                                    it.get("explore"), labeler=spec)
         store.campaigns.update_one({"name": campaign}, {"$set": {"status": "running"},

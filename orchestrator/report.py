@@ -18,7 +18,7 @@ def iteration_rows(store: ResultsStore, campaign: str) -> list[dict]:
         counts = it.get("counts") or {}
         ratios = it.get("ratios") or {}
         rows.append({
-            "iteration": it["index"], "stage": it.get("stage_name", it["stage"]), "ensemble": it.get("ensemble", ""),
+            "iteration": it["index"], "stage": it.get("stage_name", it["stage"]), "ensemble": "+".join([it.get("ensemble", "")] + list(it.get("protocols") or [])),
             "T (K)": "/".join(f"{t:g}" for t in it.get("temperatures", [])),
             "P (bar)": "/".join(f"{p:g}" for p in it.get("pressures", [])) or "-",
             "MD steps": it.get("nsteps", ""), "tasks": len(it.get("explore") or it.get("explorations") or []),

@@ -11,12 +11,14 @@ from firegen.workflows.builders import campaign_workflow
 
 
 def prepared_systems(cfg: CampaignConfig) -> dict:
-    """Each system's starting structure (supercell applied) as flat arrays, for the init Firework."""
+    """Each system's starting structure (built: supercell, scale, defects) as flat arrays, with its
+    bookkeeping (net formal charge in e, formula, role, oxidation states, defects), for the init Firework."""
     out = {}
     for system in cfg.systems:
-        atoms = cfg.system_atoms(system.name)
+        built = cfg.build_system(system.name)
+        atoms = built.atoms
         out[system.name] = plain({"species": atoms.get_chemical_symbols(), "cell": atoms.cell.array.reshape(-1),
-                                  "positions": atoms.positions.reshape(-1), "pbc": atoms.pbc})
+                                  "positions": atoms.positions.reshape(-1), "pbc": atoms.pbc, **built.metadata()})
     return out
 
 

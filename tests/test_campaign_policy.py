@@ -18,7 +18,7 @@ from firegen.orchestrator.config import load_config
 from firegen.orchestrator.convergence import decide, stage_task_keys
 from firegen.orchestrator.relabel import merge_settings, parse_assignments, relabel
 from firegen.workflows import campaign_steps
-from firegen.workflows.builders import iteration_fireworks
+from firegen.workflows.builders import iteration_fireworks, labels_then_iteration
 
 GOOD = {"accurate_ratio": 0.99, "candidate_ratio": 0.01}
 BAD = {"accurate_ratio": 0.60, "candidate_ratio": 0.30}
@@ -107,6 +107,11 @@ def test_too_many_failed_labels_stop_the_campaign_and_relabel_resumes_it(launchp
                                       bulk("Ar", "fcc", a=5.40, cubic=True)])]
     assert campaign_steps.label_batch(store, cfg, ids)["failed"] == 2
     campaign_steps.open_iteration(store, cfg, 0, 0)
+    stopped = launchpad.add_wf(labels_then_iteration(cfg, [], -1, 0, 0))  # what init appended: train → explore → select
+    trains = [fw["fw_id"] for fw in launchpad.fireworks.find({"spec.firegen.kind": "train"})]
+    # as the raise leaves one member; the other was still running when `firegen run` stopped its workers
+    launchpad.fireworks.update_one({"fw_id": trains[0]}, {"$set": {"state": "FIZZLED"}})
+    launchpad.fireworks.update_one({"fw_id": trains[1]}, {"$set": {"state": "RUNNING"}})
     with pytest.raises(campaign_steps.LabelFailuresExceeded, match="2 of 3 initial labels failed"):
         campaign_steps.train_member(store, cfg, 0, 0, tmp_path / "train")
     doc = store.get_campaign(cfg.name)
@@ -118,6 +123,8 @@ def test_too_many_failed_labels_stop_the_campaign_and_relabel_resumes_it(launchp
     assert mongo_db.configurations.count_documents({"status": "label_failed"}) == 2
     done = relabel(launchpad, cfg.name, {"sigma": 3.405, "epsilon": 0.0104}, kind="lj")
     assert done["configurations"] == 2 and done["resumed_iteration"] == 0
+    old = {fw["fw_id"]: fw["state"] for fw in launchpad.fireworks.find({"fw_id": {"$in": list(stopped.values())}})}
+    assert set(old.values()) == {"DEFUSED"}, old  # nothing of the stopped attempt can still run
     assert store.get_campaign(cfg.name)["status"] == "running"
 
     lp_file = write_launchpad_file(tmp_path / "lp.yaml", ferretdb.uri + mongo_db.name)
@@ -129,5 +136,5 @@ def test_too_many_failed_labels_stop_the_campaign_and_relabel_resumes_it(launchp
     assert all(d["label_attempts"][0]["code"] for d in retried)  # the EMT failure stays on record
     assert mongo_db.configurations.find_one({"_id": ids[0]})["label"]["code"] != "lj"  # untouched
     assert campaign_steps.label_failures(store, cfg.name, -1) == (0, 3)
-    trains = list(launchpad.fireworks.find({"spec.firegen.kind": "train", "spec.firegen.iteration": 0}))
+    trains = list(launchpad.fireworks.find({"spec.firegen.kind": "train", "fw_id": {"$in": done["fw_ids"]}}))
     assert len(trains) == cfg.committee.size and all(fw["state"] == "READY" for fw in trains)

@@ -35,9 +35,42 @@ def test_frames_after_the_first_unphysical_one_are_failed():
     bad = good.copy()
     bad.positions[1] = bad.positions[0] + [0.4, 0.0, 0.0]
     frames = [good, good, bad, good, good]  # a frame after the overlap is an artefact too
-    assert first_unphysical_frame(frames, 0.5) == 2
+    assert first_unphysical_frame(frames, 0.5)[0] == 2
     codes = np.full(5, CANDIDATE)
-    cut, at = cut_trajectory(codes, frames, 0.5)
-    assert at == 2 and list(cut) == [CANDIDATE, CANDIDATE, FAILED, FAILED, FAILED]
+    cut, at, why = cut_trajectory(codes, frames, 0.5)
+    assert at == 2 and list(cut) == [CANDIDATE, CANDIDATE, FAILED, FAILED, FAILED] and "covalent" in why
     assert list(codes) == [CANDIDATE] * 5  # the input is not changed
     assert cut_trajectory(codes, [good] * 5, 0.5)[1] is None
+
+
+def test_an_energy_explosion_cuts_the_trajectory_where_it_starts():
+    frames = [_na3ocl_like()] * 6
+    energies = [-3.10, -3.05, -2.90, 1.5, 40.0, -3.0]  # eV/atom; frame 3 is 4.6 eV/atom above frame 0
+    at, why = first_unphysical_frame(frames, 0.5, energies, max_energy_rise=2.0)
+    assert at == 3 and "eV/atom" in why
+    assert first_unphysical_frame(frames, 0.5, energies, max_energy_rise=None) == (None, "")
+    assert first_unphysical_frame(frames, 0.5, [-3.1, float("nan")] + [-3.1] * 4, 2.0)[0] == 1
+    squeezed = frames[0].copy()
+    squeezed.positions[1] = squeezed.positions[0] + [0.4, 0.0, 0.0]
+    # an overlap before the energy runs away is reported as the overlap
+    at, why = first_unphysical_frame([frames[0], squeezed] + frames[2:], 0.5, energies, 2.0)
+    assert at == 1 and "covalent" in why
+
+
+def test_lammps_thermo_gives_the_potential_energy_of_every_judged_frame(tmp_path):
+    from firegen.workflows.steps.lammps import thermo_potential_energy
+
+    log = tmp_path / "log.lammps"
+    log.write_text("\n".join([
+        "LAMMPS (2 Aug 2023)", "Setting up Verlet run ...",
+        "   Step          Temp          PotEng         KinEng",
+        "         0   300           -110.5          1.2",
+        "        10   310           -110.1          1.3",
+        "Loop time of 0.5 on 1 procs for 10 steps with 32 atoms", "",
+        "   Step          Temp          PotEng         KinEng",  # the next segment repeats step 10
+        "        10   310           -110.1          1.3",
+        "        20   900           -95.0           3.4",
+        "Loop time of 0.5 on 1 procs for 10 steps with 32 atoms"]))
+    assert thermo_potential_energy(log, np.array([0, 10, 20])).tolist() == [-110.5, -110.1, -95.0]
+    assert thermo_potential_energy(log, np.array([0, 10, 30])) is None  # a frame without a thermo row
+    assert thermo_potential_energy(tmp_path / "missing.lammps", np.array([0])) is None

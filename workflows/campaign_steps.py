@@ -11,7 +11,6 @@ import shutil
 import time
 from pathlib import Path
 
-import dpdata
 import numpy as np
 from bson import ObjectId
 
@@ -22,6 +21,7 @@ from firegen.orchestrator.convergence import Decision, decide, stage_task_keys, 
 from firegen.workflows.dataset import LABELED_FIELDS, split_train_validation, write_deepmd_npy
 from firegen.workflows.steps import explore as md
 from firegen.workflows.steps import label as labeling
+from firegen.workflows.steps import sanity
 from firegen.workflows.steps import select as selection
 from firegen.workflows.steps import train as training
 
@@ -40,17 +40,25 @@ def initial_configurations(store: ResultsStore, cfg: CampaignConfig, systems: di
             for k, atoms in enumerate(frames):
                 store.add_atoms(cfg.name, atoms, {"kind": "init", "system": name, "frame": k, "iteration": -1},
                                 status="selected")
-    for path in imported:
-        data = dpdata.LabeledSystem(path, fmt="deepmd/npy", type_map=cfg.type_map)
-        for k in range(len(data)):
-            frame = data[k]
-            species = [frame["atom_names"][t] for t in frame["atom_types"]]
-            label = {"energy": float(frame["energies"][0]), "forces": frame["forces"][0], "code": "imported",
-                     "settings_hash": "imported:" + str(path), "virial": frame["virials"][0] if frame.has_virial() else None}
-            cid, _ = store.add_configuration(cfg.name, species, frame["cells"][0], frame["coords"][0],
-                                             {"kind": "imported", "path": str(path), "frame": k, "iteration": -1},
-                                             status="selected")
-            store.set_label(cid, label)  # labels once; a rerun changes nothing
+    # deepmd_npy folders (absolute, from the submit side) and `initial_data.imported` entries (absolute, with
+    # provenance such as {source: dpgen, dpgen_iteration: k}); a folder may hold several systems
+    from firegen.orchestrator.dpgen_run import labeled_systems
+
+    sources = [(str(path), "auto", {}) for path in imported]
+    sources += [(item.path, item.fmt, {"source": item.source, "dpgen_iteration": item.dpgen_iteration})
+                for item in cfg.initial_data.imported]
+    for path, fmt, provenance in sources:
+        for folder, data in labeled_systems(path, cfg.type_map, fmt):
+            for k in range(len(data)):
+                frame = data[k]
+                species = [frame["atom_names"][t] for t in frame["atom_types"]]
+                label = {"energy": float(frame["energies"][0]), "forces": frame["forces"][0], "code": "imported",
+                         "settings_hash": "imported:" + str(folder),
+                         "virial": frame["virials"][0] if frame.has_virial() else None}
+                origin = {"kind": "imported", "path": str(folder), "frame": k, "iteration": -1, **provenance}
+                cid, _ = store.add_configuration(cfg.name, species, frame["cells"][0], frame["coords"][0], origin,
+                                                 status="selected")
+                store.set_label(cid, label)  # labels once; a rerun changes nothing
     return [d["_id"] for d in store.configurations.find({"campaign": cfg.name, "status": "selected",
                                                          "origin.kind": "init"}, {"_id": 1})]
 
@@ -60,9 +68,11 @@ def open_iteration(store: ResultsStore, cfg: CampaignConfig, index: int, stage: 
     """Create the iteration's document with what the per-iteration table prints; ``explore`` lists the
     task keys it explores (all of the stage's when empty)."""
     st = cfg.stages[stage]
-    store.update_iteration(cfg.name, index, stage, stage_name=st.name, ensemble=st.ensemble,
-                           temperatures=st.temperatures, pressures=st.pressures or [], nsteps=st.nsteps,
-                           explore=list(explore or stage_task_keys(st)), status="running")
+    table = st.summary()
+    store.update_iteration(cfg.name, index, stage, stage_name=st.name, ensemble=table["ensemble"],
+                           temperatures=table["temperatures"], pressures=table["pressures"], nsteps=table["nsteps"],
+                           protocols=table["protocols"], explore=list(explore or stage_task_keys(st)),
+                           status="running")
     store.update_campaign(cfg.name, stage=stage, iteration=index)
 
 
@@ -191,7 +201,7 @@ def explore(store: ResultsStore, cfg: CampaignConfig, iteration: int, stage: int
     models = _committee(store, cfg.name, iteration)
     paths = [store.blobs.fetch(m["file_id"], workdir / "models" / f"graph.{m['member']:03d}.pb") for m in models]
     st = cfg.stages[stage]
-    cond = md.MDCondition(**st.conditions()[condition],
+    cond = md.MDCondition(**st.conditions()[condition], key=st.condition_keys()[condition],
                           seed=selection.seed_from(cfg.name, iteration, system, condition) % (2**31 - 2) + 1)
     structure = store.get_campaign(cfg.name)["systems"][system]
     atoms = ResultsStore.atoms(structure)
@@ -207,6 +217,8 @@ def explore(store: ResultsStore, cfg: CampaignConfig, iteration: int, stage: int
     trust = cfg.selection.trust
     codes = selection.classify(result.max_devi_f, trust.f_lo, trust.f_hi,
                                result.max_devi_v if trust.v_lo is not None else None, trust.v_lo, trust.v_hi)
+    codes, cut, cut_reason = sanity.cut_trajectory(codes, result.frames, cfg.exploration.min_distance_ratio,
+                                                   frame_energies_per_atom(result), cfg.exploration.max_energy_rise)
     model_ids = [m["_id"] for m in models]
     new = 0
     for k in np.flatnonzero(codes == selection.CANDIDATE):
@@ -218,6 +230,7 @@ def explore(store: ResultsStore, cfg: CampaignConfig, iteration: int, stage: int
         new += store.add_atoms(cfg.name, result.frames[k], origin, status="candidate", model_deviation=deviation)[1]
     summary = {**selection.counts(codes), "new_candidates": int(new), "system": system, "condition": cond.as_dict(),
                "engine": result.engine, "md_seconds": float(result.wall_time),
+               "cut_at_frame": cut, "cut_reason": cut_reason,
                "max_devi_f_edges": deviation_edges(trust.f_lo, trust.f_hi),
                "max_devi_f_hist": np.histogram(np.nan_to_num(result.max_devi_f, nan=1e9),
                                                bins=deviation_edges(trust.f_lo, trust.f_hi))[0]}
@@ -225,6 +238,19 @@ def explore(store: ResultsStore, cfg: CampaignConfig, iteration: int, stage: int
     store.iterations.update_one({"campaign": cfg.name, "index": iteration},
                                 {"$inc": {"timings.explore_s": float(result.wall_time)}})
     return selection_counts_only(summary)
+
+
+def frame_energies_per_atom(result) -> np.ndarray | None:
+    """Potential energy per atom (eV/atom) of each explored frame, when the engine reported it
+    (``atoms.info["energy"]`` in eV, or ``result.extra["energies"]``); else None."""
+    energies = result.extra.get("energies") if result.extra else None
+    if energies is None:
+        energies = [atoms.info.get("energy") for atoms in result.frames]
+        if not energies or any(e is None for e in energies):
+            return None
+    if len(energies) != len(result.frames):
+        return None
+    return np.asarray(energies, dtype=float) / np.array([len(a) for a in result.frames], dtype=float)
 
 
 def deviation_edges(f_lo: float, f_hi: float) -> list[float]:
@@ -269,8 +295,9 @@ def select_and_decide(store: ResultsStore, cfg: CampaignConfig, iteration: int, 
                                                  "status": "candidate"}, {"_id": 1, "model_deviation": 1}))
     keys = [c["_id"] for c in candidates]
     sel_cfg = cfg.selection
-    picked = selection.select_candidates(keys, sel_cfg.max_per_iteration,
-                                         selection.seed_from(cfg.name, iteration, sel_cfg.seed))
+    cap = selection.labeling_cap(sel_cfg.max_per_iteration, ratio["accurate"],
+                                 sel_cfg.skip_when_accurate_above, sel_cfg.soft_accurate_ratio)
+    picked = selection.select_candidates(keys, cap, selection.seed_from(cfg.name, iteration, sel_cfg.seed))
     if decision.action == "done" or len(picked) < sel_cfg.min_per_iteration:
         picked = []
     picked_set = set(picked)

@@ -15,37 +15,61 @@ if TYPE_CHECKING:  # pragma: no cover
 from firegen.workflows.steps.md import (ASE_TRAJ_FILE, DEVI_FILE, ExplorationError, ExplorationResult,
                                          MDCondition, _annotate, _check_atoms, _check_models, _check_type_map,
                                          _result, parse_model_devi)
+from firegen.workflows.steps.protocols import Segment, apply_strain
 
 # --------------------------------------------------------------------------- ASE
 
 
-def _ase_dynamics(atoms: Atoms, cond: MDCondition):
-    """The ASE integrator closest to the LAMMPS fix of ``cond`` (Nosé-Hoover / MTK)."""
+def _ase_dynamics(atoms: Atoms, ensemble: str, temperature: float, pressure: float | None,
+                  cond: MDCondition):
+    """The ASE integrator closest to LAMMPS' fix for ``ensemble`` at ``temperature`` (K) and
+    ``pressure`` (bar): Nosé-Hoover chain (``nvt``) or MTK barostats; damping from ``cond``."""
     from ase import units
     from ase.md import nose_hoover_chain as nhc
 
     timestep = cond.dt * units.fs
     tdamp = cond.tau_t * 1000.0 * units.fs
-    if cond.ensemble == "nvt":
+    if ensemble == "nvt":
         return nhc.NoseHooverChainNVT(
-            atoms, timestep=timestep, temperature_K=cond.temperature, tdamp=tdamp
+            atoms, timestep=timestep, temperature_K=temperature, tdamp=tdamp
         )
     pdamp = cond.tau_p * 1000.0 * units.fs
     kwargs = dict(
         timestep=timestep,
-        temperature_K=cond.temperature,
-        pressure_au=cond.pressure * units.bar,
+        temperature_K=temperature,
+        pressure_au=pressure * units.bar,
         tdamp=tdamp,
         pdamp=pdamp,
     )
-    if cond.ensemble == "npt":
+    if ensemble == "npt":
         return nhc.IsotropicMTKNPT(atoms, **kwargs)
-    if cond.ensemble == "npt-aniso":
+    if ensemble == "npt-aniso":
         masked = getattr(nhc, "MaskedMTKNPT", None)
         if masked is None:  # older ASE: fall back to full cell fluctuations
             return nhc.MTKNPT(atoms, **kwargs)
         return masked(atoms, mask=(True, True, True), **kwargs)
     return nhc.MTKNPT(atoms, **kwargs)
+
+
+def ramp_blocks(seg: Segment, cond: MDCondition) -> list[tuple[int, float]]:
+    """How the ASE engine runs one segment: ``(steps, target temperature K)`` blocks.
+
+    A constant segment is one block. A ramp becomes a staircase: blocks of about five
+    thermostat times (at least four blocks, at most one per step), each at the ramp's
+    temperature at the block's middle. ASE's integrators have no ramped target, so each
+    block is a fresh integrator (as LAMMPS' ``unfix``/``fix`` between segments).
+    """
+    if seg.t_start == seg.t_stop:
+        return [(seg.nsteps, seg.t_start)]
+    tau_steps = max(1, round(cond.tau_t * 1000.0 / cond.dt))
+    block = max(1, min(5 * tau_steps, -(-seg.nsteps // 4)))
+    out, done = [], 0
+    while done < seg.nsteps:
+        n = min(block, seg.nsteps - done)
+        frac = (done + 0.5 * n) / seg.nsteps
+        out.append((n, seg.t_start + frac * (seg.t_stop - seg.t_start)))
+        done += n
+    return out
 
 
 def run_ase_md(
@@ -60,7 +84,9 @@ def run_ase_md(
     The dynamics use deepmd-kit's ASE calculator (:class:`deepmd.calculator.DP`) for
     ``models[0]`` and ASE's Nosé-Hoover chain (``nvt``) or MTK barostat integrators
     (``npt``: isotropic, ``npt-aniso``: a/b/c axes, ``npt-tri``: full cell), with
-    Maxwell-Boltzmann initial velocities (``seed``, zero total momentum).
+    Maxwell-Boltzmann initial velocities (``seed``, zero total momentum). A fixed
+    ``strain`` is applied to the start; melt-quench runs its segments in turn; ramps run as
+    a staircase (:func:`ramp_blocks`). Continuous ``deform`` is LAMMPS-only (ValueError).
     Frames are saved every ``trj_freq`` steps from step 0; on all of them together
     deepmd-kit's :func:`~deepmd.infer.model_devi.calc_model_devi` evaluates every model
     and gives the same columns as LAMMPS' ``model_devi.out`` (written to
@@ -91,6 +117,11 @@ def run_ase_md(
 
     if not isinstance(condition, MDCondition):
         raise ValueError(f"condition must be an MDCondition, got {type(condition).__name__}")
+    if condition.deform is not None:
+        raise ValueError(
+            f"the ASE engine cannot run a continuous deformation ({condition.label()}); "
+            "use the LAMMPS engine (exploration.engine: lammps) or a fixed strain"
+        )
     type_map = _check_type_map(type_map)
     _check_atoms(atoms, type_map)
     model_paths = _check_models(models)
@@ -110,7 +141,7 @@ def run_ase_md(
     if unknown:
         raise ValueError(f"species {unknown} are not in the models' type map {model_tmap}")
 
-    md_atoms = atoms.copy()
+    md_atoms = apply_strain(atoms, condition.strain)
     md_atoms.wrap()
     md_atoms.calc = calc
     c = condition
@@ -123,15 +154,27 @@ def run_ase_md(
     vd.Stationary(md_atoms)  # zero total momentum, as LAMMPS' ``mom yes``
 
     saved: list[tuple[np.ndarray, np.ndarray]] = []
+    energies: list[float] = []  # potential energy (eV) of each saved frame, from the driving model
 
     def save() -> None:
         saved.append((md_atoms.get_positions().copy(), np.asarray(md_atoms.cell[:]).copy()))
+        energies.append(float(md_atoms.get_potential_energy()))
 
-    dyn = _ase_dynamics(md_atoms, c)
-    dyn.attach(save, interval=c.trj_freq)
     start = time.perf_counter()
+    done = 0  # steps run so far, over all segments and blocks
     try:
-        dyn.run(c.nsteps)
+        for seg in c.segments():
+            for n, temperature in ramp_blocks(seg, c):
+                dyn = _ase_dynamics(md_atoms, seg.ensemble, temperature, seg.pressure, c)
+
+                def observe(dyn=dyn, offset=done) -> None:
+                    step = offset + dyn.nsteps
+                    if step % c.trj_freq == 0 and step == len(saved) * c.trj_freq:
+                        save()  # each block's first call repeats the previous block's last step
+
+                dyn.attach(observe, interval=1)
+                dyn.run(n)
+                done += n
     except Exception as exc:  # deepmd/ASE errors: report with context
         raise ExplorationError(
             f"ASE MD ({c.label()}) failed after {len(saved)} saved frames: {exc}"
@@ -165,4 +208,4 @@ def run_ase_md(
     ]
     _annotate(frames, devi)
     write(workdir / ASE_TRAJ_FILE, frames, format="extxyz")
-    return _result(devi, frames, wall, "ase", workdir)
+    return _result(devi, frames, wall, "ase", workdir, energies=np.array(energies))

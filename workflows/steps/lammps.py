@@ -24,6 +24,9 @@ from firegen.workflows.steps.md import (CONF_FILE, DEVI_FILE, DUMP_FILE, Explora
                                          INPUT_FILE, LOG_FILE, MANIFEST_FILE, MDCondition, SCREEN_FILE,
                                          _check_atoms, _check_models, _check_type_map, _result, _tail,
                                          parse_model_devi)
+from firegen.workflows.steps import protocols
+from firegen.workflows.steps.protocols import Segment
+
 
 def find_lmp(lmp: str = "lmp") -> list[str]:
     """Resolve the LAMMPS command into an argv prefix.
@@ -55,15 +58,46 @@ def lammps_available(lmp: str = "lmp") -> bool:
 # --------------------------------------------------------------------------- LAMMPS
 
 
-def _fix_line(cond: MDCondition) -> str:
-    temp = f"temp {cond.temperature:.10g} {cond.temperature:.10g} {cond.tau_t:.10g}"
-    if cond.ensemble == "nvt":
+def _fix_line(seg: Segment, cond: MDCondition) -> str:
+    """``fix 1`` of one segment: Nosé-Hoover NVT or NPT; a ramp when ``t_start != t_stop``."""
+    temp = f"temp {seg.t_start:.10g} {seg.t_stop:.10g} {cond.tau_t:.10g}"
+    if seg.ensemble == "nvt":
         return f"fix             1 all nvt {temp}"
-    couple = {"npt": "iso", "npt-aniso": "aniso", "npt-tri": "tri"}[cond.ensemble]
+    couple = {"npt": "iso", "npt-aniso": "aniso", "npt-tri": "tri"}[seg.ensemble]
     return (
         f"fix             1 all npt {temp} "
-        f"{couple} {cond.pressure:.10g} {cond.pressure:.10g} {cond.tau_p:.10g}"
+        f"{couple} {seg.pressure:.10g} {seg.pressure:.10g} {cond.tau_p:.10g}"
     )
+
+
+def _run_lines(cond: MDCondition, box: tuple[float, ...]) -> list[str]:
+    """Velocities, fixes and ``run`` blocks: one run, or one per segment (melt-quench).
+
+    ``box`` is the LAMMPS box ``(lx, ly, lz, xy, xz, yz)`` (Å) that ``fix deform`` starts from.
+    Segments follow each other without ``reset_timestep``, so the step count, the dump and
+    the model deviation file run on monotonically across segments.
+    """
+    c = cond
+    velocity = f"velocity        all create {c.temperature:.10g} {c.seed} mom yes rot no dist gaussian"
+    timestep = f"timestep        {c.dt / 1000.0:.10g}"
+    segs = c.segments()
+    if len(segs) == 1:
+        lines = [velocity, _fix_line(segs[0], c)]
+        if c.deform:
+            lines.append("fix             2 all deform 1 "
+                         f"{protocols.lammps_deform_args(c.deform, box)} remap x")
+        return [*lines, "", timestep, f"run             {c.nsteps}", ""]
+    lines = [velocity, timestep, ""]
+    for i, seg in enumerate(segs):
+        ramp = (f"{seg.t_start:g} K" if seg.t_start == seg.t_stop
+                else f"{seg.t_start:g} -> {seg.t_stop:g} K")
+        pressure = "" if seg.pressure is None else f", {seg.pressure:g} bar"
+        lines += [f"# segment {i + 1}/{len(segs)}: {seg.name}, {seg.ensemble}, {ramp}{pressure}, "
+                  f"{seg.nsteps} steps ({seg.nsteps * c.dt / 1000.0:g} ps)"]
+        if i:
+            lines.append("unfix           1")
+        lines += [_fix_line(seg, c), f"run             {seg.nsteps}", ""]
+    return lines
 
 
 def write_lammps_inputs(
@@ -78,13 +112,18 @@ def write_lammps_inputs(
 
     * ``conf.lmp``: LAMMPS data file (``atom_style atomic``) with one atom type per
       ``type_map`` entry, in that order, whether or not the species occurs in ``atoms``.
-      The cell is written in LAMMPS' lower-triangular convention (a general cell is
-      rotated, as ASE does); ``npt-tri`` always gets a triclinic box.
+      A fixed ``strain`` is applied to the cell first (atoms scaled with it). The cell is
+      written in LAMMPS' lower-triangular convention (a general cell is rotated, as ASE
+      does); ``npt-tri`` and a shear ``deform`` always get a triclinic box.
     * ``input.lammps``: units metal, ``pair_style deepmd <models> out_freq <trj_freq>
       out_file model_devi.out``, ``pair_coeff * * <type_map>`` (deepmd-kit maps the
       LAMMPS types to the models' types by element name and fails loudly if a model
-      lacks one), velocities at ``temperature`` with ``seed``, the ensemble's fix,
-      ``timestep dt/1000`` (ps), ``dump`` every ``trj_freq`` steps.
+      lacks one), velocities at ``temperature`` with ``seed``, the ensemble's fix
+      (``temp T Tstop`` for a ramp), ``fix 2 all deform 1 ... remap x`` for a ``deform``
+      (lengths ``scale``, tilts ``final``: the box ends deformed affinely by the spec),
+      ``timestep dt/1000`` (ps), ``dump`` every ``trj_freq`` steps, and one ``run`` or,
+      for melt-quench, one ``unfix``/``fix``/``run`` block per segment (no
+      ``reset_timestep``: steps stay monotonic).
     * ``explore.json``: type map, condition and models, read back by :func:`run_lammps`.
 
     Args:
@@ -102,6 +141,7 @@ def write_lammps_inputs(
         ValueError: Invalid type map, structure, models, masses or model paths with
             whitespace (LAMMPS cannot read them).
     """
+    from ase.calculators.lammps import Prism
     from ase.data import atomic_masses, atomic_numbers
     from ase.io import write
 
@@ -126,9 +166,10 @@ def write_lammps_inputs(
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
 
-    conf = atoms.copy()
+    conf = protocols.apply_strain(atoms, condition.strain)
     conf.calc = None
     conf.wrap()
+    shear_deform = bool(condition.deform) and condition.deform["mode"] == "shear"
     write(
         workdir / CONF_FILE,
         conf,
@@ -137,7 +178,7 @@ def write_lammps_inputs(
         masses=True,
         units="metal",
         atom_style="atomic",
-        force_skew=condition.ensemble == "npt-tri",
+        force_skew=condition.ensemble == "npt-tri" or shear_deform,
     )
 
     c = condition
@@ -166,12 +207,7 @@ def write_lammps_inputs(
         f"dump            1 all custom {c.trj_freq} {DUMP_FILE} id type x y z",
         "dump_modify     1 sort id",
         "",
-        f"velocity        all create {c.temperature:.10g} {c.seed} mom yes rot no dist gaussian",
-        _fix_line(c),
-        "",
-        f"timestep        {c.dt / 1000.0:.10g}",
-        f"run             {c.nsteps}",
-        "",
+        *_run_lines(c, tuple(Prism(conf.get_cell()).get_lammps_prism())),
     ]
     path = workdir / INPUT_FILE
     path.write_text("\n".join(lines))
@@ -267,6 +303,18 @@ def _loop_time(log: Path) -> float | None:
     return found
 
 
+def _drop_repeated_steps(devi: dict) -> dict:
+    """Keep the first row of each step: at the start of a later ``run`` (a melt-quench
+    segment) LAMMPS recomputes the forces of the step it stopped at, and ``pair_style deepmd``
+    writes that step's row again when it is a multiple of ``out_freq`` (the dump does not)."""
+    steps = devi["steps"]
+    keep = np.ones(len(steps), dtype=bool)
+    keep[1:] = steps[1:] != steps[:-1]
+    if keep.all():
+        return devi
+    return {k: (v[keep] if isinstance(v, np.ndarray) else v) for k, v in devi.items()}
+
+
 def run_lammps(
     workdir: Path,
     lmp: str = "lmp",
@@ -341,7 +389,7 @@ def run_lammps(
         )
 
     try:
-        devi = parse_model_devi(workdir / DEVI_FILE)
+        devi = _drop_repeated_steps(parse_model_devi(workdir / DEVI_FILE))
         frames, dump_steps = read_dump_frames(workdir / DUMP_FILE, type_map)
     except ExplorationError as exc:
         raise ExplorationError(str(exc), log_path=log, log_tail=_tail([log, screen])) from exc
@@ -357,8 +405,42 @@ def run_lammps(
             f"{devi['steps'][:5].tolist()}... in {workdir}",
             log_path=log,
         )
+    energies = thermo_potential_energy(log, devi["steps"])
     return _result(
-        devi, frames, wall, "lammps", workdir, command=cmd, loop_time=_loop_time(log)
+        devi, frames, wall, "lammps", workdir, command=cmd, loop_time=_loop_time(log),
+        **({"energies": energies} if energies is not None else {}),
     )
+
+
+def thermo_potential_energy(log: Path, steps: np.ndarray) -> np.ndarray | None:
+    """Potential energy (eV, the whole cell) at each of ``steps``, from the thermo table of
+    ``log.lammps`` (``thermo`` every ``trj_freq`` steps, ``PotEng`` column); None when a step is missing.
+
+    A small reader on purpose: ``lammps.formats.LogFile`` would do it, but importing the ``lammps``
+    package loads LAMMPS with the deepmd plugin and TensorFlow (tens of seconds) inside the worker.
+    """
+    try:
+        lines = Path(log).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    pe: dict[int, float] = {}
+    header: list[str] | None = None
+    for line in lines:
+        words = line.split()
+        if words[:1] == ["Step"]:
+            header = words
+            continue
+        if header is None:
+            continue
+        try:
+            row = [float(w) for w in words]
+        except ValueError:
+            header = None  # end of this run's table ("Loop time ...")
+            continue
+        if len(row) == len(header) and "PotEng" in header:
+            pe[int(round(row[0]))] = row[header.index("PotEng")]
+    if not all(int(k) in pe for k in steps):
+        return None
+    return np.array([pe[int(k)] for k in steps])
 
 

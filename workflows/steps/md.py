@@ -5,7 +5,7 @@ See :mod:`firegen.workflows.steps.explore` for units and the meaning of the devi
 
 from __future__ import annotations
 
-from firegen.workflows.steps import StepError
+from firegen.workflows.steps import StepError, protocols
 
 import math
 import os
@@ -66,6 +66,20 @@ class MDCondition:
         tau_p: Barostat damping time (ps).
         seed: Seed of the initial Maxwell-Boltzmann velocities, ``1 <= seed < 2**31``.
             Give replicas of one condition distinct seeds.
+        temperature_stop: Temperature ramp: the thermostat target goes linearly from
+            ``temperature`` to this (K) over the run (cooling when lower). None: constant.
+        strain: Fixed strain applied to the starting cell (atoms scaled with it) before the
+            MD, a spec ``{mode, direction, value}`` of :mod:`~firegen.workflows.steps.protocols`.
+        deform: Continuous deformation over the run (LAMMPS ``fix deform ... remap x``),
+            reaching the spec's strain at the last step; ``nvt`` only, LAMMPS only.
+        melt_quench: Melt-quench recipe (keys
+            :data:`~firegen.workflows.steps.protocols.MELT_QUENCH_KEYS`; ps, K, K/ps): heat
+            from ``temperature`` to the melt, hold, cool back at the rate, relax (all NVT),
+            then ``ensemble`` (an NPT one) at ``temperature`` and ``pressure``. ``nsteps``
+            must be the sum of the segments (:func:`~firegen.workflows.steps.protocols.melt_quench_nsteps`).
+        key: Short human label (e.g. ``T300-P1``, ``ramp10-2000K``) for tables and
+            per-condition bookkeeping; default built by
+            :func:`~firegen.workflows.steps.protocols.condition_key`.
     """
 
     ensemble: str
@@ -77,6 +91,11 @@ class MDCondition:
     tau_t: float = 0.1
     tau_p: float = 0.5
     seed: int = 1
+    temperature_stop: float | None = None
+    strain: dict[str, Any] | None = None
+    deform: dict[str, Any] | None = None
+    melt_quench: dict[str, Any] | None = None
+    key: str | None = None
 
     def __post_init__(self) -> None:
         if self.ensemble not in ENSEMBLES:
@@ -129,6 +148,44 @@ class MDCondition:
             object.__setattr__(self, name, int(getattr(self, name)))
         if self.pressure is not None:
             object.__setattr__(self, "pressure", float(self.pressure))
+        self._check_protocol()
+        if self.key is None:
+            object.__setattr__(self, "key", protocols.condition_key(self))
+        elif not isinstance(self.key, str) or not self.key.strip():
+            raise ValueError(f"MDCondition.key must be a non-empty text label, got {self.key!r}")
+
+    def _check_protocol(self) -> None:
+        """Validate (and normalize) temperature_stop, strain, deform and melt_quench."""
+        stop = self.temperature_stop
+        if stop is not None:
+            if not _is_real(stop) or not math.isfinite(stop) or stop <= 0:
+                raise ValueError(f"MDCondition.temperature_stop must be a positive number of "
+                                 f"kelvin (ramp end) or None, got {stop!r}")
+            object.__setattr__(self, "temperature_stop", float(stop))
+        for name in ("strain", "deform"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, protocols.check_strain(getattr(self, name),
+                                                                      f"MDCondition.{name}"))
+        if self.deform is not None and self.ensemble != "nvt":
+            raise ValueError(f"MDCondition.deform needs ensemble 'nvt' (got {self.ensemble!r}): "
+                             "a barostat would fight the imposed box change")
+        if self.melt_quench is None:
+            return
+        recipe = protocols.check_melt_quench(self.melt_quench, self.temperature,
+                                             "MDCondition.melt_quench")
+        object.__setattr__(self, "melt_quench", recipe)
+        if self.ensemble == "nvt":
+            raise ValueError("MDCondition.melt_quench ends with an NPT segment: use ensemble "
+                             "'npt', 'npt-aniso' or 'npt-tri' and give its pressure (bar)")
+        clash = [n for n in ("temperature_stop", "strain", "deform") if getattr(self, n) is not None]
+        if clash:
+            raise ValueError(f"MDCondition.melt_quench cannot be combined with {clash}: the "
+                             "recipe sets its own temperatures; leave those None")
+        total = protocols.melt_quench_nsteps(recipe, self.temperature, self.dt)
+        if self.nsteps != total:
+            raise ValueError(f"MDCondition.nsteps = {self.nsteps} must equal the melt-quench "
+                             f"segments' total {total} steps at dt = {self.dt:g} fs "
+                             "(protocols.melt_quench_nsteps)")
 
     @property
     def n_frames(self) -> int:
@@ -136,11 +193,26 @@ class MDCondition:
         return self.nsteps // self.trj_freq + 1
 
     def label(self) -> str:
-        """Short human string, e.g. ``"nvt T=300K"`` or ``"npt T=300K P=1bar"``."""
-        text = f"{self.ensemble} T={self.temperature:g}K"
+        """Short human string, e.g. ``"nvt T=300K"``, ``"npt T=300K P=1bar"`` or
+        ``"nvt T=10-2000K shear_xy+0.5 (deform)"``."""
+        if self.melt_quench:
+            text = (f"{self.ensemble} melt-quench {self.temperature:g}K-"
+                    f"{self.melt_quench['melt_temperature']:g}K-{self.temperature:g}K")
+        elif self.temperature_stop is not None:
+            text = f"{self.ensemble} T={self.temperature:g}-{self.temperature_stop:g}K"
+        else:
+            text = f"{self.ensemble} T={self.temperature:g}K"
         if self.pressure is not None:
             text += f" P={self.pressure:g}bar"
+        if self.strain:
+            text += f" {protocols.strain_label(self.strain)}"
+        if self.deform:
+            text += f" {protocols.strain_label(self.deform)} (deform)"
         return text
+
+    def segments(self) -> list[protocols.Segment]:
+        """The run's segments (one, or five for melt-quench), see :func:`protocols.segments`."""
+        return protocols.segments(self)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serializable dict (inverse: ``MDCondition(**d)``)."""
