@@ -16,11 +16,13 @@ from firegen.db.errors import FiregenError
 from firegen.db.uri import mask_secrets
 from firegen.orchestrator.cli_campaign import register as register_campaign_commands
 from firegen.orchestrator.cli_db import db_app
+from firegen.orchestrator.cli_exchange import register as register_exchange_commands
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Active learning of DeePMD potentials as FireWorks workflows on MongoDB.")
 app.add_typer(db_app, name="db")
 register_campaign_commands(app)
+register_exchange_commands(app)
 
 
 @app.callback()

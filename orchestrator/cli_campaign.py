@@ -24,11 +24,26 @@ def _target(ctx: typer.Context):
     return resolve_target(uri=obj.get("uri"), launchpad=obj.get("launchpad"))
 
 
-def validate_everything(config: Path):
-    """Load the config and check everything it references; no database is touched."""
+def validate_everything(config: Path, machine: Path | None = None, ignore_unsupported: bool = False):
+    """Load the config and check everything it references; no database is touched.
+
+    A DP-GEN ``param.json`` (a ``.json`` with ``model_devi_jobs``) is converted in memory first
+    (:mod:`firegen.orchestrator.dpgen_import`; ``machine`` is its machine.json).
+    """
+    from firegen.orchestrator.dpgen_import import import_dpgen, is_dpgen_param
     from firegen.workflows.steps.label import get_labeler
 
-    cfg = load_config(config)
+    if is_dpgen_param(config):
+        from firegen.orchestrator.cli_exchange import print_conversion_messages
+
+        conv = import_dpgen(config, machine, ignore_unsupported=ignore_unsupported, check_files=False)
+        print_conversion_messages(conv, ignore_unsupported)
+        cfg = conv.campaign(check_files=False)  # the references are checked below
+    elif machine is not None:
+        raise FiregenError(f"{config}: --machine goes with a DP-GEN param.json only. Fix: drop --machine "
+                           "(a campaign YAML has no machine file)")
+    else:
+        cfg = load_config(config)
     cfg.validate_references()
     try:
         get_labeler(cfg.labeler.kind, cfg.labeler.settings)
@@ -37,21 +52,28 @@ def validate_everything(config: Path):
     return cfg
 
 
-def validate(config: Path = typer.Argument(..., help="Campaign YAML.")):
+_MACHINE = typer.Option(None, "--machine", help="DP-GEN machine.json, with a DP-GEN param.json.")
+_IGNORE = typer.Option(False, "--ignore-unsupported", help="DP-GEN param.json: convert without the settings firegen "
+                       "does not support (listed as a warning).")
+
+
+def validate(config: Path = typer.Argument(..., help="Campaign YAML (or DP-GEN param.json)."),
+             machine: Optional[Path] = _MACHINE, ignore_unsupported: bool = _IGNORE):
     """Check a campaign config and the files it references, without touching the database."""
-    cfg = validate_everything(config)
+    cfg = validate_everything(config, machine, ignore_unsupported)
     n_cond = sum(len(s.systems) * len(s.conditions()) for s in cfg.stages)
     typer.echo(f"{config}: OK — campaign '{cfg.name}', {len(cfg.systems)} system(s), {len(cfg.stages)} stage(s), "
                f"{n_cond} (system, condition) explorations, committee of {cfg.committee.size}, labeler {cfg.labeler.kind}")
 
 
-def submit_cmd(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YAML."),
+def submit_cmd(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YAML (or DP-GEN param.json)."),
                dry_run: bool = typer.Option(False, "--dry-run", help="Write the workflow instead of queueing it."),
-               output: Optional[Path] = typer.Option(None, "-o", "--output", help="Workflow file for --dry-run.")):
+               output: Optional[Path] = typer.Option(None, "-o", "--output", help="Workflow file for --dry-run."),
+               machine: Optional[Path] = _MACHINE, ignore_unsupported: bool = _IGNORE):
     """Validate and queue a campaign (or, with --dry-run -o wf.yaml, write what `lpad add` queues)."""
     from firegen.orchestrator.submit import submit, write_workflow
 
-    cfg = validate_everything(config)
+    cfg = validate_everything(config, machine, ignore_unsupported)
     if dry_run:
         out = output or Path(f"{cfg.name}.wf.yaml")
         write_workflow(cfg, out)
@@ -114,15 +136,16 @@ def lostruns(ctx: typer.Context, rerun: bool = typer.Option(False, "--rerun", he
                + ("; requeued" if rerun and lost_fws else ""))
 
 
-def run(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YAML."),
+def run(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YAML or DP-GEN param.json."),
         timeout: float = typer.Option(3600, help="Give up after this many seconds."),
-        sleep: int = typer.Option(1, min=1, help="Worker poll interval when idle (s).")):
+        sleep: int = typer.Option(1, min=1, help="Worker poll interval when idle (s)."),
+        machine: Optional[Path] = _MACHINE, ignore_unsupported: bool = _IGNORE):
     """All in one: database up, submit (or resume), local gpu + cpu workers, progress, the final table."""
     from firegen.launchers.local import start_worker
     from firegen.orchestrator.cli_db import bring_up
     from firegen.orchestrator.submit import submit
 
-    cfg = validate_everything(config)
+    cfg = validate_everything(config, machine, ignore_unsupported)
     target = _target(ctx)
     lp = bring_up(target)
     store = ResultsStore.from_launchpad(lp)

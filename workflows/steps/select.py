@@ -26,6 +26,10 @@ weighted (e.g. by deviation, to favour the most uncertain frames). Policies are 
 ``select_indices`` method (:class:`SelectionPolicy`) so diversity- or cost-aware policies can be
 added later; a policy that needs more data (descriptors, predicted DFT cost) takes it in its
 constructor.
+
+DP-GEN's accurate-ratio throttle (:func:`labeling_cap`, ``fp_accurate_threshold`` and
+``fp_accurate_soft_threshold``) and its adaptive lower trust level (:func:`adaptive_trust_lo`,
+``model_devi_adapt_trust_lo``) are here too, as pure functions with DP-GEN 0.14's arithmetic.
 """
 
 from __future__ import annotations
@@ -45,10 +49,12 @@ __all__ = [
     "DeviationWeightedPolicy",
     "RandomPolicy",
     "SelectionPolicy",
+    "adaptive_trust_lo",
     "candidate_indices",
     "classify",
     "counts",
     "get_policy",
+    "labeling_cap",
     "ratios",
     "seed_from",
     "select_candidates",
@@ -322,3 +328,119 @@ def select_candidates(
     if isinstance(candidate_keys, np.ndarray):
         return candidate_keys[idx].tolist()
     return [candidate_keys[i] for i in idx]
+
+
+# --------------------------------------------------------------------------------------------
+# DP-GEN's throttles
+
+
+def labeling_cap(max_n: int, accurate_ratio: float, skip_at: float | None = None,
+                 soft_at: float | None = None) -> int:
+    """The per-iteration labeling cap after DP-GEN's accurate-ratio throttle.
+
+    DP-GEN 0.14 (``make_fp``, ``fp_accurate_threshold`` = ``skip_at``,
+    ``fp_accurate_soft_threshold`` = ``soft_at``): below ``soft_at`` the cap is ``max_n``; from
+    ``soft_at`` up to ``skip_at`` it shrinks linearly, ``int(max_n * (r - skip_at) / (soft_at -
+    skip_at))``; at or above ``skip_at`` nothing is labeled. Without ``skip_at`` the cap is
+    ``max_n``; without ``soft_at`` the step is sharp at ``skip_at``.
+
+    Args:
+        max_n: the cap without throttle (``selection.max_per_iteration``), >= 0.
+        accurate_ratio: fraction of explored frames that are accurate, in [0, 1].
+        skip_at: accurate ratio at/above which nothing is labeled, or None.
+        soft_at: accurate ratio where the linear decrease starts (<= ``skip_at``), or None.
+
+    Returns:
+        The cap, an int in [0, max_n].
+
+    Raises:
+        ValueError: negative ``max_n``, a ratio outside [0, 1], ``soft_at`` without ``skip_at``
+            or above it.
+    """
+    max_n = operator.index(max_n)
+    if max_n < 0:
+        raise ValueError(f"max_n must be >= 0, got {max_n}")
+    r = float(accurate_ratio)
+    if not 0.0 <= r <= 1.0:
+        raise ValueError(f"accurate_ratio must be within [0, 1], got {accurate_ratio!r}")
+    if skip_at is None:
+        if soft_at is not None:
+            raise ValueError("soft_at (fp_accurate_soft_threshold) needs skip_at (fp_accurate_threshold)")
+        return max_n
+    soft = float(skip_at if soft_at is None else soft_at)
+    hard = float(skip_at)
+    if soft > hard:
+        raise ValueError(f"soft_at={soft} is above skip_at={hard}; need soft_at <= skip_at")
+    if r < soft:
+        return max_n
+    if r < hard:
+        return int(max_n * (r - hard) / (soft - hard))
+    return 0
+
+
+def _adaptive_top(values: np.ndarray, keep: np.ndarray, numb: int, perc: float) -> tuple[np.ndarray, int]:
+    """Indices (into ``values``) of the ``n`` largest among ``keep`` frames, and ``n``."""
+    idx = np.flatnonzero(keep)
+    n = max(int(numb), int(float(perc) * 0.01 * idx.size))
+    n = min(n, idx.size)
+    # ascending by (value, frame index), as DP-GEN's sort of [value, task, step] lists
+    order = idx[np.lexsort((idx, values[idx]))]
+    return order[order.size - n:], n
+
+
+def adaptive_trust_lo(max_devi_f, f_hi: float, numb_candi_f: int = 0, perc_candi_f: float = 0.0,
+                      max_devi_v=None, v_hi: float | None = None, numb_candi_v: int = 0,
+                      perc_candi_v: float = 0.0) -> tuple[np.ndarray, float, float | None]:
+    """DP-GEN's adaptive lower trust level (``_select_by_model_devi_adaptive_trust_low``).
+
+    Frames with a force deviation above ``f_hi`` (or a virial deviation above ``v_hi``) are
+    failed (strictly above, as DP-GEN; NaN is failed too). Among the others, the ``n_f =
+    max(numb_candi_f, int(perc_candi_f / 100 * n_rest))`` frames with the largest force
+    deviation and the ``n_v`` frames with the largest virial deviation are candidates; the rest
+    are accurate. The adapted lower levels are the smallest deviation taken (``f_hi`` / ``v_hi``
+    when none is taken).
+
+    Args:
+        max_devi_f: max force deviation per frame (eV/Å), 1-D.
+        f_hi: upper force trust level (eV/Å).
+        numb_candi_f, perc_candi_f: DP-GEN's ``model_devi_numb_candi_f`` and
+            ``model_devi_perc_candi_f`` (a percentage, 0-100).
+        max_devi_v, v_hi, numb_candi_v, perc_candi_v: the same for the virial deviation
+            (optional; DP-GEN's virial unit).
+
+    Returns:
+        ``(codes, f_lo, v_lo)``: ``np.int8`` codes as :func:`classify` (0 accurate, 1 candidate,
+        2 failed), the adapted force level and the adapted virial level (None without virial).
+
+    Raises:
+        ValueError: shapes that differ, a virial deviation without ``v_hi``, negative counts or
+            percentages outside [0, 100].
+    """
+    f = np.asarray(max_devi_f, dtype=float).ravel()
+    f_hi = float(f_hi)
+    for name, value in (("numb_candi_f", numb_candi_f), ("numb_candi_v", numb_candi_v)):
+        if operator.index(value) < 0:
+            raise ValueError(f"{name} must be >= 0, got {value!r}")
+    for name, value in (("perc_candi_f", perc_candi_f), ("perc_candi_v", perc_candi_v)):
+        if not 0.0 <= float(value) <= 100.0:
+            raise ValueError(f"{name} is a percentage and must be within [0, 100], got {value!r}")
+    failed = ~(f <= f_hi)  # NaN is failed
+    v = None
+    if max_devi_v is not None:
+        if v_hi is None:
+            raise ValueError("max_devi_v given without v_hi")
+        v = np.asarray(max_devi_v, dtype=float).ravel()
+        if v.shape != f.shape:
+            raise ValueError(f"max_devi_v has shape {v.shape} but max_devi_f has shape {f.shape}")
+        failed |= ~(v <= float(v_hi))
+    rest = ~failed
+    codes = np.where(failed, FAILED, ACCURATE).astype(np.int8)
+    top_f, n_f = _adaptive_top(f, rest, numb_candi_f, perc_candi_f)
+    codes[top_f] = CANDIDATE
+    f_lo = float(f[top_f[0]]) if n_f else f_hi
+    v_lo = None
+    if v is not None:
+        top_v, n_v = _adaptive_top(v, rest, numb_candi_v, perc_candi_v)
+        codes[top_v] = CANDIDATE
+        v_lo = float(v[top_v[0]]) if n_v else float(v_hi)
+    return codes, f_lo, v_lo

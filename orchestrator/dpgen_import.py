@@ -1,0 +1,980 @@
+"""DP-GEN ``param.json`` (+ ``machine.json``) → a firegen campaign config, with no rewriting.
+
+    conv = import_dpgen("param.json", "machine.json", output="campaign.yaml")  # also campaign.workers/
+    cfg = campaign_from_param("param.json", "machine.json")                    # in memory (submit/validate)
+
+The param file is first checked with DP-GEN's own argument schema
+(``dpgen.generator.arginfo.run_jdata_arginfo``, normalized and checked strictly as ``dpgen run``
+does); ``machine.json`` with dpdispatcher's ``Machine``/``Resources`` schemas as DP-GEN loads them.
+A schema error is one line naming the key. Keys firegen cannot honour are collected and reported
+in one message (``DPGenImportError``), never dropped silently; ``ignore_unsupported`` converts
+without them and keeps the list (printed, and written as comments at the top of the YAML).
+Keys left at DP-GEN's default are not reported. Relative paths in ``param.json`` are read
+against its folder (DP-GEN reads them against the folder ``dpgen run`` runs in).
+
+Mapping (DP-GEN key → firegen field):
+
+====================================  =====================================================================
+DP-GEN                                firegen
+====================================  =====================================================================
+type_map                              type_map
+mass_map                              masses ("auto" → ase's masses)
+init_data_prefix + init_data_sys      initial_data.deepmd_npy (relative to the YAML's folder); with
+                                      ``run_dir``: initial_data.imported {source: dpgen, dpgen_iteration:
+                                      null} (absolute). HDF5 init data: unsupported
+sys_configs (+ sys_configs_prefix)    systems: one per matched file, named ``sys<i>-<jjj>`` (i = the
+                                      sys_configs index, jjj = the file's rank in the sorted matches)
+sys_format                            systems[].fmt: vasp/poscar → ``vasp`` (ase), else ``dpdata:<fmt>``
+numb_models                           committee.size
+default_training_param                committee.training (what firegen owns is dropped: systems, seeds,
+                                      type_map; v1 ``batch_size`` → training_data.batch_size), its
+                                      ``training.numb_steps`` (or ``stop_batch``) → committee.numb_steps;
+                                      a per-member list: only when all members are equal
+train_backend                         committee.backend (tensorflow; pytorch is unsupported for now)
+training_init_model / training_reuse  committee.init_from_previous: true (DP-GEN starts reusing at
+_iter                                 training_reuse_iter, firegen from iteration 1);
+                                      training_reuse_numb_steps/start_lr/start_pref_e/start_pref_f/
+                                      old_ratio and training_iter0_model_path,
+                                      training_init_frozen_model, training_finetune_model: unsupported
+model_devi_jobs                       stages: each job, or each run of consecutive identical jobs, is
+                                      one stage ``job<aaa>[-<bbb>]`` with max_iterations = the number of
+                                      jobs (DP-GEN runs each job exactly once) and converged_when
+                                      .accurate_ratio = fp_accurate_threshold (1.0 when not given:
+                                      the stage then runs all its iterations unless every frame is
+                                      accurate)
+  .sys_idx                            stages[].systems (every file of those sys_configs entries)
+  .temps / .press                     temperatures (K) / pressures (bar; npt ensembles only)
+  .ensemble                           nvt → nvt; npt, npt-i, npt-iso → npt; npt-a, npt-aniso →
+                                      npt-aniso; npt-t, npt-tri → npt-tri; nve → nve (where
+                                      StageConfig accepts them; else unsupported)
+  .nsteps / .trj_freq                 nsteps / trj_freq
+  .dt (or model_devi_dt)              dt: DP-GEN's ps × 1000 → fs
+  .taut / .taup                       tau_t / tau_p (ps; DP-GEN defaults 0.1 / 0.5)
+  .model_devi_*_trust_*               only when equal to the global levels (firegen's are campaign-wide)
+  .template/.rev_mat/.sys_rev_mat/    unsupported (LAMMPS templates, PIMD)
+  .nbeads
+  .neidelay                           ignored (neighbour-list rebuild delay: speed only)
+model_devi_f_trust_lo / _hi           selection.trust.f_lo / f_hi (eV/Å); per-system lists/dicts only
+                                      when all values are equal
+model_devi_v_trust_lo / _hi           selection.trust.v_lo / v_hi (DP-GEN's default 1e10 = not used)
+model_devi_adapt_trust_lo (+ numb_    unsupported: firegen keeps only candidate frames of each MD run,
+candi_f/v, perc_candi_f/v)            DP-GEN adapts over all frames of a system (the arithmetic is in
+                                      ``select.adaptive_trust_lo`` for a later wiring)
+model_devi_engine                     exploration.engine: lammps (amber, calypso, gromacs: unsupported)
+fp_task_max / fp_task_min             selection.max_per_iteration / min_per_iteration (DP-GEN caps
+                                      per system, firegen per iteration: a note says so when a job
+                                      explores several systems)
+fp_accurate_threshold                 selection.skip_when_accurate_above and the stage's
+                                      converged_when.accurate_ratio
+fp_accurate_soft_threshold            selection.soft_accurate_ratio
+ratio_failed                          labeler.max_failed_ratio (DP-GEN's default 0.05 when absent)
+fp_style cp2k                         labeler cp2k: external_input_path → settings.template (absolute),
+                                      user_fp_params → settings.input; command, mpi_ranks from
+                                      machine.json fp.command ("mpirun -n 32 cp2k.popt -i input.inp"
+                                      → command cp2k.popt, mpi_ranks 32)
+fp_style pwscf                        labeler qe: fp_pp_path → pseudo_dir, fp_pp_files →
+                                      pseudopotentials {element: file} (type_map order),
+                                      user_fp_params {control, system, electrons} → input and its
+                                      kspacing → kspacing; or fp_params (ecut, ediff, smearing, sigma,
+                                      kspacing) → the same namelists DP-GEN writes (ecutwfc, conv_thr,
+                                      ts_vdw_econv_thr, vdw_corr 'TS', nosym, degauss, smearing)
+fp_style vasp                         labeler vasp: fp_incar → incar_file, fp_pp_path → potcar_dir,
+                                      fp_pp_files → potcar_files; cvasp: firegen runs VASP under
+                                      custodian anyway; fp_aniso_kspacing, fp_skip_bad_box: unsupported
+fp_style custom                       labeler command: fp_params input_fmt/input_fn/output_fmt/
+                                      output_fn, command = machine.json fp.command, forward_files =
+                                      fp.user_forward_files (absolute)
+other fp_styles                       unsupported (gaussian, siesta, abacus, pwmat, cpx, amber/diff)
+detailed_report_make_fp, model_devi_  ignored, with a note (reporting, trajectory storage, data layout,
+clean_traj/_merge_traj, one_h5,       model compression for MD speed)
+dp_compress, dp_train_skip_neighbor_
+stat
+model_devi_skip                       only 0 (firegen judges every written frame)
+use_ele_temp, shuffle_poscar, model_  unsupported unless at DP-GEN's default
+devi_nopbc, model_devi_plumed(_path),
+use_relative(_v), epsilon(_v),
+model_devi_f_avg_relative, lmp_d3,
+lmp_neigh_modify_one, fp_cluster_
+vacuum, srtab_file_path, model_devi_
+activation_func
+init_batch_size / sys_batch_size      "auto": ignored, with a note (firegen's batch_size is auto unless
+                                      the template sets one); numbers: unsupported
+training_reuse_old_ratio              ignored without training_reuse_iter (a note), else unsupported
+machine.json train / model_devi       category gpu: ``gpu_worker.yaml`` (env dp = train.command, lmp =
+                                      model_devi.command) and, for Slurm/PBS/Torque, a FireWorks
+                                      queue adapter (nodes, cpus, gpus, queue, walltime/account/qos/
+                                      mem/constraint from custom_flags, modules, envs)
+machine.json fp                       category cpu: ``cpu_worker.yaml`` (env mpi_ranks) and its adapter
+====================================  =====================================================================
+
+Worker files are made by :mod:`firegen.orchestrator.dpgen_workers`. Old machine.json styles: a
+list per task (its first entry; a note when there are more) and the v0 keys inside it (``batch``,
+``numb_node``, ``task_per_node``, ``numb_gpu``, ``partition``, ``time_limit``, ``mem_limit``) are
+read too.
+
+Units: eV, eV/Å, Å, K, bar; firegen ``dt`` in fs (DP-GEN's model_devi_dt is in ps).
+"""
+
+from __future__ import annotations
+
+import copy
+import glob
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from firegen.orchestrator.config import CampaignConfig, ConfigError, _line, validate_dict
+from firegen.orchestrator.config_stages import LabelerConfig, StageConfig
+from firegen.orchestrator.dpgen_workers import split_mpi_command, worker_files
+
+__all__ = ["Conversion", "DPGenImportError", "campaign_from_param", "check_machine", "check_param",
+           "convert", "import_dpgen", "is_dpgen_param", "load_dpgen_file", "workers_dir_for"]
+
+#: DP-GEN's "not used" virial trust level.
+V_UNUSED = 1e10
+#: DP-GEN's ratio_failed when param.json does not set it (post_fp_check_fail).
+DPGEN_RATIO_FAILED = 0.05
+_ENSEMBLES = {"nvt": "nvt", "npt": "npt", "npt-i": "npt", "npt-iso": "npt", "npt-a": "npt-aniso",
+              "npt-aniso": "npt-aniso", "npt-t": "npt-tri", "npt-tri": "npt-tri", "nve": "nve"}
+_JOB_MAPPED = {"sys_idx", "temps", "press", "trj_freq", "nsteps", "ensemble", "dt", "taut", "taup"}
+_JOB_TRUST = ("model_devi_f_trust_lo", "model_devi_f_trust_hi", "model_devi_v_trust_lo", "model_devi_v_trust_hi")
+_JOB_WHY = {"template": "LAMMPS input templates (firegen writes its own LAMMPS input per stage)",
+            "rev_mat": "template revise matrices", "sys_rev_mat": "template revise matrices",
+            "nbeads": "path-integral MD"}
+_MAPPED = {"type_map", "mass_map", "init_data_prefix", "init_data_sys", "sys_configs_prefix", "sys_configs",
+           "sys_format", "numb_models", "default_training_param", "train_backend", "training_init_model",
+           "training_reuse_iter", "model_devi_jobs", "model_devi_dt", "model_devi_f_trust_lo",
+           "model_devi_f_trust_hi", "model_devi_v_trust_lo", "model_devi_v_trust_hi", "model_devi_engine",
+           "mlp_engine", "fp_style", "fp_task_max", "fp_task_min", "fp_accurate_threshold",
+           "fp_accurate_soft_threshold", "ratio_failed", "model_devi_skip",
+           # read by the fp_style mapping:
+           "fp_pp_path", "fp_pp_files", "fp_incar", "fp_params", "user_fp_params", "external_input_path", "cvasp"}
+_IGNORED = {
+    "detailed_report_make_fp": "firegen stores the accurate/candidate/failed counts of every exploration anyway",
+    "model_devi_clean_traj": "firegen keeps no trajectories, only candidate frames",
+    "model_devi_merge_traj": "firegen keeps no trajectories, only candidate frames",
+    "one_h5": "training-data file layout only",
+    "dp_compress": "firegen explores with the uncompressed frozen models (compression changes MD speed only)",
+    "dp_train_skip_neighbor_stat": "firegen lets deepmd-kit run its neighbour statistics (sel: auto)",
+}
+_WHY = {
+    "model_devi_adapt_trust_lo": "firegen keeps only the candidate frames of each MD run; DP-GEN's adaptive "
+                                 "lower level ranks all frames of a system",
+    "use_ele_temp": "electronic temperature as a frame/atom parameter",
+    "shuffle_poscar": "shuffled atom occupations",
+    "model_devi_nopbc": "non-periodic MD",
+    "model_devi_plumed": "PLUMED", "model_devi_plumed_path": "PLUMED",
+    "use_relative": "relative force deviation", "use_relative_v": "relative virial deviation",
+    "epsilon": "relative force deviation", "epsilon_v": "relative virial deviation",
+    "model_devi_f_avg_relative": "force deviation normalized by the RMS force",
+    "lmp_d3": "D3 dispersion in LAMMPS", "lmp_neigh_modify_one": "LAMMPS neigh_modify one",
+    "fp_cluster_vacuum": "cluster vacuum checks", "srtab_file_path": "DP-ZBL tabulated pair potential",
+    "model_devi_activation_func": "per-model activation functions",
+    "init_batch_size": "per-system batch sizes (set training.training_data.batch_size in the template)",
+    "sys_batch_size": "per-system batch sizes (set training.training_data.batch_size in the template)",
+    "training_iter0_model_path": "starting iteration 0 from given checkpoints",
+    "training_init_frozen_model": "starting iteration 0 from given frozen models",
+    "training_finetune_model": "fine-tuning",
+    "training_reuse_numb_steps": "a separate number of steps when reusing models",
+    "training_reuse_start_lr": "a separate learning rate when reusing models",
+    "training_reuse_start_pref_e": "separate loss prefactors when reusing models",
+    "training_reuse_start_pref_f": "separate loss prefactors when reusing models",
+    "training_reuse_old_ratio": "old/new data probability when reusing models",
+    "model_format": "frozen model formats other than TensorFlow's .pb / PyTorch's .pth",
+    "fp_aniso_kspacing": "anisotropic k-spacing", "fp_skip_bad_box": "skipping bad boxes before DFT",
+}
+_TRAINING_OWNED = ("systems", "sys_probs", "auto_prob", "seed")
+
+
+class DPGenImportError(ConfigError):
+    """A DP-GEN input firegen cannot convert; ``str()`` is one line per problem."""
+
+
+# ---- reading and the DP-GEN schemas ---------------------------------------------------------
+def load_dpgen_file(path: str | os.PathLike) -> dict:
+    """A DP-GEN input file (JSON, or YAML by suffix) as a dict; one-line errors."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise DPGenImportError([_line(source, "", f"cannot read: {exc.strerror or exc}",
+                                      fix="check the path")]) from None
+    try:
+        data = yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise DPGenImportError([_line(source, where, f"invalid {'JSON' if path.suffix != '.yaml' else 'YAML'}: "
+                                      f"{getattr(exc, 'msg', exc)}", fix="correct the syntax there")]) from None
+    if not isinstance(data, dict):
+        raise DPGenImportError([_line(source, "", "must be a mapping of DP-GEN keys at the top level",
+                                      fix="give a DP-GEN param.json")])
+    return data
+
+
+def is_dpgen_param(path: str | os.PathLike) -> bool:
+    """True for a ``.json`` file whose top level has DP-GEN's ``model_devi_jobs``."""
+    path = Path(path)
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return False
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "model_devi_jobs" in data
+
+
+def _schema_line(source: str, exc: Exception, what: str) -> str:
+    msg = " ".join(str(exc).split()).rstrip(". ")
+    return _line(source, "", f"DP-GEN {what} schema: {msg}",
+                 fix="correct that key as DP-GEN documents it (`dpgen run` rejects this file too)")
+
+
+def check_param(jdata: dict, source: str = "param.json") -> dict:
+    """``jdata`` normalized and checked by DP-GEN's own schema, as ``dpgen run`` does.
+
+    Raises:
+        DPGenImportError: one line with dargs' message (it names the key and its location).
+    """
+    from dargs.dargs import ArgumentError
+    from dpgen.generator.arginfo import run_jdata_arginfo
+
+    arginfo = run_jdata_arginfo()
+    try:
+        data = arginfo.normalize_value(copy.deepcopy(jdata), trim_pattern="_*")
+        arginfo.check_value(data, strict=True)
+    except (ArgumentError, KeyError, TypeError, ValueError) as exc:
+        raise DPGenImportError([_schema_line(source, exc, "param")]) from None
+    return data
+
+
+_OLD_BATCH = {"slurm": "Slurm", "pbs": "PBS", "torque": "Torque", "lsf": "LSF", "shell": "Shell"}
+_OLD_RESOURCES = {"numb_node": "number_node", "task_per_node": "cpu_per_node", "numb_gpu": "gpu_per_node",
+                  "partition": "queue_name"}
+
+
+def _task_arginfo(name: str, resources: dict):
+    from dargs import Argument
+    from dpdispatcher import Machine, Resources
+
+    machine = Machine.arginfo()
+    machine.name = "machine"
+    res = Resources.arginfo(detail_kwargs="batch_type" in resources)  # as Resources.load_from_dict
+    res.name = "resources"
+    return Argument(name, dict, [Argument("command", str, optional=False), machine, res,
+                                 Argument("user_forward_files", list, optional=True),
+                                 Argument("user_backward_files", list, optional=True),
+                                 Argument("group_size", int, optional=True)])
+
+
+def _old_task(entry: dict) -> tuple[dict, dict]:
+    """A v0 machine entry in dpdispatcher's names, plus the hints the new schema has no key for."""
+    machine = dict(entry.get("machine") or {})
+    resources = dict(entry.get("resources") or {})
+    hints = {}
+    if "batch" in machine and "batch_type" not in machine:
+        batch = str(machine.pop("batch"))
+        machine["batch_type"] = _OLD_BATCH.get(batch.lower(), batch)
+        machine.setdefault("context_type", "SSHContext" if machine.get("hostname") else "LocalContext")
+        for key in ("hostname", "port", "username", "password", "work_path"):
+            machine.pop(key, None)
+        machine.setdefault("local_root", "./")
+        machine.setdefault("remote_root", entry.get("machine", {}).get("work_path", "./"))
+    for old, new in _OLD_RESOURCES.items():
+        if old in resources:
+            resources.setdefault(new, resources.pop(old))
+    for key, hint in (("time_limit", "walltime"), ("mem_limit", "mem"), ("qos", "qos"), ("account", "account")):
+        if key in resources:
+            hints[hint] = resources.pop(key)
+    if "mem" in hints and isinstance(hints["mem"], (int, float)):
+        hints["mem"] = f"{int(hints['mem'])}G"  # v0 mem_limit is in GB
+    resources.pop("exclude_list", None)
+    resources.pop("with_mpi", None)
+    if "group_size" not in resources:  # v0 kept it beside machine/resources (DP-GEN's convert_mdata)
+        resources["group_size"] = entry.get("group_size", 1)
+    out = {"command": entry.get("command", ""), "machine": machine, "resources": resources}
+    for key in ("user_forward_files", "user_backward_files", "group_size"):
+        if key in entry:
+            out[key] = entry[key]
+    return out, hints
+
+
+def check_machine(mdata: dict, source: str = "machine.json") -> tuple[dict[str, dict], list[str]]:
+    """The ``train``/``model_devi``/``fp`` entries of a machine.json, checked with dpdispatcher's
+    schemas (what DP-GEN loads them with); returns ``(tasks, notes)``. Each task dict has
+    ``command``, ``machine``, ``resources`` and ``hints`` (walltime/mem/qos/account of v0 files).
+
+    Raises:
+        DPGenImportError: one line per bad task entry.
+    """
+    from dargs.dargs import ArgumentError
+
+    tasks: dict[str, dict] = {}
+    notes: list[str] = []
+    lines: list[str] = []
+    for name in ("train", "model_devi", "fp"):
+        entry = mdata.get(name)
+        if entry is None:
+            if f"{name}_machine" in mdata:  # the oldest flat style: train_machine, train_resources, ...
+                entry = {"machine": mdata[f"{name}_machine"], "resources": mdata.get(f"{name}_resources", {}),
+                         "command": mdata.get(f"{name}_command") or mdata.get(
+                             {"train": "deepmd_path", "model_devi": "lmp_command", "fp": "fp_command"}[name], "")}
+            else:
+                continue
+        if isinstance(entry, list):
+            if not entry:
+                lines.append(_line(source, name, "is an empty list", fix="give one machine entry"))
+                continue
+            if len(entry) > 1:
+                notes.append(f"{source}: {name} lists {len(entry)} machines; firegen's hints use the first "
+                             "(every worker of a category pulls from the same queue)")
+            entry = entry[0]
+        if not isinstance(entry, dict):
+            lines.append(_line(source, name, "must be a mapping with command, machine and resources",
+                               fix="see DP-GEN's machine.json documentation"))
+            continue
+        entry, hints = _old_task(entry)
+        arginfo = _task_arginfo(name, entry["resources"])
+        try:
+            entry = arginfo.normalize_value(entry, trim_pattern="_*")
+            arginfo.check_value(entry, strict=False)
+        except (ArgumentError, KeyError, TypeError, ValueError) as exc:
+            lines.append(_schema_line(f"{source}: {name}", exc, "machine"))
+            continue
+        tasks[name] = {**entry, "hints": hints}
+    if lines:
+        raise DPGenImportError(lines)
+    return tasks, notes
+
+
+# ---- the conversion --------------------------------------------------------------------------
+@dataclass
+class Conversion:
+    """The result of converting a DP-GEN param (+ machine) file.
+
+    Attributes:
+        config: the campaign config as plain data (paths relative to ``base_dir`` or absolute).
+        base_dir: the folder relative paths in ``config`` are relative to (the YAML's folder).
+        source: the param file's name, for messages.
+        unsupported: one ``"key: why"`` per DP-GEN setting firegen cannot honour.
+        notes: differences in behaviour worth knowing (not errors).
+        workers: worker files by name (fworkers, queue adapters), as plain data.
+        resume_job: index of the first DP-GEN model_devi job the stages start with.
+    """
+
+    config: dict
+    base_dir: Path
+    source: str
+    unsupported: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    workers: dict[str, dict] = field(default_factory=dict)
+    resume_job: int = 0
+
+    def unsupported_message(self) -> str:
+        """The one-line list of unsupported keys."""
+        return _line(self.source, "", "DP-GEN settings firegen does not support: " + "; ".join(self.unsupported),
+                     fix="remove them from the param file, or convert without them (--ignore-unsupported)")
+
+    def check(self, ignore_unsupported: bool = False) -> None:
+        """Raise :class:`DPGenImportError` (one line) when some settings are unsupported."""
+        if self.unsupported and not ignore_unsupported:
+            raise DPGenImportError([self.unsupported_message()])
+
+    def campaign(self, check_files: bool = True) -> CampaignConfig:
+        """The validated :class:`CampaignConfig` (relative paths against ``base_dir``)."""
+        return validate_dict(copy.deepcopy(self.config), self.source, self.base_dir, check_files)
+
+    def to_yaml(self) -> str:
+        """The campaign YAML, with the conversion's notes and unsupported keys as comments."""
+        head = [f"# Converted from DP-GEN {self.source} by `firegen import-dpgen` "
+                "(mapping: firegen.orchestrator.dpgen_import)."]
+        if self.resume_job:
+            head.append(f"# Resumes at model_devi_jobs[{self.resume_job}] (DP-GEN finished the iterations before).")
+        head += [f"# unsupported, left out: {u}" for u in self.unsupported]
+        head += [f"# note: {n}" for n in self.notes]
+        body = yaml.safe_dump(self.config, sort_keys=False, default_flow_style=None, width=100)
+        return "\n".join(head) + "\n" + body
+
+    def write(self, output: str | os.PathLike) -> list[Path]:
+        """Write the YAML to ``output`` and the worker files to ``<stem>.workers/``; return the paths."""
+        output = Path(output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(self.to_yaml())
+        written = [output]
+        if self.workers:
+            folder = workers_dir_for(output)
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, data in self.workers.items():
+                path = folder / name
+                path.write_text(yaml.safe_dump(data, sort_keys=False, width=100))
+                written.append(path)
+        return written
+
+
+def workers_dir_for(output: str | os.PathLike) -> Path:
+    """``campaign.yaml`` → ``campaign.workers/`` beside it."""
+    output = Path(output)
+    return output.with_name(output.stem + ".workers")
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-._")[:64]
+    return slug if slug and slug[0].isalnum() else ("dpgen-" + slug)[:64].rstrip("-")
+
+
+def _defaults(arginfo) -> dict[str, Any]:
+    """DP-GEN's default of every optional key (all variants' choices)."""
+    from dargs.dargs import _Flags
+
+    out: dict[str, Any] = {}
+
+    def walk(arg):
+        for sub in arg.sub_fields.values():
+            if sub.optional and sub.default is not _Flags.NONE:
+                out.setdefault(sub.name, sub.default)
+        for variant in arg.sub_variants.values():
+            for choice in variant.choice_dict.values():
+                walk(choice)
+
+    walk(arginfo)
+    return out
+
+
+def _uniform(value: Any) -> tuple[Any, bool]:
+    """``(scalar, True)`` for a scalar or a list/dict of equal values, else ``(value, False)``."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        if value and all(v == value[0] for v in value):
+            return value[0], True
+        return value, False
+    return value, True
+
+
+def _stage_accepts(ensemble: str) -> bool:
+    probe = {"name": "probe", "ensemble": ensemble, "temperatures": [300.0], "nsteps": 10, "trj_freq": 1}
+    if ensemble.startswith("npt"):
+        probe["pressures"] = [1.0]
+    try:
+        StageConfig.model_validate(probe)
+        return True
+    except Exception:
+        return False
+
+
+class _Converter:
+    def __init__(self, jdata: dict, param_dir: Path, base_dir: Path, source: str,
+                 tasks: dict[str, dict] | None, run_dir: Path | None, name: str | None):
+        self.j = jdata
+        self.param_dir = param_dir
+        self.base_dir = base_dir
+        self.source = source
+        self.tasks = tasks or {}
+        self.run_dir = run_dir
+        self.name = name
+        self.unsupported: list[str] = []
+        self.notes: list[str] = []
+        self.errors: list[str] = []
+
+    # helpers
+    def err(self, loc: str, msg: str, got: Any = None, fix: str = "") -> None:
+        from firegen.orchestrator.config_stages import NOTHING
+
+        self.errors.append(_line(self.source, loc, msg, NOTHING if got is None else got, fix))
+
+    def path(self, value: str, root: Path | None = None) -> Path:
+        p = Path(os.path.expanduser(str(value)))
+        return p if p.is_absolute() else ((root or self.param_dir) / p)
+
+    def rel(self, path: Path) -> str:
+        try:
+            return Path(os.path.relpath(path.resolve(), self.base_dir)).as_posix()
+        except ValueError:  # another drive
+            return str(path.resolve())
+
+    def unsupported_key(self, key: str, why: str) -> None:
+        self.unsupported.append(f"{key} ({why})")
+
+    # sections
+    def keys(self, defaults: dict) -> None:
+        for key, value in self.j.items():
+            if key in _MAPPED:
+                continue
+            if key in defaults and value == defaults[key]:
+                continue
+            if key in _IGNORED:
+                self.notes.append(f"{key} is ignored: {_IGNORED[key]}")
+            elif key.startswith("model_devi_numb_candi") or key.startswith("model_devi_perc_candi"):
+                if self.j.get("model_devi_adapt_trust_lo"):
+                    continue  # reported with model_devi_adapt_trust_lo
+                self.notes.append(f"{key} is ignored (it only matters with model_devi_adapt_trust_lo)")
+            elif key == "training_reuse_old_ratio" and self.j.get("training_reuse_iter") is None:
+                self.notes.append("training_reuse_old_ratio is ignored (it only matters with training_reuse_iter)")
+            elif key in ("init_batch_size", "sys_batch_size") and (
+                    value == "auto" or (isinstance(value, list) and all(v == "auto" for v in value))):
+                self.notes.append(f"{key} 'auto' is ignored: firegen's training uses batch_size auto unless "
+                                  "the template's training.training_data sets one")
+            else:
+                self.unsupported_key(key, _WHY.get(key, "no firegen equivalent"))
+        if self.j.get("model_devi_skip", 0) != 0:
+            self.unsupported_key("model_devi_skip", "firegen judges every written frame; set it to 0")
+        engine = self.j.get("model_devi_engine", "lammps")
+        if engine != "lammps":
+            self.unsupported_key("model_devi_engine", f"'{engine}': firegen explores with LAMMPS (or ASE)")
+        if self.j.get("mlp_engine", "dp") != "dp":
+            self.unsupported_key("mlp_engine", "firegen trains DeePMD models only")
+
+    def trust(self) -> dict:
+        out = {}
+        for key, name in (("model_devi_f_trust_lo", "f_lo"), ("model_devi_f_trust_hi", "f_hi")):
+            value, ok = _uniform(self.j[key])
+            if not ok:
+                self.unsupported_key(key, "per-system trust levels differ; firegen's are campaign-wide")
+                value = min(value)
+            out[name] = float(value)
+        v = []
+        for key in ("model_devi_v_trust_lo", "model_devi_v_trust_hi"):
+            value, ok = _uniform(self.j.get(key, V_UNUSED))
+            if not ok:
+                self.unsupported_key(key, "per-system trust levels differ; firegen's are campaign-wide")
+                value = min(value)
+            v.append(float(value))
+        if min(v) < V_UNUSED:
+            out["v_lo"], out["v_hi"] = v
+            self.notes.append("with virial trust levels, firegen classifies a frame with one deviation in its "
+                              "window and the other above its hi level as failed (dpgen2's rule); DP-GEN 0.14 "
+                              "makes it a candidate")
+        return out
+
+    def systems(self, used: list[int]) -> tuple[list[dict], dict[int, list[str]]]:
+        sys_configs = self.j["sys_configs"]
+        prefix = self.j.get("sys_configs_prefix")
+        fmt = self.j.get("sys_format", "vasp/poscar")
+        fw_fmt = "vasp" if fmt in ("vasp/poscar", "poscar", "vasp/contcar", "contcar") else f"dpdata:{fmt}"
+        systems, names = [], {}
+        for i in used:
+            if i < 0 or i >= len(sys_configs):
+                self.err("model_devi_jobs", f"sys_idx {i} has no sys_configs entry", i,
+                         f"use an index below {len(sys_configs)}")
+                continue
+            files: list[str] = []
+            for k, pattern in enumerate(sys_configs[i]):
+                full = self.path(os.path.join(prefix, pattern) if prefix else pattern)
+                matched = sorted(glob.glob(str(full)))
+                if not matched:
+                    self.err(f"sys_configs[{i}][{k}]", f"matches no file ({full})", pattern,
+                             "fix the pattern (relative to the param file's folder, or sys_configs_prefix)")
+                files += matched
+            names[i] = []
+            for n, f in enumerate(files):
+                systems.append({"name": f"sys{i}-{n:03d}", "structure": self.rel(Path(f)), "fmt": fw_fmt})
+                entry = systems[-1]
+                names[i].append(entry["name"])
+        return systems, names
+
+    def stages(self, start: int) -> tuple[list[dict], list[int]]:
+        jobs = self.j["model_devi_jobs"]
+        groups: list[tuple[int, int, dict]] = []
+        for k in range(start, len(jobs)):
+            if groups and jobs[k] == groups[-1][2]:
+                groups[-1] = (groups[-1][0], k, groups[-1][2])
+            else:
+                groups.append((k, k, jobs[k]))
+        used = sorted({i for _, _, job in groups for i in job.get("sys_idx", [])})
+        out = []
+        threshold = self.j.get("fp_accurate_threshold")
+        default_dt_ps = self.j["model_devi_dt"]
+        multi_sys = []
+        for a, b, job in groups:
+            loc = f"model_devi_jobs[{a}]"
+            for key in job:
+                if key in _JOB_WHY:
+                    self.unsupported_key(f"{loc}.{key}", _JOB_WHY[key])
+                elif key == "neidelay":
+                    self.notes.append(f"{loc}.neidelay is ignored (neighbour-list rebuild delay: speed only)")
+                elif key in _JOB_TRUST:
+                    glob_value = _uniform(self.j.get(key, V_UNUSED))[0]
+                    if _uniform(job[key]) != (glob_value, True):
+                        self.unsupported_key(f"{loc}.{key}", "per-job trust levels; firegen's are campaign-wide")
+                elif key not in _JOB_MAPPED:
+                    self.unsupported_key(f"{loc}.{key}", "no firegen equivalent")
+            ensemble = job.get("ensemble")
+            if ensemble is None:
+                self.err(f"{loc}.ensemble", "is required (firegen writes the LAMMPS input itself)",
+                         fix="add ensemble: nvt or npt")
+                continue
+            mapped = _ENSEMBLES.get(ensemble)
+            if mapped is None or not _stage_accepts(mapped):
+                self.unsupported_key(f"{loc}.ensemble", f"'{ensemble}' has no firegen ensemble here")
+                continue
+            stage: dict[str, Any] = {"name": f"job{a:03d}" if a == b else f"job{a:03d}-{b:03d}",
+                                     "ensemble": mapped}
+            if not job.get("temps"):
+                self.err(f"{loc}.temps", "is required", fix="list temperatures in K, e.g. temps: [300]")
+                continue
+            stage["temperatures"] = [float(t) for t in job["temps"]]
+            if mapped.startswith("npt"):
+                if not job.get("press"):
+                    self.err(f"{loc}.press", f"is required for ensemble {ensemble}",
+                             fix="list pressures in bar, e.g. press: [1.0]")
+                    continue
+                stage["pressures"] = [float(p) for p in job["press"]]
+            elif job.get("press"):
+                self.notes.append(f"{loc}.press is not used by ensemble {ensemble} (DP-GEN ignores it too)")
+            if job.get("nsteps") is None:
+                self.err(f"{loc}.nsteps", "is required (firegen writes the LAMMPS input itself)",
+                         fix="add nsteps, e.g. nsteps: 1000")
+                continue
+            stage["nsteps"] = int(job["nsteps"])
+            stage["trj_freq"] = int(job["trj_freq"])
+            stage["dt"] = round(float(job.get("dt", default_dt_ps)) * 1000.0, 9)  # ps → fs
+            stage["tau_t"] = float(job.get("taut", 0.1))
+            stage["tau_p"] = float(job.get("taup", 0.5))
+            stage["systems"] = [i for i in job["sys_idx"]]  # resolved to names by convert()
+            stage["converged_when"] = {"accurate_ratio": float(threshold) if threshold is not None else 1.0}
+            stage["max_iterations"] = b - a + 1
+            if len(job["sys_idx"]) > 1:
+                multi_sys.append((loc, len(job["sys_idx"])))
+            out.append(stage)
+        if multi_sys:
+            loc, n = multi_sys[0]
+            self.notes.append(f"DP-GEN caps fp_task_max per system, firegen per iteration: {loc} explores {n} "
+                              f"systems, so DP-GEN could label up to {n} x fp_task_max there; raise "
+                              "selection.max_per_iteration for the same budget")
+        return out, used
+
+    def committee(self) -> dict:
+        param = self.j["default_training_param"]
+        if isinstance(param, list):
+            if not all(p == param[0] for p in param):
+                self.unsupported_key("default_training_param", "a different training input per member; "
+                                     "firegen's committee members differ only in their seeds")
+            param = param[0] if param else {}
+        template = copy.deepcopy(param)
+        model = template.get("model", {})
+        model.pop("type_map", None)
+        for part in ("descriptor", "fitting_net"):
+            if isinstance(model.get(part), dict):
+                model[part].pop("seed", None)
+        training = template.get("training", {})
+        steps = training.pop("numb_steps", None)
+        stop_batch = training.pop("stop_batch", None)
+        steps = steps if steps is not None else stop_batch
+        for key in ("systems", "set_prefix", "numb_test", "seed", "validation_data"):
+            training.pop(key, None)
+        if "batch_size" in training:
+            training.setdefault("training_data", {}).setdefault("batch_size", training.pop("batch_size"))
+        if isinstance(training.get("training_data"), dict):
+            for key in _TRAINING_OWNED:
+                training["training_data"].pop(key, None)
+        backend = self.j.get("train_backend", "tensorflow")
+        if backend != "tensorflow":
+            self.unsupported_key("train_backend", f"'{backend}': firegen trains with tensorflow only (frozen .pb "
+                                 "models for LAMMPS and dp test); train with train_backend: tensorflow")
+            backend = "tensorflow"
+        fmt = self.j.get("model_format")
+        if fmt is not None and fmt != {"tensorflow": "pb", "pytorch": "pth"}[backend]:
+            self.unsupported_key("model_format", _WHY["model_format"])
+        out = {"size": int(self.j["numb_models"]), "backend": backend,
+               "init_from_previous": bool(self.j.get("training_init_model")) or
+               self.j.get("training_reuse_iter") is not None,
+               "training": template}
+        if steps is not None:
+            out["numb_steps"] = int(steps)
+        else:
+            self.notes.append("default_training_param sets no training.numb_steps; firegen's default "
+                              "committee.numb_steps applies")
+        reuse = self.j.get("training_reuse_iter")
+        if reuse is not None and reuse > 1:
+            self.notes.append(f"training_reuse_iter = {reuse}: firegen initializes from the previous "
+                              "iteration's models from iteration 1 on")
+        return out
+
+    def initial_data(self) -> dict:
+        prefix = self.j.get("init_data_prefix")
+        root = self.path(prefix) if prefix else self.param_dir
+        npy, imported = [], []
+        for k, entry in enumerate(self.j["init_data_sys"]):
+            path = self.path(entry, root)
+            if path.suffix.lower() in (".h5", ".hdf5") or (path.is_file() and path.suffix):
+                self.unsupported_key(f"init_data_sys[{k}]", "HDF5 init data; convert it to deepmd/npy with dpdata")
+                continue
+            if not path.is_dir():
+                self.err(f"init_data_sys[{k}]", f"folder not found: {path}", entry,
+                         "fix the path (relative to init_data_prefix, or the param file's folder)")
+                continue
+            if self.run_dir is not None:
+                imported.append({"path": str(path.resolve()), "source": "dpgen", "dpgen_iteration": None})
+            else:
+                npy.append(self.rel(path))
+        out: dict[str, Any] = {}
+        if npy:
+            out["deepmd_npy"] = npy
+        if imported:
+            out["imported"] = imported
+        return out
+
+    def run_data(self) -> tuple[list[dict], int]:
+        from firegen.orchestrator.dpgen_run import read_record, resume_job, run_data
+
+        if self.run_dir is None:
+            return [], 0
+        if not self.run_dir.is_dir():
+            self.err("run_dir", f"folder not found: {self.run_dir}", fix="give the folder `dpgen run` ran in")
+            return [], 0
+        try:
+            record = read_record(self.run_dir)
+        except ValueError as exc:
+            self.errors.append(str(exc))
+            return [], 0
+        if not record:
+            self.notes.append(f"{self.run_dir} has no record.dpgen: no DP-GEN iteration is finished, "
+                              "firegen starts at model_devi_jobs[0]")
+        start = resume_job(record)
+        data = [{"path": str(d.path), "source": "dpgen", "dpgen_iteration": d.iteration}
+                for d in run_data(self.run_dir, before=start)]
+        return data, start
+
+    def labeler(self) -> dict:
+        style = self.j["fp_style"]
+        fp = self.tasks.get("fp")
+        command, ranks, args = split_mpi_command(fp["command"]) if fp and fp.get("command") else ("", None, [])
+        settings: dict[str, Any] = {}
+        type_map = self.j["type_map"]
+
+        def files_by_element(key: str) -> dict | None:
+            files = self.j.get(key) or []
+            if len(files) != len(type_map):
+                self.err(key, f"has {len(files)} entries but type_map has {len(type_map)}", files,
+                         "give one file per type_map element, in the same order")
+                return None
+            return dict(zip(type_map, files))
+
+        def existing(key: str, must_be_dir: bool = False) -> str | None:
+            path = self.path(self.j[key]).resolve()
+            if not (path.is_dir() if must_be_dir else path.is_file()):
+                self.err(key, f"{'folder' if must_be_dir else 'file'} not found: {path}", self.j[key],
+                         "fix the path (relative to the param file's folder)")
+                return None
+            return str(path)
+
+        def pp_files() -> dict | None:
+            folder = existing("fp_pp_path", must_be_dir=True)
+            mapping = files_by_element("fp_pp_files")
+            if folder and mapping:
+                missing = [f for f in mapping.values() if not (Path(folder) / f).is_file()]
+                if missing:
+                    self.err("fp_pp_files", f"not found in {folder}: {', '.join(missing)}", missing,
+                             "put the files there or fix fp_pp_path")
+            return mapping
+
+        if style == "cp2k":
+            kind = "cp2k"
+            has_input = self.j.get("user_fp_params") is not None
+            if has_input and self.j.get("external_input_path"):
+                self.err("external_input_path", "conflicts with user_fp_params",
+                         fix="keep one of them (DP-GEN documents them as exclusive)")
+            elif self.j.get("external_input_path"):
+                settings["template"] = existing("external_input_path")
+            elif has_input:
+                settings["input"] = copy.deepcopy(self.j["user_fp_params"])
+            else:
+                self.err("fp_style", "cp2k needs external_input_path or user_fp_params",
+                         fix="add one of them, as DP-GEN requires")
+        elif style == "pwscf":
+            kind = "qe"
+            settings["pseudo_dir"] = existing("fp_pp_path", must_be_dir=True)
+            settings["pseudopotentials"] = pp_files()
+            user = self.j.get("user_fp_params")
+            if user is not None:
+                settings["input"] = {k: copy.deepcopy(user[k]) for k in ("control", "system", "electrons")
+                                     if k in user}
+                for k in user:
+                    if k not in ("control", "system", "electrons", "kspacing"):
+                        self.unsupported_key(f"user_fp_params.{k}", "DP-GEN's pwscf writes only the control, "
+                                             "system and electrons namelists")
+                if "kspacing" in user:
+                    settings["kspacing"] = float(user["kspacing"])
+                else:
+                    self.err("user_fp_params.kspacing", "is required by DP-GEN's pwscf user_fp_params",
+                             fix="add kspacing (1/Å)")
+            elif self.j.get("fp_params"):
+                p = self.j["fp_params"]
+                # exactly what DP-GEN 0.14 writes for fp_params (dpgen.generator.lib.pwscf)
+                system = {"vdw_corr": "TS", "ecutwfc": p["ecut"], "ts_vdw_econv_thr": p["ediff"], "nosym": True,
+                          "degauss": p["sigma"], "smearing": str(p["smearing"]).lower()}
+                settings["input"] = {"control": {"calculation": "scf", "restart_mode": "from_scratch",
+                                                 "outdir": "./OUT", "tprnfor": True, "tstress": True,
+                                                 "disk_io": "none"},
+                                     "system": system, "electrons": {"conv_thr": p["ediff"]}}
+                settings["kspacing"] = float(p["kspacing"])
+            else:
+                self.err("fp_style", "pwscf needs user_fp_params or fp_params", fix="add one, as DP-GEN requires")
+        elif style == "vasp":
+            kind = "vasp"
+            settings["incar_file"] = existing("fp_incar")
+            settings["potcar_dir"] = existing("fp_pp_path", must_be_dir=True)
+            settings["potcar_files"] = pp_files()
+            if "cvasp" in self.j:
+                self.notes.append("cvasp: firegen runs VASP under custodian in any case")
+        elif style == "custom":
+            kind = "command"
+            settings.update({k: self.j["fp_params"][k] for k in ("input_fmt", "input_fn", "output_fmt", "output_fn")})
+            if not fp or not fp.get("command"):
+                self.err("fp_style", "custom needs the labeling command from machine.json (fp.command)",
+                         fix="pass the machine.json (--machine machine.json)")
+            else:
+                settings["command"] = fp["command"]
+            forward = [str(self.path(f).resolve()) for f in (fp or {}).get("user_forward_files") or []]
+            if forward:
+                settings["forward_files"] = forward
+            if fp and fp.get("user_backward_files"):
+                self.notes.append("machine.json fp.user_backward_files are ignored: the command labeler reads "
+                                  "output_fn and keeps the work folder of a failed run")
+            return self._labeler_dict(kind, settings)
+        else:
+            self.unsupported_key("fp_style", f"'{style}': firegen labels with cp2k, pwscf (qe), vasp or custom")
+            return self._labeler_dict("emt", {})
+        if command:
+            settings["command"] = command
+            if ranks:
+                settings["mpi_ranks"] = ranks
+            dropped = [a for a in args if a not in ("-i", "-in", "input.inp", "input", "<")]
+            if dropped:
+                self.notes.append(f"machine.json fp.command arguments {' '.join(args)} are dropped: firegen's "
+                                  f"{kind} labeler writes and passes its own input")
+        for key in ("user_forward_files", "user_backward_files"):
+            if fp and fp.get(key):
+                self.unsupported_key(f"machine.json fp.{key}", f"the {kind} labeler writes its own inputs")
+        return self._labeler_dict(kind, {k: v for k, v in settings.items() if v is not None})
+
+    def _labeler_dict(self, kind: str, settings: dict) -> dict:
+        out: dict[str, Any] = {"kind": kind, "settings": settings}
+        if "max_failed_ratio" in LabelerConfig.model_fields:
+            out["max_failed_ratio"] = float(self.j.get("ratio_failed", DPGEN_RATIO_FAILED))
+        elif "ratio_failed" in self.j:
+            self.unsupported_key("ratio_failed", "this firegen has no labeler.max_failed_ratio")
+        return out
+
+    def selection(self) -> dict:
+        out: dict[str, Any] = {"trust": self.trust(), "max_per_iteration": int(self.j["fp_task_max"]),
+                               "min_per_iteration": int(self.j["fp_task_min"])}
+        if self.j.get("fp_accurate_threshold") is not None:
+            out["skip_when_accurate_above"] = float(self.j["fp_accurate_threshold"])
+            if self.j.get("fp_accurate_soft_threshold") is not None:
+                out["soft_accurate_ratio"] = float(self.j["fp_accurate_soft_threshold"])
+        elif self.j.get("fp_accurate_soft_threshold") is not None:
+            self.notes.append("fp_accurate_soft_threshold without fp_accurate_threshold has no effect in DP-GEN")
+        if self.j.get("model_devi_adapt_trust_lo"):
+            keys = [k for k in ("model_devi_numb_candi_f", "model_devi_numb_candi_v", "model_devi_perc_candi_f",
+                                "model_devi_perc_candi_v") if k in self.j]
+            self.unsupported_key("model_devi_adapt_trust_lo" + (f" (+ {', '.join(keys)})" if keys else ""),
+                                 _WHY["model_devi_adapt_trust_lo"])
+        return out
+
+
+def convert(jdata: dict, param_dir: str | os.PathLike, *, machine: dict | None = None,
+            base_dir: str | os.PathLike | None = None, name: str | None = None,
+            run_dir: str | os.PathLike | None = None, source: str = "param.json",
+            workers_dir: str | os.PathLike | None = None, machine_source: str = "machine.json") -> Conversion:
+    """Convert a DP-GEN param dict (and machine dict) into a firegen campaign config.
+
+    Args:
+        jdata: the param.json content (checked here with DP-GEN's schema).
+        param_dir: folder relative paths in ``jdata`` are read against.
+        machine: the machine.json content, or None.
+        base_dir: folder the config's relative paths are written against (default ``param_dir``).
+        name: campaign name (default: the param folder's name).
+        run_dir: a DP-GEN run folder to import and resume (see :mod:`firegen.orchestrator.dpgen_run`).
+        source: the param file's name, for messages.
+        machine_source: the machine file's name, for messages.
+        workers_dir: where worker files will be written (absolute paths in the queue adapters).
+
+    Returns:
+        A :class:`Conversion`; ``unsupported`` may be non-empty (see :meth:`Conversion.check`).
+
+    Raises:
+        DPGenImportError: schema errors, missing files, jobs firegen cannot express.
+    """
+    from dpgen.generator.arginfo import run_jdata_arginfo
+
+    param_dir = Path(param_dir).resolve()
+    base_dir = Path(base_dir).resolve() if base_dir else param_dir
+    j = check_param(jdata, source)
+    tasks, machine_notes = check_machine(machine, machine_source) if machine else ({}, [])
+    conv = _Converter(j, param_dir, base_dir, source, tasks, Path(run_dir).resolve() if run_dir else None, name)
+    conv.notes += machine_notes
+    conv.keys(_defaults(run_jdata_arginfo()))
+    run_entries, start = conv.run_data()
+    if start >= len(j["model_devi_jobs"]):
+        raise DPGenImportError([_line(source, "model_devi_jobs", f"DP-GEN finished all {len(j['model_devi_jobs'])} "
+                                      "jobs in this run directory; nothing is left to explore",
+                                      fix="append model_devi_jobs for firegen to run")])
+    stages, used = conv.stages(start)
+    systems, names = conv.systems(used)
+    for stage in stages:
+        stage["systems"] = [n for i in stage["systems"] for n in names.get(i, [])]
+    config: dict[str, Any] = {"name": _slug(name or param_dir.name), "type_map": list(j["type_map"])}
+    if isinstance(j.get("mass_map"), list):
+        config["masses"] = [float(m) for m in j["mass_map"]]
+    config["systems"] = systems
+    initial = conv.initial_data()
+    if run_entries:
+        initial.setdefault("imported", []).extend(run_entries)
+    config["initial_data"] = initial
+    config["committee"] = conv.committee()
+    config["selection"] = conv.selection()
+    config["stages"] = stages
+    config["labeler"] = conv.labeler()
+    config["exploration"] = {"engine": "lammps"}
+    if conv.errors:
+        raise DPGenImportError(conv.errors)
+    workers = {}
+    if tasks and workers_dir is not None:  # worker hints are files; in-memory conversions have none
+        workers, notes = worker_files(tasks, Path(workers_dir).resolve())
+        conv.notes += notes
+    return Conversion(config=config, base_dir=base_dir, source=source, unsupported=conv.unsupported,
+                      notes=conv.notes, workers=workers, resume_job=start)
+
+
+def import_dpgen(param: str | os.PathLike, machine: str | os.PathLike | None = None, *,
+                 output: str | os.PathLike | None = None, run_dir: str | os.PathLike | None = None,
+                 name: str | None = None, ignore_unsupported: bool = False,
+                 check_files: bool = True) -> Conversion:
+    """Read, convert and (with ``output``) write a DP-GEN campaign as a firegen YAML.
+
+    The written YAML is validated as ``firegen validate`` would (``check_files``): a conversion
+    that firegen would reject is not written.
+
+    Raises:
+        DPGenImportError / ConfigError: one line per problem.
+    """
+    param = Path(param)
+    jdata = load_dpgen_file(param)
+    mdata = load_dpgen_file(machine) if machine else None
+    out = Path(output).resolve() if output else None
+    conv = convert(jdata, param.resolve().parent, machine=mdata, base_dir=out.parent if out else None,
+                   name=name, run_dir=run_dir, source=str(param),
+                   workers_dir=workers_dir_for(out) if out else None,
+                   machine_source=str(machine) if machine else "machine.json")
+    conv.check(ignore_unsupported)
+    conv.campaign(check_files=check_files)
+    if out is not None:
+        conv.write(out)
+    return conv
+
+
+def campaign_from_param(param: str | os.PathLike, machine: str | os.PathLike | None = None, *,
+                        ignore_unsupported: bool = False, name: str | None = None,
+                        check_files: bool = False) -> CampaignConfig:
+    """The validated campaign of a DP-GEN param file, in memory (``firegen submit param.json``).
+
+    Relative paths are resolved against the param file's folder.
+    """
+    conv = import_dpgen(param, machine, ignore_unsupported=ignore_unsupported, name=name, check_files=check_files)
+    return conv.campaign(check_files=check_files)
