@@ -18,8 +18,9 @@ if [ ${#missing[@]} -gt 0 ]; then
         echo "bootstrap: installing Debian packages: ${missing[*]}"
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "bootstrap: missing Debian packages ${missing[*]}: run 'sudo apt-get install ${missing[*]}'" >&2
-        exit 1
+        # the DFT codes are optional for firegen itself: their labelers and tests say what is missing
+        echo "bootstrap: warning: Debian packages ${missing[*]} are missing (CP2K/QE labelers unavailable);" \
+             "install them with 'sudo apt-get install ${missing[*]}'" >&2
     fi
 fi
 
