@@ -47,7 +47,6 @@ end, also after a failure or Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import shutil
@@ -60,6 +59,9 @@ import time
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bench  # noqa: E402  (benchmarks/_bench.py: shared helpers)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "cu_emt.yaml"
@@ -163,17 +165,6 @@ def stop_database(folder: Path, firegen: str) -> None:
 # ----------------------------------------------------------------------------------- reading
 
 
-def epoch(value) -> float | None:
-    """FireWorks stores naive UTC timestamps (ISO strings, or datetimes through some drivers)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.timestamp()
-
-
 def read_database(folder: Path, campaign: str) -> dict:
     import pymongo
 
@@ -196,22 +187,6 @@ def read_database(folder: Path, campaign: str) -> dict:
 # ----------------------------------------------------------------------------------- analysis
 
 
-def union_length(intervals: list[tuple[float, float]], lo: float, hi: float) -> float:
-    """Length of the union of ``intervals`` clipped to [lo, hi]."""
-    clipped = sorted((max(a, lo), min(b, hi)) for a, b in intervals if min(b, hi) > max(a, lo))
-    total, cur_a, cur_b = 0.0, None, None
-    for a, b in clipped:
-        if cur_b is None or a > cur_b:
-            if cur_b is not None:
-                total += cur_b - cur_a
-            cur_a, cur_b = a, b
-        else:
-            cur_b = max(cur_b, b)
-    if cur_b is not None:
-        total += cur_b - cur_a
-    return total
-
-
 def launch_science(kind: str, info: dict, launch: dict, iterations: dict) -> float:
     """Science seconds of one launch, as its task measured them (0 for init and select)."""
     stored = (launch.get("action") or {}).get("stored_data") or {}
@@ -229,7 +204,7 @@ def analyse(data: dict) -> dict:
     launches = []
     for la in data["launches"]:
         info = fws[la["fw_id"]]["spec"]["firegen"]
-        start, end = epoch(la.get("time_start")), epoch(la.get("time_end"))
+        start, end = _bench.epoch(la.get("time_start")), _bench.epoch(la.get("time_end"))
         if start is None:
             continue
         launches.append({"kind": info["kind"], "iteration": info.get("iteration", -1), "start": start, "end": end,
@@ -271,7 +246,7 @@ def analyse(data: dict) -> dict:
             to_select = max(sel_end) - lo if sel_end else None
         science = t["train_s"] + t["explore_s"] + t["label_s"]
         in_fw = sum((la["end"] - la["start"]) - la["science"] for la in mine)
-        idle = wall - union_length(intervals, lo, hi)
+        idle = wall - _bench.union_length(intervals, lo, hi)
         rows.append({"iteration": name, "wall s": wall, "train s": t["train_s"], "explore s": t["explore_s"],
                      "label s": t["label_s"], "science s": science, "overhead s": wall - science,
                      "overhead %": 100 * (wall - science) / wall if wall > 0 else float("nan"), "idle s": idle,
@@ -289,7 +264,7 @@ def analyse(data: dict) -> dict:
         kinds.append({"kind": kind, "launches": len(mine), "runtime s": sum(runtimes),
                       "science s": sum(la["science"] for la in mine), "in-FW s": sum(inner),
                       "in-FW s/launch": sum(inner) / len(mine), "min s": min(inner), "max s": max(inner)})
-    busy = union_length(intervals, first_start, last_end)
+    busy = _bench.union_length(intervals, first_start, last_end)
     overlap = sum(b - a for a, b in intervals) - busy
     return {"rows": rows, "kinds": kinds, "span": (first_start, last_end), "unfinished": unfinished,
             "launches": launches, "overlap": overlap, "handoffs": handoffs(done)}

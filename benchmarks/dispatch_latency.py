@@ -1,0 +1,265 @@
+#!/usr/bin/env python
+"""Dispatch latency of FireWorks on firegen's embedded FerretDB: READY -> RUNNING with N workers.
+
+A private FerretDB (SQLite, free loopback port, registered with firegen's write guard like the
+embedded server) gets a fresh LaunchPad; ``--workers`` (default 8) plain ``rlaunch rapidfire
+--nlaunches infinite --sleep 1`` processes (firegen's worker settings; each its own FWorker name)
+are started and warmed up (each log shows rlaunch's start, then one trivial Firework per worker
+has run). Then trivial Fireworks (``ScriptTask`` ``true``, one workflow each) are queued:
+
+* ``burst``: ``--n`` (default 1000) at once, with one ``bulk_add_wfs`` -- a backlog that the
+  workers drain; latency = queueing + dispatch; throughput is the figure of merit.
+* ``paced``: ``--paced-n`` (default min(n, 60)) one at a time, ``--rate`` per second (default:
+  half the burst's throughput, 0.5/s without a burst), so the queue stays short; latency =
+  dispatch alone (waiting for a worker's next poll, plus the checkout).
+
+Definitions (FireWorks' own records, naive-UTC timestamps):
+
+* READY time = ``fireworks.created_on``; the harness sets it right before the insert (the
+  insert's own duration is printed: it is inside the latency).
+* RUNNING time = ``created_on`` of the first ``state == "RUNNING"`` entry of the Firework's
+  launch's ``launches.state_history`` (what ``Rocket.run`` writes at checkout; = ``time_start``).
+* latency = RUNNING time - READY time, per Firework: median, p95, max.
+* throughput = Fireworks / (last ``time_end`` - first READY time), Fireworks per second.
+* hand-off gap = per worker, ``time_start`` of a launch - ``time_end`` of its previous launch
+  (FireWorks' completion + refresh + the next checkout), median and p95 (burst only).
+
+Usage (from the repository root; prints figures, asserts nothing)::
+
+    .venv/bin/python benchmarks/dispatch_latency.py                    # 8 workers, 1000 + 200 Fireworks
+    .venv/bin/python benchmarks/dispatch_latency.py --n 100 --workers 8 --mode burst
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bench  # noqa: E402
+
+DB_NAME = "dispatch"
+
+
+def _epoch(value) -> float:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.timestamp()
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # FireWorks stores naive UTC
+
+
+def trivial_workflow(name: str, category: str | None = None):
+    """One Firework running ``true`` (a few ms), in its own workflow."""
+    from fireworks import Firework, ScriptTask, Workflow
+
+    spec = {"_category": category} if category else {}
+    return Workflow([Firework(ScriptTask.from_str("true"), spec=spec, name=name)], name=name)
+
+
+def start_workers(n: int, lp_file: Path, root: Path, sleep: int, env: dict) -> list[subprocess.Popen]:
+    """``n`` ``rlaunch rapidfire`` workers, each with its own FWorker name and folder."""
+    import yaml
+
+    from firegen.launchers.local import fireworks_bin
+
+    procs = []
+    for i in range(n):
+        wdir = root / f"w{i}"
+        wdir.mkdir(parents=True)
+        (wdir / "fworker.yaml").write_text(yaml.safe_dump({"name": f"bench-w{i}", "category": "", "query": "{}"}))
+        cmd = [fireworks_bin("rlaunch"), "-s", "-l", str(lp_file), "-w", str(wdir / "fworker.yaml"), "rapidfire",
+               "--nlaunches", "infinite", "--sleep", str(sleep)]
+        procs.append(subprocess.Popen(cmd, cwd=wdir, env=env, stdout=open(wdir / "rlaunch.log", "wb"),
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
+    return procs
+
+
+def stop_workers(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_for(lp, fw_ids: list[int], procs, timeout: float) -> None:
+    """Until every Firework of ``fw_ids`` is COMPLETED (poll 0.5 s); error on a fizzle, dead worker, timeout."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        states: dict[str, int] = {}
+        for d in lp.fireworks.find({"fw_id": {"$in": fw_ids}}, {"state": 1}):
+            states[d["state"]] = states.get(d["state"], 0) + 1
+        if states.get("FIZZLED"):
+            raise RuntimeError(f"{states['FIZZLED']} Fireworks fizzled")
+        if states.get("COMPLETED", 0) == len(fw_ids):
+            return
+        dead = [p.returncode for p in procs if p.poll() is not None]
+        if dead:
+            raise RuntimeError(f"{len(dead)} worker(s) exited (codes {dead})")
+        time.sleep(0.5)
+    raise RuntimeError(f"not all {len(fw_ids)} Fireworks completed within {timeout:.0f} s")
+
+
+def warm_up(lp, procs, root: Path, timeout: float = 300.0) -> float:
+    """Wait until every worker logged its start, then run one trivial Firework per worker; seconds taken."""
+    t = time.time()
+    deadline = t + timeout
+    logs = sorted(root.glob("w*/rlaunch.log"))
+    while not all("Hostname/IP lookup" in p.read_text(errors="replace") for p in logs):
+        if time.time() > deadline:
+            raise RuntimeError("the workers did not start within the timeout; see their rlaunch.log")
+        time.sleep(0.2)
+    ids = [min(lp.add_wf(trivial_workflow(f"warm-up-{i}")).values()) for i in range(len(procs))]
+    wait_for(lp, ids, procs, timeout)
+    return time.time() - t
+
+
+def queue_burst(lp, n: int) -> tuple[list[int], float]:
+    """``n`` trivial workflows in one ``bulk_add_wfs``; returns their fw_ids and the insert's seconds."""
+    wfs = [trivial_workflow(f"bench-{i}") for i in range(n)]
+    now = _utcnow()
+    for wf in wfs:
+        for fw in wf.fws:
+            fw.created_on = now
+        wf.created_on = now
+    t = time.perf_counter()
+    lp.bulk_add_wfs(wfs)
+    seconds = time.perf_counter() - t
+    ids = [d["fw_id"] for d in lp.fireworks.find({"name": {"$regex": "^bench-"}}, {"fw_id": 1})]
+    return ids, seconds
+
+
+def queue_paced(lp, n: int, rate: float) -> tuple[list[int], float]:
+    """``n`` trivial workflows, one ``add_wf`` every ``1/rate`` s; returns fw_ids and the mean insert seconds."""
+    ids, inserts = [], []
+    t_next = time.perf_counter()
+    for i in range(n):
+        delay = t_next - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        t_next += 1.0 / rate
+        wf = trivial_workflow(f"paced-{i}")
+        wf.fws[0].created_on = _utcnow()
+        t = time.perf_counter()
+        ids.append(min(lp.add_wf(wf).values()))
+        inserts.append(time.perf_counter() - t)
+    return ids, sum(inserts) / max(len(inserts), 1)
+
+
+def measure(lp, fw_ids: list[int]) -> dict:
+    """Latency (READY -> RUNNING), throughput and per-worker hand-off gaps of ``fw_ids`` (seconds)."""
+    ready = {d["fw_id"]: _epoch(d["created_on"]) for d in lp.fireworks.find({"fw_id": {"$in": fw_ids}},
+                                                                              {"fw_id": 1, "created_on": 1})}
+    running, ends, per_worker = {}, [], {}
+    for la in lp.launches.find({"fw_id": {"$in": fw_ids}},
+                               {"fw_id": 1, "state_history": 1, "time_start": 1, "time_end": 1, "fworker.name": 1}):
+        t_run = next((_epoch(h["created_on"]) for h in la.get("state_history", []) if h["state"] == "RUNNING"), None)
+        if t_run is not None and (la["fw_id"] not in running or t_run < running[la["fw_id"]]):
+            running[la["fw_id"]] = t_run
+        if la.get("time_end"):
+            ends.append(_epoch(la["time_end"]))
+            per_worker.setdefault(la["fworker"]["name"], []).append((_epoch(la["time_start"]), _epoch(la["time_end"])))
+    latency = [running[i] - ready[i] for i in fw_ids if i in running]
+    gaps = []
+    for spans in per_worker.values():
+        spans.sort()
+        gaps += [b[0] - a[1] for a, b in zip(spans, spans[1:])]
+    span = max(ends) - min(ready.values()) if ends else float("nan")
+    return {"n": len(fw_ids), "ran": len(latency), "latency": _bench.describe(latency), "span s": span,
+            "throughput": len(latency) / span if span > 0 else float("nan"), "gaps": _bench.describe(gaps),
+            "workers used": len(per_worker)}
+
+
+def report(mode: str, m: dict, insert_s: float, workers: int) -> dict:
+    lat, gaps = m["latency"], m["gaps"]
+    return {"mode": mode, "Fireworks": m["ran"], "workers": f"{m['workers used']}/{workers}",
+            "median s": lat["median"], "p95 s": lat["p95"], "max s": lat["max"],
+            "throughput FW/s": m["throughput"], "span s": m["span s"],
+            "gap median s": gaps["median"] if mode == "burst" else None,
+            "gap p95 s": gaps["p95"] if mode == "burst" else None,
+            "insert s": insert_s}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=1000, help="Fireworks in the burst (default 1000)")
+    p.add_argument("--workers", type=int, default=8, help="concurrent rlaunch rapidfire workers (default 8)")
+    p.add_argument("--sleep", type=int, default=1, help="rapidfire --sleep (s, >= 1; firegen's default)")
+    p.add_argument("--mode", choices=["burst", "paced", "both"], default="both")
+    p.add_argument("--paced-n", type=int, help="Fireworks queued one by one (default min(n, 60))")
+    p.add_argument("--rate", type=float, help="paced: Fireworks queued per second (default: half the burst's "
+                                              "throughput; 0.5 without a burst)")
+    p.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds per mode")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder (worker logs, database)")
+    args = p.parse_args(argv)
+    if args.sleep < 1:
+        p.error("--sleep must be at least 1 (rlaunch reads 0 as 'unset' and sleeps 60 s)")
+    if args.n < 1 or args.workers < 1 or (args.rate is not None and args.rate <= 0):
+        p.error("--n and --workers must be >= 1 and --rate > 0")
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    t_all = time.time()
+    rows = run_benchmark(args)
+    print()
+    print(_bench.render(rows, ["mode", "Fireworks", "workers", "median s", "p95 s", "max s", "throughput FW/s",
+                               "span s", "gap median s", "gap p95 s", "insert s"], digits=3))
+    print(f"\nlatency = launches.state_history RUNNING created_on - fireworks.created_on (READY); "
+          f"insert s = the bulk insert (burst) or mean add_wf (paced), inside the latency. "
+          f"Whole run {time.time() - t_all:.0f} s.")
+    return 0
+
+
+def run_benchmark(args) -> list[dict]:
+    """Start the database and the workers, run the selected modes; one result row per mode."""
+    os.environ.setdefault("TQDM_DISABLE", "1")  # bulk_add_wfs draws a progress bar
+    from fireworks import LaunchPad
+
+    from firegen.db.connection import write_launchpad_file
+
+    rows = []
+    with _bench.private_ferretdb("firegen-dispatch-", keep=args.keep) as server:
+        root = server.root.parent
+        lp = LaunchPad(host=server.uri + DB_NAME, name=DB_NAME, uri_mode=True, strm_lvl="ERROR")
+        lp.m_logger.propagate = False
+        lp.reset("", require_password=False)
+        lp_file = write_launchpad_file(root / "my_launchpad.yaml", server.uri + DB_NAME)
+        env = {k: v for k, v in os.environ.items() if k not in ("FW_CONFIG_FILE", "FIREGEN_LAUNCHPAD")}
+        procs = start_workers(args.workers, lp_file, root / "workers", args.sleep, env)
+        try:
+            warm = warm_up(lp, procs, root / "workers")
+            print(f"{args.workers} workers started and warmed up in {warm:.1f} s (FerretDB {server.uri})", flush=True)
+            if args.mode in ("burst", "both"):
+                ids, insert_s = queue_burst(lp, args.n)
+                wait_for(lp, ids, procs, args.timeout)
+                rows.append(report("burst", measure(lp, ids), insert_s, args.workers))
+                print(f"burst of {args.n} done", flush=True)
+            if args.mode in ("paced", "both"):
+                n = args.paced_n or min(args.n, 60)
+                rate = args.rate or (0.5 * rows[0]["throughput FW/s"] if rows else 0.5)
+                ids, insert_s = queue_paced(lp, n, rate)
+                wait_for(lp, ids, procs, args.timeout)
+                rows.append(report(f"paced {rate:.2g}/s", measure(lp, ids), insert_s, args.workers))
+        finally:
+            stop_workers(procs)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())
