@@ -14,7 +14,6 @@ again behind the new labels (its tasks are idempotent), so the campaign continue
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import yaml
@@ -22,6 +21,8 @@ import yaml
 from firegen.db.errors import FiregenError
 from firegen.db.repository import ResultsStore
 from firegen.orchestrator.config import CampaignConfig
+# nested labeler settings merge like deepmd inputs: mappings key by key, anything else replaced
+from firegen.workflows.steps.train_input import deep_merge as merge_settings
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, Any]:
@@ -40,17 +41,6 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
             if not isinstance(node, dict):
                 raise FiregenError(f"--set {pair!r}: {part!r} is set to a value and used as a section")
         node[parts[-1]] = yaml.safe_load(value)
-    return out
-
-
-def merge_settings(base: dict, changes: dict) -> dict:
-    """``base`` with ``changes`` merged in, nested mappings merged key by key (neither is modified)."""
-    out = copy.deepcopy(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_settings(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
     return out
 
 

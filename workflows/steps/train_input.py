@@ -77,12 +77,12 @@ _DICT_SECTIONS = (
 _LEGACY_TRAINING_KEYS = ("systems", "set_prefix", "batch_size", "numb_test")
 
 
-def _deep_merge(base: dict, override: Mapping) -> dict:
+def deep_merge(base: dict, override: Mapping) -> dict:
     """Return ``base`` updated recursively by ``override`` (both left untouched)."""
     out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -209,7 +209,7 @@ def make_training_input(
         default_type = default[section[-1]].get("type")
         if "type" in user_section and user_section["type"] != default_type:
             default[section[-1]] = {}
-    data = _deep_merge(base, template)
+    data = deep_merge(base, template)
 
     model = data["model"]
     training = data["training"]
