@@ -392,7 +392,7 @@ def main(argv=None) -> int:
     p.add_argument("--temperatures", type=float, nargs="+", help="temperature ladder (K)")
     p.add_argument("--max-iterations", type=int, help="max_iterations of every stage")
     p.add_argument("--trj-freq", type=int, help="frame interval of the MD")
-    p.add_argument("--sleep", type=int, default=1, help="worker poll interval, passed to firegen run (s)")
+    p.add_argument("--sleep", type=float, default=0.5, help="worker poll interval, passed to firegen run (s)")
     p.add_argument("--timeout", type=float, default=1800, help="firegen run --timeout (s)")
     p.add_argument("--repeat", type=int, default=1, help="run the campaign N times, each in a fresh folder")
     p.add_argument("--keep", action="store_true", help="keep the temporary folders (logs, launcher dirs)")
@@ -404,8 +404,8 @@ def main(argv=None) -> int:
         for key, value in QUICK.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
-    if args.sleep < 1:
-        p.error("--sleep must be at least 1 (rlaunch treats 0 as 'unset' and sleeps 60 s)")
+    if args.sleep < 0.05:
+        p.error("--sleep must be at least 0.05 s (firegen run's lower bound)")
     if not Path(args.firegen).exists():
         p.error(f"{args.firegen} not found (run scripts/bootstrap.sh, or pass --firegen)")
 

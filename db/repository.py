@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from bson import ObjectId
 from pymongo import ReturnDocument
+from pymongo.errors import BulkWriteError
 
 from firegen.db.files import BlobStore
 from firegen.db.hashing import dataset_hash, structure_hash
@@ -78,6 +79,17 @@ class ResultsStore:
         self.campaigns.update_one({"name": name}, {"$set": {**plain(fields), "updated": _now()}})
 
     # configurations ----------------------------------------------------------------------------
+    @staticmethod
+    def _configuration_doc(campaign: str, digest: str, species, cell, positions, origin: dict,
+                           status: str = "candidate", pbc=(True, True, True), model_deviation: dict | None = None,
+                           label: dict | None = None) -> dict:
+        doc = plain({"campaign": campaign, "hash": digest, "natoms": len(species), "species": list(species),
+                     "cell": np.asarray(cell, float).reshape(9), "pbc": [bool(p) for p in np.broadcast_to(pbc, 3)],
+                     "positions": np.asarray(positions, float).reshape(-1), "origin": origin, "status": status,
+                     "model_deviation": model_deviation, "label": label, "datasets": []})
+        validate_document("configurations", doc)
+        return doc
+
     def add_configuration(self, campaign: str, species: Sequence[str], cell, positions, origin: dict,
                           status: str = "candidate", pbc=(True, True, True), model_deviation: dict | None = None,
                           label: dict | None = None) -> tuple[ObjectId, bool]:
@@ -87,16 +99,64 @@ class ResultsStore:
         call then only returns its id, so reruns and overlapping explorations add nothing.
         """
         digest = structure_hash(species, cell, positions, pbc)
-        doc = plain({"campaign": campaign, "hash": digest, "natoms": len(species), "species": list(species),
-                     "cell": np.asarray(cell, float).reshape(9), "pbc": [bool(p) for p in np.broadcast_to(pbc, 3)],
-                     "positions": np.asarray(positions, float).reshape(-1), "origin": origin, "status": status,
-                     "model_deviation": model_deviation, "label": label, "datasets": []})
-        validate_document("configurations", doc)
+        doc = self._configuration_doc(campaign, digest, species, cell, positions, origin, status, pbc,
+                                      model_deviation, label)
         result = self.configurations.update_one({"campaign": campaign, "hash": digest},
                                                 {"$setOnInsert": {**doc, "created": _now()}}, upsert=True)
         if result.upserted_id is not None:
             return result.upserted_id, True
         return self.configurations.find_one({"campaign": campaign, "hash": digest}, {"_id": 1})["_id"], False
+
+    def add_configurations(self, campaign: str, items: Sequence[dict]) -> list[tuple[ObjectId, bool]]:
+        """:meth:`add_configuration` for many structures in two round trips (one query for the hashes
+        already stored, one unordered ``insert_many``) instead of one upsert each.
+
+        Args:
+            campaign: The campaign.
+            items: Keyword arguments of :meth:`add_configuration` (``species``, ``cell``, ``positions``,
+                ``origin`` and optionally ``status``, ``pbc``, ``model_deviation``, ``label``). An item
+                with a ``label`` is stored labeled, as :meth:`set_label` would leave it.
+
+        Returns:
+            ``(id, inserted)`` per item, in order. A structure stored before, or earlier in ``items``,
+            keeps its first document (``inserted`` False), as with :meth:`add_configuration`.
+        """
+        docs = []
+        for item in items:
+            item = dict(item)
+            digest = structure_hash(item["species"], item["cell"], item["positions"], item.get("pbc", (True,) * 3))
+            if item.get("label") is not None:
+                item.update(label=self._label_doc(item["label"]), status="labeled")
+            doc = self._configuration_doc(campaign, digest, **item)
+            if doc["label"] is not None:
+                doc.update(labeled_at=_now(), label_writes=1)
+            docs.append(doc)
+        hashes = list(dict.fromkeys(d["hash"] for d in docs))
+        ids = {r["hash"]: r["_id"] for r in self.configurations.find({"campaign": campaign, "hash": {"$in": hashes}},
+                                                                      {"_id": 1, "hash": 1})}
+        new, seen = [], set(ids)
+        for doc in docs:
+            if doc["hash"] not in seen:
+                seen.add(doc["hash"])
+                new.append({**doc, "_id": ObjectId(), "created": _now()})
+        inserted = {d["hash"] for d in new}
+        if new:
+            try:
+                self.configurations.insert_many(new, ordered=False)
+            except BulkWriteError as exc:  # a concurrent writer stored some of them first
+                if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+                    raise
+                lost = {new[err["index"]]["hash"] for err in exc.details["writeErrors"]}
+                inserted -= lost
+                ids.update({r["hash"]: r["_id"] for r in self.configurations.find(
+                    {"campaign": campaign, "hash": {"$in": sorted(lost)}}, {"_id": 1, "hash": 1})})
+            ids.update({d["hash"]: d["_id"] for d in new if d["hash"] in inserted})
+        out, first = [], set()
+        for doc in docs:
+            fresh = doc["hash"] in inserted and doc["hash"] not in first
+            first.add(doc["hash"])
+            out.append((ids[doc["hash"]], fresh))
+        return out
 
     def add_atoms(self, campaign: str, atoms, origin: dict, **kwargs) -> tuple[ObjectId, bool]:
         """:meth:`add_configuration` for an ``ase.Atoms``."""
@@ -124,15 +184,21 @@ class ResultsStore:
 
         A configuration is labeled once: a second call (a rerun task) changes nothing and returns False.
         """
+        label = self._label_doc(label)
+        result = self.configurations.update_one(
+            {"_id": config_id, "status": {"$ne": "labeled"}},
+            {"$set": {"label": label, "status": "labeled", "labeled_at": _now()}, "$inc": {"label_writes": 1}})
+        return result.modified_count == 1
+
+    @staticmethod
+    def _label_doc(label: dict) -> dict:
+        """A label as stored: plain types, flat forces and virial, checked against the schema."""
         label = plain(label)
         label["forces"] = np.asarray(label["forces"], float).reshape(-1).tolist()
         if label.get("virial") is not None:
             label["virial"] = np.asarray(label["virial"], float).reshape(-1).tolist()
         validate_label(label)
-        result = self.configurations.update_one(
-            {"_id": config_id, "status": {"$ne": "labeled"}},
-            {"$set": {"label": label, "status": "labeled", "labeled_at": _now()}, "$inc": {"label_writes": 1}})
-        return result.modified_count == 1
+        return label
 
     def mark_label_failed(self, config_id: ObjectId, reason: str, **details) -> None:
         """Quarantine a configuration whose labeling failed; earlier attempts are kept in ``label_attempts``."""

@@ -1,8 +1,9 @@
-"""Local workers: ``rlaunch rapidfire`` processes for the ``gpu`` and ``cpu`` categories.
+"""Local workers for the ``gpu`` and ``cpu`` categories: FireWorks' ``rapidfire`` loop in a process
+that preloaded its FireTasks' imports (:mod:`firegen.launchers.worker`).
 
-``firegen worker`` and ``firegen run`` use these; on a cluster, run the same ``rlaunch`` line (or
-``qlaunch`` with the queue adapters in this folder). Workers poll with a short sleep
-(``--sleep``, default 1 s) instead of FireWorks' 60 s default, which dominates small jobs.
+``firegen worker`` and ``firegen run`` use these; on a cluster, run ``firegen worker`` or the plain
+``rlaunch`` line (or ``qlaunch`` with the queue adapters in this folder). Workers poll with a short
+sleep (``--sleep``, default 0.5 s) instead of FireWorks' 60 s default, which dominates small jobs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from firegen.launchers.worker import DEFAULT_SLEEP, command
 
 LAUNCHERS = Path(__file__).resolve().parent
 CATEGORIES = ("gpu", "cpu")
@@ -38,27 +41,18 @@ def write_fworker(kind: str, launchpad_file: Path, out_dir: Path, name: str | No
     return out
 
 
-def rlaunch_command(launchpad_file: Path, fworker_file: Path, sleep: int = 1, nlaunches: str = "infinite",
-                    timeout: float | None = None) -> list[str]:
-    cmd = [fireworks_bin("rlaunch"), "-s", "-l", str(launchpad_file), "-w", str(fworker_file), "rapidfire",
-           "--nlaunches", str(nlaunches), "--sleep", str(sleep)]
-    if timeout:
-        cmd += ["--timeout", str(int(timeout))]
-    return cmd
-
-
 def worker_env(launchpad_file: Path) -> dict:
     env = dict(os.environ, FIREGEN_LAUNCHPAD=str(Path(launchpad_file).resolve()))
     env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     return env
 
 
-def start_worker(kind: str, launchpad_file: Path, workdir: Path, sleep: int = 1, log: Path | None = None,
-                 name: str | None = None) -> subprocess.Popen:
-    """Start one local ``rlaunch rapidfire`` worker of ``kind`` in ``workdir``; return its process."""
+def start_worker(kind: str, launchpad_file: Path, workdir: Path, sleep: float = DEFAULT_SLEEP,
+                 log: Path | None = None, name: str | None = None) -> subprocess.Popen:
+    """Start one local worker of ``kind`` in ``workdir`` (:func:`firegen.launchers.worker.run`); return its process."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     fworker = write_fworker(kind, launchpad_file, workdir, name)
     out = open(log or workdir / "worker.log", "ab")
-    return subprocess.Popen(rlaunch_command(launchpad_file, fworker, sleep), cwd=workdir, env=worker_env(launchpad_file),
+    return subprocess.Popen(command(launchpad_file, fworker, kind, sleep), cwd=workdir, env=worker_env(launchpad_file),
                             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)

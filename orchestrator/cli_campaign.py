@@ -107,10 +107,13 @@ def worker_launchpad(target, home: Path | None = None) -> Path:
 
 def worker(ctx: typer.Context, gpu: bool = typer.Option(False, "--gpu", help="Train and explore (category gpu)."),
            cpu: bool = typer.Option(False, "--cpu", help="Label and select (category cpu)."),
-           sleep: int = typer.Option(1, min=1, help="Seconds between polls when idle (FireWorks reads 0 as 60)."),
-           timeout: Optional[float] = typer.Option(None, help="Stop after this many seconds.")):
-    """Run `rlaunch rapidfire` for one category, against the resolved database."""
-    from firegen.launchers.local import rlaunch_command, worker_env, write_fworker
+           sleep: float = typer.Option(0.5, min=0.05, help="Seconds between polls when idle."),
+           timeout: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
+           preload: bool = typer.Option(True, help="Import the category's libraries (TensorFlow, dpdata, ASE) "
+                                        "before the first Firework instead of during it.")):
+    """FireWorks' `rapidfire` for one category against the resolved database, in a preloaded process."""
+    from firegen.launchers.local import worker_env, write_fworker
+    from firegen.launchers.worker import run as run_worker
 
     if gpu == cpu:
         raise FiregenError("choose one of --gpu or --cpu. Fix: start one worker per category.")
@@ -120,9 +123,10 @@ def worker(ctx: typer.Context, gpu: bool = typer.Option(False, "--gpu", help="Tr
     lp_file = worker_launchpad(target)
     workdir = firegen_home() / "workers" / kind
     workdir.mkdir(parents=True, exist_ok=True)
-    cmd = rlaunch_command(lp_file, write_fworker(kind, lp_file, workdir), sleep, timeout=timeout)
+    fworker = write_fworker(kind, lp_file, workdir)
+    os.environ.update(worker_env(lp_file))
     os.chdir(workdir)
-    os.execve(cmd[0], cmd, worker_env(lp_file))
+    run_worker(lp_file, fworker, kind, sleep, timeout, load_modules=preload)
 
 
 def lostruns(ctx: typer.Context, rerun: bool = typer.Option(False, "--rerun", help="Requeue the lost runs."),
@@ -138,7 +142,7 @@ def lostruns(ctx: typer.Context, rerun: bool = typer.Option(False, "--rerun", he
 
 def run(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YAML or DP-GEN param.json."),
         timeout: float = typer.Option(3600, help="Give up after this many seconds."),
-        sleep: int = typer.Option(1, min=1, help="Worker poll interval when idle (s)."),
+        sleep: float = typer.Option(0.5, min=0.05, help="Worker poll interval when idle (s)."),
         machine: Optional[Path] = _MACHINE, ignore_unsupported: bool = _IGNORE):
     """All in one: database up, submit (or resume), local gpu + cpu workers, progress, the final table."""
     from firegen.launchers.local import start_worker

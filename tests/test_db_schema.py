@@ -59,6 +59,46 @@ def test_same_structure_is_stored_once(mongo_db):
     assert mongo_db.configurations.count_documents({}) == 3
 
 
+def _item(atoms, **kw):
+    return {"species": atoms.get_chemical_symbols(), "cell": atoms.cell.array, "positions": atoms.positions,
+            "pbc": atoms.pbc, **kw}
+
+
+def test_batch_insert_matches_one_by_one(mongo_db):
+    store = ResultsStore(mongo_db)
+    store.init()
+    base = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+    frames = []
+    for k in range(4):
+        atoms = base.copy()
+        atoms.rattle(0.05, seed=k)
+        frames.append(atoms)
+    stored, _ = store.add_atoms("c", frames[0], {"kind": "init"})
+    permuted = frames[1][np.random.default_rng(0).permutation(len(frames[1]))]  # same structure as frames[1]
+    items = [_item(a, origin={"kind": "explored", "frame": k}, model_deviation={"max_f": 0.2, "max_v": 0.0})
+             for k, a in enumerate(frames + [permuted])]
+    out = store.add_configurations("c", items)
+    assert [inserted for _, inserted in out] == [False, True, True, True, False]
+    assert out[0][0] == stored and out[4][0] == out[1][0]
+    assert mongo_db.configurations.count_documents({"campaign": "c"}) == 4
+    assert mongo_db.configurations.find_one({"_id": stored})["origin"]["kind"] == "init"  # first origin kept
+    doc = mongo_db.configurations.find_one({"_id": out[2][0]})
+    assert doc["origin"] == {"kind": "explored", "frame": 2} and doc["status"] == "candidate"
+    assert doc["model_deviation"]["max_f"] == 0.2 and doc["datasets"] == []
+    # the same call again stores nothing and returns the same ids
+    assert store.add_configurations("c", items) == [(i, False) for i, _ in out]
+    # a labeled item is stored labeled, as set_label leaves it; a bad label names the field
+    extra = base.copy()
+    extra.rattle(0.05, seed=9)
+    label = {"energy": -1.5, "forces": np.zeros((len(extra), 3)), "code": "imported", "settings_hash": "h"}
+    (cid, inserted), = store.add_configurations("c", [_item(extra, origin={"kind": "imported"}, label=label)])
+    doc = mongo_db.configurations.find_one({"_id": cid})
+    assert inserted and doc["status"] == "labeled" and doc["label_writes"] == 1
+    assert len(doc["label"]["forces"]) == 3 * len(extra) and store.set_label(cid, label) is False
+    with pytest.raises(SchemaViolation, match=r"label\.energy"):
+        store.add_configurations("c", [_item(frames[3], origin={"kind": "imported"}, label={**label, "energy": "x"})])
+
+
 def test_gridfs_round_trip_with_checksum(mongo_db, tmp_path):
     store = ResultsStore(mongo_db)
     store.init()

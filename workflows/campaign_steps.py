@@ -37,9 +37,10 @@ def initial_configurations(store: ResultsStore, cfg: CampaignConfig, systems: di
             frames = perturbed_copies(ResultsStore.atoms(structure), perturb.count, perturb.atom_displacement,
                                       perturb.cell_strain, perturb.scales, seed=perturb.seed,
                                       atom_style=perturb.atom_style, include_unperturbed=perturb.include_unperturbed)
-            for k, atoms in enumerate(frames):
-                store.add_atoms(cfg.name, atoms, {"kind": "init", "system": name, "frame": k, "iteration": -1},
-                                status="selected")
+            store.add_configurations(cfg.name, [
+                {"species": atoms.get_chemical_symbols(), "cell": atoms.cell.array, "positions": atoms.positions,
+                 "pbc": atoms.pbc, "origin": {"kind": "init", "system": name, "frame": k, "iteration": -1},
+                 "status": "selected"} for k, atoms in enumerate(frames)])
     # deepmd_npy folders (absolute, from the submit side) and `initial_data.imported` entries (absolute, with
     # provenance such as {source: dpgen, dpgen_iteration: k}); a folder may hold several systems
     from firegen.orchestrator.dpgen_run import labeled_systems
@@ -49,16 +50,19 @@ def initial_configurations(store: ResultsStore, cfg: CampaignConfig, systems: di
                 for item in cfg.initial_data.imported]
     for path, fmt, provenance in sources:
         for folder, data in labeled_systems(path, cfg.type_map, fmt):
+            items = []
             for k in range(len(data)):
                 frame = data[k]
-                species = [frame["atom_names"][t] for t in frame["atom_types"]]
                 label = {"energy": float(frame["energies"][0]), "forces": frame["forces"][0], "code": "imported",
                          "settings_hash": "imported:" + str(folder),
                          "virial": frame["virials"][0] if frame.has_virial() else None}
-                origin = {"kind": "imported", "path": str(folder), "frame": k, "iteration": -1, **provenance}
-                cid, _ = store.add_configuration(cfg.name, species, frame["cells"][0], frame["coords"][0], origin,
-                                                 status="selected")
-                store.set_label(cid, label)  # labels once; a rerun changes nothing
+                items.append({"species": [frame["atom_names"][t] for t in frame["atom_types"]],
+                              "cell": frame["cells"][0], "positions": frame["coords"][0], "label": label,
+                              "origin": {"kind": "imported", "path": str(folder), "frame": k, "iteration": -1,
+                                         **provenance}})
+            for (cid, inserted), item in zip(store.add_configurations(cfg.name, items), items):
+                if not inserted:  # stored before (a rerun, or the same structure elsewhere): label it once
+                    store.set_label(cid, item["label"])
     return [d["_id"] for d in store.configurations.find({"campaign": cfg.name, "status": "selected",
                                                          "origin.kind": "init"}, {"_id": 1})]
 
@@ -220,14 +224,17 @@ def explore(store: ResultsStore, cfg: CampaignConfig, iteration: int, stage: int
     codes, cut, cut_reason = sanity.cut_trajectory(codes, result.frames, cfg.exploration.min_distance_ratio,
                                                    frame_energies_per_atom(result), cfg.exploration.max_energy_rise)
     model_ids = [m["_id"] for m in models]
-    new = 0
+    items = []
     for k in np.flatnonzero(codes == selection.CANDIDATE):
+        frame = result.frames[k]
         origin = {"kind": "explored", "iteration": iteration, "stage": stage, "stage_name": st.name,
                   "system": system, "condition": cond.as_dict(), "condition_index": condition,
                   "model_ids": model_ids, "fw_id": fw_id, "frame": int(k), "step": int(result.steps[k]),
                   "engine": result.engine}
         deviation = {"max_f": float(result.max_devi_f[k]), "max_v": float(result.max_devi_v[k])}
-        new += store.add_atoms(cfg.name, result.frames[k], origin, status="candidate", model_deviation=deviation)[1]
+        items.append({"species": frame.get_chemical_symbols(), "cell": frame.cell.array, "positions": frame.positions,
+                      "pbc": frame.pbc, "origin": origin, "status": "candidate", "model_deviation": deviation})
+    new = sum(inserted for _, inserted in store.add_configurations(cfg.name, items))
     summary = {**selection.counts(codes), "new_candidates": int(new), "system": system, "condition": cond.as_dict(),
                "engine": result.engine, "md_seconds": float(result.wall_time),
                "cut_at_frame": cut, "cut_reason": cut_reason,

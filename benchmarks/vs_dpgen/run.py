@@ -15,9 +15,9 @@ Each repetition runs both tools, each in a fresh temporary folder, in alternatin
   context; one job per step: ``group_size`` puts all tasks of a step in one job, where they run
   one after another, as firegen's single gpu and cpu workers do).
 * **firegen**: ``firegen db up``, one ``firegen worker --gpu`` and one ``firegen worker --cpu``
-  (``rlaunch rapidfire``, ``--sleep 1``), each warmed up with one trivial Firework -- none of this
-  is timed: on a deployment the database and the workers are already running (their start-up time
-  is printed) -- then the clock starts and ``firegen submit param.json --machine machine.json``
+  (FireWorks' rapidfire in a process that preloaded its imports, ``--sleep 0.5``), each warmed up
+  with one trivial Firework -- none of this is timed: on a deployment the database and the workers
+  are already running (their start-up time is printed) -- then the clock starts and ``firegen submit param.json --machine machine.json``
   queues the campaign; the run ends with the end of the last launch of the campaign, once it has a
   final status and no Firework is left to run.
   ``--firegen-config x.yaml`` submits a firegen YAML instead (to test the harness).
@@ -642,13 +642,13 @@ def main(argv=None) -> int:
     p.add_argument("--firegen-config", help="submit this firegen YAML instead of param.json (harness test)")
     p.add_argument("--firegen", default=str(_bench.VENV_BIN / "firegen"), help="the firegen CLI")
     p.add_argument("--dpgen", default=str(_bench.VENV_BIN / "dpgen"), help="the dpgen CLI")
-    p.add_argument("--sleep", type=int, default=1, help="firegen workers' poll interval (s, >= 1)")
+    p.add_argument("--sleep", type=float, default=0.5, help="firegen workers' poll interval (s, >= 0.05)")
     p.add_argument("--timeout", type=float, default=3600, help="give up on one run after this many seconds")
     p.add_argument("--keep", action="store_true", help="keep the run folders (logs, dpgen.log, science.log)")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    if args.sleep < 1:
-        p.error("--sleep must be at least 1 (rlaunch reads 0 as 'unset' and sleeps 60 s)")
+    if args.sleep < 0.05:
+        p.error("--sleep must be at least 0.05 s (firegen worker's lower bound)")
     for tool in ([args.dpgen] if args.sides != "firegen" else []) + ([args.firegen] if args.sides != "dpgen" else []):
         if not Path(tool).exists():
             p.error(f"{tool} not found (run scripts/bootstrap.sh, or pass --dpgen/--firegen)")

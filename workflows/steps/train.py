@@ -18,6 +18,7 @@ from __future__ import annotations
 from firegen.workflows.steps import StepError
 
 import copy
+import functools
 import json
 import os
 import shutil
@@ -285,6 +286,20 @@ def model_training_script(model: Path) -> dict:
     return json.loads(str(script))
 
 
+def _file_stamp(path) -> tuple[int, int]:
+    st = Path(path).stat()
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=2)
+def _deep_pot(path: str, stamp: tuple[int, int]):
+    """deepmd-kit's inference object for a frozen model, loaded once per (path, mtime, size): a train
+    Firework tests the same model on its training and validation sets."""
+    from deepmd.infer import DeepPot
+
+    return DeepPot(path)
+
+
 def evaluate_model(
     model: Path,
     systems: Sequence[str | os.PathLike],
@@ -315,9 +330,8 @@ def evaluate_model(
         ValueError: If a system has an element the model does not know.
     """
     import dpdata
-    from deepmd.infer import DeepPot
 
-    dp_model = DeepPot(str(model))
+    dp_model = _deep_pot(str(Path(model).resolve()), _file_stamp(model))
     model_types = list(dp_model.get_type_map())
     e_err: list[np.ndarray] = []
     f_err: list[np.ndarray] = []
