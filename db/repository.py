@@ -17,6 +17,7 @@ from pymongo.errors import BulkWriteError
 
 from firegen.db.files import BlobStore
 from firegen.db.hashing import dataset_hash, structure_hash
+from firegen.db.provenance import labeler_summary
 from firegen.db.schema import init_schema
 from firegen.db.validation import validate_document, validate_label
 
@@ -222,9 +223,12 @@ class ResultsStore:
         existing = self.datasets.find_one({"campaign": campaign, "iteration": iteration})
         if existing:
             return existing
-        rows = list(self.configurations.find({"campaign": campaign, "status": "labeled"}, {"_id": 1, "hash": 1}))
+        rows = list(self.configurations.find({"campaign": campaign, "status": "labeled"},
+                                             {"_id": 1, "hash": 1, "label.settings_hash": 1, "label.code": 1,
+                                              "label.version": 1, "label.settings": 1}))
         doc = {"campaign": campaign, "iteration": iteration, "configuration_ids": [r["_id"] for r in rows],
-               "hash": dataset_hash(r["hash"] for r in rows), "size": len(rows), "created": _now()}
+               "hash": dataset_hash(r["hash"] for r in rows), "size": len(rows),
+               "labelers": labeler_summary(rows), "model_ids": [], "created": _now()}
         validate_document("datasets", doc)
         self.datasets.update_one({"campaign": campaign, "iteration": iteration}, {"$setOnInsert": doc}, upsert=True)
         doc = self.datasets.find_one({"campaign": campaign, "iteration": iteration})
@@ -245,6 +249,8 @@ class ResultsStore:
         found = self.models.find_one_and_update(
             {"campaign": campaign, "iteration": iteration, "member": member},
             {"$set": {**doc, "updated": _now()}}, upsert=True, return_document=ReturnDocument.AFTER)
+        # the dataset lists the models trained on it: provenance then needs only _id look-ups
+        self.datasets.update_one({"_id": dataset_id}, {"$addToSet": {"model_ids": found["_id"]}})
         return found["_id"]
 
     # iterations --------------------------------------------------------------------------------

@@ -229,11 +229,14 @@ def _print_json(obj) -> None:
 
 
 @provenance_app.command("model")
-def provenance_model(ctx: typer.Context, model_id: str):
-    """The dataset and every label behind a model, with the labeler settings."""
+def provenance_model(ctx: typer.Context, model_id: str,
+                     limit: int = typer.Option(100, min=1, help="Labels per page."),
+                     skip: int = typer.Option(0, min=0, help="Labels to skip (the previous answer's next_skip)."),
+                     all_labels: bool = typer.Option(False, "--all", help="Every label, in one answer.")):
+    """The dataset, the labeler settings and the labels behind a model (a page of them; --all for every one)."""
     from firegen.db.provenance import model_provenance
 
-    _print_json(model_provenance(_target(ctx).connect().db, model_id))
+    _print_json(model_provenance(_target(ctx).connect().db, model_id, None if all_labels else limit, skip))
 
 
 @provenance_app.command("config")

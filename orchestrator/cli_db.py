@@ -9,6 +9,7 @@ import typer
 from firegen.db.connection import DEFAULT_DB_NAME, LAUNCHPAD_FILE, resolve_target, write_launchpad_file
 from firegen.db.errors import FiregenError
 from firegen.db.ferretdb_install import FERRETDB_VERSION, install_ferretdb
+from firegen.db.ferretdb_sqlite import index_id_lookups
 from firegen.db.repository import ResultsStore
 
 db_app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the database (embedded FerretDB or yours).")
@@ -42,6 +43,8 @@ def bring_up(target, launchpad_path: Path = Path(LAUNCHPAD_FILE), echo=typer.ech
         echo(f"using {target.describe()}; starting nothing")
     lp = target.connect()
     prepare_database(lp)
+    if target.embedded:  # FerretDB's _id pushdown uses no index of its own (see db/ferretdb_sqlite.py)
+        index_id_lookups(target.server.root / "data", lp.db.name)
     return lp
 
 

@@ -86,13 +86,19 @@ def test_provenance_answers_match_the_history(finished_campaign):
     folder, _, db = finished_campaign
     last = db.iterations.find_one({"campaign": "cu-loop"}, sort=[("index", -1)])["index"]
     model = db.models.find_one({"campaign": "cu-loop", "iteration": last, "member": 0})
-    out = firegen(folder, "provenance", "model", str(model["_id"]), check=True)
+    out = firegen(folder, "provenance", "model", str(model["_id"]), "--all", check=True)
     answer = json.loads(out.stdout)
     got = {ObjectId(label["_id"]["$oid"]) for label in answer["labels"]}
     expected = {d["_id"] for d in db.configurations.find(
         {"campaign": "cu-loop", "status": "labeled", "origin.iteration": {"$lt": last}}, {"_id": 1})}
-    assert got == expected and len(got) == answer["dataset"]["size"]
+    assert got == expected and len(got) == answer["dataset"]["size"] == answer["n_labels"]
+    assert answer["next_skip"] is None
     assert list(answer["labelers"].values())[0]["code"] == "ase-EMT"
+    assert sum(v["n"] for v in answer["labelers"].values()) == len(got)
+    page = json.loads(firegen(folder, "provenance", "model", str(model["_id"]), "--limit", "5", "--skip", "2",
+                              check=True).stdout)
+    assert [d["_id"] for d in page["labels"]] == [d["_id"] for d in answer["labels"][2:7]]
+    assert page["next_skip"] == 7 and page["labelers"] == answer["labelers"]
 
     explored = db.configurations.find_one({"campaign": "cu-loop", "origin.kind": "explored", "status": "labeled"})
     out = firegen(folder, "provenance", "config", str(explored["_id"]), check=True)

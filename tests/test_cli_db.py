@@ -1,5 +1,6 @@
 """`firegen db ...` as users run it: real processes, a real embedded FerretDB, clear errors."""
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ import pytest
 
 from firegen.db.connection import resolve_target
 from firegen.db.errors import FiregenError
+from firegen.db.ferretdb_sqlite import INDEX_SUFFIX
 from firegen.db.server import free_port
 
 BIN = Path(sys.executable).parent
@@ -31,6 +33,13 @@ def test_db_up_status_init_down(clean_env, tmp_path):
                                 env=env, capture_output=True, text=True, timeout=60)
         assert wflows.returncode == 0, wflows.stderr
         assert wflows.stdout.strip() == "[]"
+        # every collection got firegen's _id look-up index (db/ferretdb_sqlite.py)
+        con = sqlite3.connect(tmp_path / "home" / "db" / "data" / "firegen.sqlite")
+        tables = {t for (t,) in con.execute("SELECT table_name FROM _ferretdb_collections")}
+        indexed = {n[: -len(INDEX_SUFFIX)] for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type='index'")
+                   if n.endswith(INDEX_SUFFIX)}
+        con.close()
+        assert tables and indexed == tables and any(t.startswith("configurations_") for t in tables)
         # a database made by `db up` takes workflows without an `lpad reset`
         (tmp_path / "wf.yaml").write_text("fws:\n- fw_id: 1\n  spec: {_tasks: [{_fw_name: ScriptTask, script: 'true'}]}\nlinks: {}\nmetadata: {}\n")
         added = subprocess.run([str(BIN / "lpad"), "-l", "my_launchpad.yaml", "add", "wf.yaml"], cwd=tmp_path,
