@@ -6,11 +6,10 @@ See ``db/README.md`` for the same queries in mongosh syntax.
 
 from __future__ import annotations
 
-import weakref
-
 from bson import ObjectId
 
 from firegen.db.errors import FiregenError
+from firegen.db.lookup import find_by_ids
 
 LABEL_VIEW = {"origin": 1, "status": 1, "hash": 1, "label.code": 1, "label.version": 1, "label.kind": 1,
               "label.settings": 1, "label.settings_hash": 1, "label.energy": 1, "label.walltime": 1, "label.host": 1}
@@ -22,35 +21,6 @@ def _oid(value: str | ObjectId, what: str) -> ObjectId:
     except Exception:
         raise FiregenError(f"{what} id {value!r} is not an ObjectId (24 hex digits). "
                            "Fix: copy it from `firegen status` or the models/configurations collection.") from None
-
-
-def _is_ferretdb(client) -> bool:
-    if client not in _FERRETDB:
-        _FERRETDB[client] = "ferretdbVersion" in client.server_info()
-    return _FERRETDB[client]
-
-
-_FERRETDB: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def find_by_ids(collection, ids, projection=None) -> list[dict]:
-    """The documents with these ``_id``s, in the order given (ids not found are left out).
-
-    MongoDB answers ``{_id: {$in: ...}}`` from its ``_id`` index (batches of 1000). FerretDB 1.24
-    reads the whole collection for any filter but a lone ``{_id: value}``, which the embedded server
-    answers from firegen's ``_id`` look-up index (:mod:`firegen.db.ferretdb_sqlite`): one
-    ``find_one`` per id there.
-    """
-    ids = list(ids)
-    if not ids:
-        return []
-    if _is_ferretdb(collection.database.client):
-        docs = (collection.find_one({"_id": i}, projection) for i in ids)
-        return [d for d in docs if d is not None]
-    found = {}
-    for k in range(0, len(ids), 1000):
-        found.update((d["_id"], d) for d in collection.find({"_id": {"$in": ids[k:k + 1000]}}, projection))
-    return [found[i] for i in ids if i in found]
 
 
 def labeler_summary(labels) -> dict:

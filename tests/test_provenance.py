@@ -6,7 +6,8 @@ from ase.build import bulk
 
 from firegen.db.errors import FiregenError
 from firegen.db.ferretdb_sqlite import INDEX_SUFFIX, index_id_lookups
-from firegen.db.provenance import configuration_provenance, find_by_ids, model_provenance
+from firegen.db.lookup import find_by_ids, is_ferretdb
+from firegen.db.provenance import configuration_provenance, model_provenance
 from firegen.db.repository import ResultsStore
 
 
@@ -54,6 +55,7 @@ def test_find_by_ids_keeps_order_and_skips_missing(mongo_db):
     got = find_by_ids(mongo_db.configurations, [ids[2], ObjectId(), ids[0]], {"hash": 1})
     assert [d["_id"] for d in got] == [ids[2], ids[0]] and set(got[0]) == {"_id", "hash"}
     assert find_by_ids(mongo_db.configurations, []) == []
+    assert is_ferretdb(mongo_db.client)  # the suite runs on FerretDB: one indexed find_one per id
 
 
 def test_model_provenance_pages_and_config_provenance_lists_trained_models(mongo_db, tmp_path):

@@ -15,6 +15,7 @@ import numpy as np
 from bson import ObjectId
 
 from firegen.db.errors import FiregenError
+from firegen.db.lookup import find_by_ids
 from firegen.db.repository import ResultsStore
 from firegen.orchestrator.config import CampaignConfig
 from firegen.orchestrator.convergence import Decision, decide, stage_task_keys, task_key
@@ -90,7 +91,9 @@ def label_batch(store: ResultsStore, cfg: CampaignConfig, ids: list[ObjectId], f
     labeler = labeling.get_labeler(spec["kind"], spec["settings"])
     done = failed = 0
     science = 0.0
-    for doc in store.configurations.find({"_id": {"$in": ids}, "status": "selected"}):
+    for doc in find_by_ids(store.configurations, ids):
+        if doc["status"] != "selected":
+            continue
         result = labeling.label_many(labeler, [ResultsStore.atoms(doc)])[0]
         science += result.walltime or 0.0
         if result.ok:
@@ -150,7 +153,7 @@ def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, membe
         return {"model_id": str(existing["_id"]), "skipped": True}
     check_label_failures(store, cfg, iteration)
     snapshot = store.snapshot_dataset(cfg.name, iteration)
-    docs = list(store.configurations.find({"_id": {"$in": snapshot["configuration_ids"]}}, LABELED_FIELDS))
+    docs = find_by_ids(store.configurations, snapshot["configuration_ids"], LABELED_FIELDS)
     if not docs:
         raise RuntimeError(f"campaign {cfg.name}: no labeled configurations to train iteration {iteration} on; "
                            "every initial label failed? see `firegen provenance failures`")
