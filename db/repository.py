@@ -8,6 +8,7 @@ idempotent where a task may be rerun: configurations are upserted by content has
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -44,16 +45,17 @@ class ResultsStore:
 
     Args:
         db: a pymongo ``Database`` (usually ``LaunchPad.db``: results live beside the LaunchPad).
+        blob_cache: folder for a local content-addressed copy of the blobs (see :mod:`firegen.db.files`).
     """
 
-    def __init__(self, db):
+    def __init__(self, db, blob_cache: str | Path | None = None):
         self.db = db
         self.campaigns = db["campaigns"]
         self.iterations = db["iterations"]
         self.configurations = db["configurations"]
         self.models = db["models"]
         self.datasets = db["datasets"]
-        self.blobs = BlobStore(db)
+        self.blobs = BlobStore(db, cache_dir=blob_cache)
 
     @classmethod
     def from_launchpad(cls, lp) -> "ResultsStore":

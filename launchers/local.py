@@ -42,8 +42,13 @@ def write_fworker(kind: str, launchpad_file: Path, out_dir: Path, name: str | No
 
 
 def worker_env(launchpad_file: Path) -> dict:
+    """The environment of a worker: its launchpad file, thread count and blob cache (``<home>/cache/blobs``)."""
+    from firegen.db.connection import firegen_home
+    from firegen.db.files import BLOB_CACHE_ENV
+
     env = dict(os.environ, FIREGEN_LAUNCHPAD=str(Path(launchpad_file).resolve()))
     env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    env.setdefault(BLOB_CACHE_ENV, str(firegen_home() / "cache" / "blobs"))
     return env
 
 

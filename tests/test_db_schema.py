@@ -1,5 +1,6 @@
 """The results schema on a real FerretDB: creation, idempotence, validation, dedup, GridFS."""
 
+import gridfs
 import numpy as np
 import pytest
 from ase.build import bulk
@@ -113,6 +114,29 @@ def test_gridfs_round_trip_with_checksum(mongo_db, tmp_path):
     mongo_db["blobs.chunks"].update_one({"_id": chunk["_id"]}, {"$set": {"data": corrupted}})
     with pytest.raises(IntegrityError, match="sha256"):
         store.blobs.get(file_id)
+
+
+def test_blob_cache_serves_reads_and_never_serves_damaged_bytes(mongo_db, tmp_path):
+    from firegen.db.files import BlobStore
+
+    cache = tmp_path / "cache"
+    blobs = BlobStore(mongo_db, cache_dir=cache)
+    payload = np.random.default_rng(1).bytes(600_000)
+    file_id, sha = blobs.put(payload, "model.pb")
+    assert (cache / sha).read_bytes() == payload  # the writer keeps a copy
+    mongo_db["blobs.chunks"].delete_many({"files_id": file_id})  # GridFS can no longer answer
+    assert blobs.get(file_id) == payload
+    # a damaged copy is never returned: the read falls back to GridFS (which here fails loudly)
+    (cache / sha).write_bytes(b"x" + payload[1:])
+    with pytest.raises(gridfs.errors.CorruptGridFile):
+        blobs.get(file_id)
+    assert not (cache / sha).exists()
+    # another worker (empty cache) reads from GridFS and keeps a checked copy
+    other_id, _ = BlobStore(mongo_db).put(payload[::-1], "other.pb")
+    reader = BlobStore(mongo_db, cache_dir=tmp_path / "reader")
+    assert reader.get(other_id) == payload[::-1]
+    assert [p.name for p in (tmp_path / "reader").iterdir()] == [BlobStore(mongo_db).files.find_one(
+        {"_id": other_id})["metadata"]["sha256"]]
 
 
 def test_dataset_snapshot_and_model_record(mongo_db, tmp_path):

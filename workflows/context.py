@@ -7,23 +7,26 @@ lookup applies (:func:`firegen.db.connection.resolve_target`).
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 from firegen.db.connection import resolve_target
+from firegen.db.files import BLOB_CACHE_ENV
 from firegen.db.repository import ResultsStore
 from firegen.orchestrator.config import CampaignConfig
 
 
 @lru_cache(maxsize=4)
-def _store(launchpad_file: str | None) -> ResultsStore:
+def _store(launchpad_file: str | None, blob_cache: str | None) -> ResultsStore:
     target = resolve_target(launchpad=launchpad_file) if launchpad_file else resolve_target()
-    return ResultsStore(target.connect().db)
+    return ResultsStore(target.connect().db, blob_cache=blob_cache)
 
 
 def open_store(fw_spec: dict | None = None) -> ResultsStore:
-    """The results store of the database this worker serves (one client per process)."""
+    """The results store of the database this worker serves (one client per process), with the worker's
+    blob cache (``$FIREGEN_BLOB_CACHE``, set by ``firegen worker``) when it has one."""
     env = (fw_spec or {}).get("_fw_env") or {}
-    return _store(env.get("firegen_launchpad"))
+    return _store(env.get("firegen_launchpad"), os.environ.get(BLOB_CACHE_ENV) or None)
 
 
 def campaign_config(store: ResultsStore, campaign: str) -> tuple[dict, CampaignConfig]:
