@@ -4,8 +4,10 @@
     cfg.stages[0].conditions()                      # the T × P ladder
     cfg.frozen(), cfg.config_hash()                 # stored on the campaign document
 
-Units: eV, eV/Å, Å, K, bar; MD time step in fs, damping times in ps. The parts (committee,
-selection, stages, labeler, ...) are defined in `config_stages.py`.
+Units: eV, eV/Å, Å, K, bar; MD time step in fs, damping times in ps. The parts are defined in
+`config_systems.py` (systems, initial data), `config_stages.py` (exploration stages and protocols),
+`config_loop.py` (committee, selection, convergence, labeler, exploration engine) on the shared
+pieces of `config_fields.py`.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from ase.data import atomic_masses, atomic_numbers
 from pydantic import (AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
-from .config_stages import (NOTHING, SLUG_FIX, CommitteeConfig, ConvergenceConfig,
-                            ExplorationConfig, InitialDataConfig, LabelerConfig, PerturbConfig,
-                            Problem, SelectionConfig, Slug, StageConfig, SystemConfig, TrustLevels,
-                            _check_symbol, _Model, fail, fx)
-from .config_stages import one_line as _one_line
+from .config_fields import NOTHING, SLUG_FIX, Problem, Slug, _check_symbol, _Model, fail, fx
+from .config_fields import one_line as _one_line
+from .config_loop import (CommitteeConfig, ConvergenceConfig, ExplorationConfig, LabelerConfig, SelectionConfig,
+                          TrustLevels)
+from .config_stages import StageConfig
+from .config_systems import InitialDataConfig, PerturbConfig, SystemConfig
 
 __all__ = ["CampaignConfig", "SystemConfig", "InitialDataConfig", "PerturbConfig",
            "CommitteeConfig", "SelectionConfig", "TrustLevels", "StageConfig",

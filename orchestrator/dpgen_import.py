@@ -129,7 +129,8 @@ from typing import Any
 import yaml
 
 from firegen.orchestrator.config import CampaignConfig, ConfigError, _line, validate_dict
-from firegen.orchestrator.config_stages import LabelerConfig, StageConfig
+from firegen.orchestrator.config_loop import LabelerConfig
+from firegen.orchestrator.config_stages import StageConfig
 from firegen.orchestrator.dpgen_workers import split_mpi_command, worker_files
 
 __all__ = ["Conversion", "DPGenImportError", "campaign_from_param", "check_machine", "check_param",
@@ -483,7 +484,7 @@ class _Converter:
 
     # helpers
     def err(self, loc: str, msg: str, got: Any = None, fix: str = "") -> None:
-        from firegen.orchestrator.config_stages import NOTHING
+        from firegen.orchestrator.config_fields import NOTHING
 
         self.errors.append(_line(self.source, loc, msg, NOTHING if got is None else got, fix))
 

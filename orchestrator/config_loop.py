@@ -1,0 +1,202 @@
+"""Config of the loop's own steps: the committee, the trust levels and the selection of candidates, the
+convergence rule, the labeler and the exploration engine. `config.py` assembles them into `CampaignConfig`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import model_validator
+
+from .config_fields import Problem, _Model, fail, fx
+
+
+class CommitteeConfig(_Model):
+    """The N DeePMD models trained on the same data with different seeds."""
+
+    size: int = fx(4, ge=2, desc="Number of committee members.",
+                   fix="use at least 2 models (4 is usual) so their deviation means something")
+    backend: Literal["tensorflow"] = fx("tensorflow", desc="deepmd-kit backend. Only TensorFlow for now "
+                                        "(`dp --tf train`, frozen .pb models that LAMMPS' deepmd plugin and "
+                                        "`dp test` read); PyTorch (.pth) is not wired into training and "
+                                        "exploration yet.", fix="use backend: tensorflow")
+    init_from_previous: bool = fx(False, desc="Start each member from the previous iteration's "
+                                  "model (`dp train --init-model`).")
+    training: dict[str, Any] = fx(default_factory=dict,
+                                  desc="deepmd-kit input.json template (model, learning_rate, "
+                                  "loss, training); merged with firegen's defaults, `sel: auto` "
+                                  "computed from the data.",
+                                  fix="give a mapping shaped like deepmd-kit's input.json")
+    numb_steps: int = fx(2000, gt=0, desc="Training steps per member and iteration.",
+                         fix="set a positive number of training steps, e.g. 2000")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _steps_from_template(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("training"), dict):
+            return data
+        inner = data["training"].get("training")
+        steps = inner.get("numb_steps") if isinstance(inner, dict) else None
+        if steps is None:
+            return data
+        if "numb_steps" not in data:
+            return {**data, "numb_steps": steps}
+        if data["numb_steps"] != steps:
+            fail(Problem("training.training.numb_steps",
+                         f"disagrees with committee.numb_steps = {data['numb_steps']}", steps,
+                         "set the number of steps in one place only (committee.numb_steps)"))
+        return data
+
+
+class TrustLevels(_Model):
+    """Model-deviation trust levels: < lo accurate, [lo, hi) candidate, >= hi failed."""
+
+    f_lo: float = fx(0.15, gt=0, desc="Lower force-deviation trust level (eV/Å).",
+                     fix="use a positive force deviation in eV/Å, e.g. 0.15")
+    f_hi: float = fx(0.35, gt=0, desc="Upper force-deviation trust level (eV/Å).",
+                     fix="use a positive force deviation in eV/Å, e.g. 0.35")
+    v_lo: float | None = fx(None, gt=0, desc="Optional lower virial-deviation level (eV).",
+                            fix="use a positive virial deviation in eV")
+    v_hi: float | None = fx(None, gt=0, desc="Optional upper virial-deviation level (eV).",
+                            fix="use a positive virial deviation in eV")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        probs = []
+        if self.f_lo >= self.f_hi:
+            probs.append(Problem("f_lo", f"must be less than f_hi = {self.f_hi}", self.f_lo,
+                                 "make f_lo < f_hi, e.g. f_lo: 0.15, f_hi: 0.35 (eV/Å)"))
+        if (self.v_lo is None) != (self.v_hi is None):
+            name = "v_hi" if self.v_hi is None else "v_lo"
+            probs.append(Problem(name, "is required when the other virial level is set",
+                                 fix="give both v_lo and v_hi, or neither"))
+        elif self.v_lo is not None and self.v_lo >= self.v_hi:
+            probs.append(Problem("v_lo", f"must be less than v_hi = {self.v_hi}", self.v_lo,
+                                 "make v_lo < v_hi"))
+        if probs:
+            fail(*probs)
+        return self
+
+    def classify(self, max_devi_f: float, max_devi_v: float | None = None) -> str:
+        """'accurate', 'candidate' or 'failed' for one frame (DP-GEN's rule)."""
+        use_v = self.v_lo is not None and max_devi_v is not None
+        if max_devi_f >= self.f_hi or (use_v and max_devi_v >= self.v_hi):
+            return "failed"
+        if max_devi_f < self.f_lo and (not use_v or max_devi_v < self.v_lo):
+            return "accurate"
+        return "candidate"
+
+
+class SelectionConfig(_Model):
+    """How candidates become labeling jobs."""
+
+    trust: TrustLevels = fx(default_factory=TrustLevels, desc="Trust levels.")
+    max_per_iteration: int = fx(300, gt=0, desc="Most candidates labeled per iteration.",
+                                fix="set a positive cap, e.g. 300")
+    min_per_iteration: int = fx(0, ge=0, desc="Fewer candidates than this are not labeled "
+                                "(the iteration counts as converged for selection).",
+                                fix="use 0 or a small positive number")
+    seed: int = fx(0, desc="Random seed for picking among candidates.")
+    skip_when_accurate_above: float | None = fx(
+        None, gt=0, le=1, desc="Label nothing in an iteration whose accurate ratio is at least this "
+        "(DP-GEN's fp_accurate_threshold); null always labels.",
+        fix="use a fraction such as 0.999, or null")
+    soft_accurate_ratio: float | None = fx(
+        None, gt=0, le=1, desc="From this accurate ratio up to skip_when_accurate_above the cap "
+        "max_per_iteration shrinks linearly to 0 (DP-GEN's fp_accurate_soft_threshold); "
+        "needs skip_when_accurate_above.",
+        fix="use a fraction below skip_when_accurate_above, e.g. 0.99")
+
+    @model_validator(mode="after")
+    def _caps(self):
+        probs = []
+        if self.min_per_iteration > self.max_per_iteration:
+            probs.append(Problem("min_per_iteration",
+                                 f"must not exceed max_per_iteration = {self.max_per_iteration}",
+                                 self.min_per_iteration, "lower min_per_iteration or raise the cap"))
+        if self.soft_accurate_ratio is not None:
+            if self.skip_when_accurate_above is None:
+                probs.append(Problem("soft_accurate_ratio", "needs skip_when_accurate_above",
+                                     self.soft_accurate_ratio,
+                                     "set skip_when_accurate_above too, or remove soft_accurate_ratio"))
+            elif self.soft_accurate_ratio > self.skip_when_accurate_above:
+                probs.append(Problem("soft_accurate_ratio", "must not exceed skip_when_accurate_above "
+                                     f"= {self.skip_when_accurate_above}", self.soft_accurate_ratio,
+                                     "make soft_accurate_ratio <= skip_when_accurate_above"))
+        if probs:
+            fail(*probs)
+        return self
+
+
+class ConvergenceConfig(_Model):
+    """When a stage is done; every criterion given must hold for `for_iterations` in a row."""
+
+    accurate_ratio: float | None = fx(0.99, gt=0, le=1,
+                                      desc="Converged when this fraction of frames is accurate.",
+                                      fix="use a fraction such as 0.99")
+    candidate_ratio: float | None = fx(None, ge=0, lt=1,
+                                       desc="Converged when fewer than this fraction of frames "
+                                       "are candidates.", fix="use a fraction such as 0.01")
+    for_iterations: int = fx(1, gt=0, desc="Consecutive iterations that must meet the criteria.",
+                             fix="use a positive number of iterations")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _candidate_only(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "candidate_ratio" in data and "accurate_ratio" not in data:
+            return {**data, "accurate_ratio": None}
+        return data
+
+    @model_validator(mode="after")
+    def _some_criterion(self):
+        if self.accurate_ratio is None and self.candidate_ratio is None:
+            fail(Problem("", "has no criterion",
+                         fix="set accurate_ratio (e.g. 0.99) or candidate_ratio (e.g. 0.01)"))
+        return self
+
+    def met_by(self, accurate_ratio: float, candidate_ratio: float) -> bool:
+        """Whether one iteration's ratios meet every criterion given."""
+        ok = self.accurate_ratio is None or accurate_ratio >= self.accurate_ratio
+        return ok and (self.candidate_ratio is None or candidate_ratio < self.candidate_ratio)
+
+
+# ---- exploration protocols (units: K, bar, fs for dt, ps for durations, K/ps for rates) ----
+
+
+class LabelerConfig(_Model):
+    """The reference calculator: a registry name plus its settings."""
+
+    kind: str = fx(pattern=r"^([a-z][a-z0-9_-]*|ase:[A-Za-z_][A-Za-z0-9_.]*)$",
+                   desc="Labeler name: emt, lj, tblite, cp2k, qe, vasp, … or ase:<Class>.",
+                   fix="use a lower-case labeler name (emt, lj, tblite, cp2k, …) "
+                   "or ase:<CalculatorClass>")
+    settings: dict[str, Any] = fx(default_factory=dict, desc="Labeler settings.",
+                                  fix="give a mapping of settings")
+    max_failed_ratio: float | None = fx(
+        0.5, ge=0, le=1, desc="Stop the campaign (status 'stopped', with the reason) when more than this "
+        "fraction of one iteration's labels failed (DP-GEN's ratio_failed); null never stops. "
+        "Failed configurations are quarantined either way; `firegen relabel` retries them.",
+        fix="use a fraction such as 0.5, or null to never stop")
+
+    def settings_hash(self) -> str:
+        """sha256 of the canonical JSON of kind and settings (stored with each label)."""
+        blob = json.dumps({"kind": self.kind, "settings": self.settings}, sort_keys=True,
+                          default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ExplorationConfig(_Model):
+    """MD engine for exploration."""
+
+    engine: Literal["lammps", "ase"] = fx("lammps", desc="LAMMPS with the deepmd plugin, or "
+                                          "ASE MD with deepmd's calculator.")
+    min_distance_ratio: float = fx(0.7, ge=0, lt=1, desc="MD sanity: a frame with two atoms closer than "
+                                   "this fraction of the sum of their covalent radii ends the trajectory's "
+                                   "useful part (it and later frames count as failed); 0 turns it off.",
+                                   fix="use a fraction such as 0.7, or 0 to turn the check off")
+    max_energy_rise: float | None = fx(2.0, gt=0, desc="MD sanity: a potential energy more than this many "
+                                       "eV/atom above the trajectory's first frame ends its useful part "
+                                       "(engines that report energies); null turns it off.",
+                                       fix="use an energy in eV/atom such as 2.0, or null")
