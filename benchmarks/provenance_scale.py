@@ -122,15 +122,20 @@ def configuration_docs(shape: Shape, start: int, stop: int, natoms: int, dataset
     return docs
 
 
-def insert_all(db, shape: Shape, natoms: int, batch: int, datasets, models, seed: int) -> tuple[float, list]:
-    """Bulk-insert the configurations; print progress; return seconds and the inserted ids (sampled 1 in 10)."""
+def insert_all(db, shape: Shape, natoms: int, batch: int, datasets, models, seed: int) -> tuple[float, list, dict]:
+    """Bulk-insert the configurations; print progress; return seconds, the inserted ids (sampled 1 in 10)
+    and the labeled ids per (campaign, iteration) (known here: a query for them would read every document
+    on FerretDB)."""
     rng = np.random.default_rng(seed + 1)
     t0 = time.perf_counter()
-    sample, last_print = [], t0
+    sample, last_print, labeled = [], t0, {}
     for start in range(0, shape.n, batch):
         docs = configuration_docs(shape, start, min(start + batch, shape.n), natoms, datasets, models, rng)
         ids = db.configurations.insert_many(docs, ordered=False).inserted_ids
         sample += ids[::10]
+        for k, oid in zip(range(start, start + len(ids)), ids):
+            if shape.status[k] == 0:
+                labeled.setdefault((int(shape.campaign_of[k]), int(shape.iteration_of[k])), []).append(oid)
         now = time.perf_counter()
         if now - last_print > 15 or start + batch >= shape.n:
             done = min(start + batch, shape.n)
@@ -138,16 +143,12 @@ def insert_all(db, shape: Shape, natoms: int, batch: int, datasets, models, seed
             print(f"  {done:>9,} configurations in {now - t0:6.0f} s: {rate:,.0f} /s; "
                   f"{(shape.n - done) / rate / 60:.1f} min to go", flush=True)
             last_print = now
-    return time.perf_counter() - t0, sample
+    return time.perf_counter() - t0, sample, labeled
 
 
-def insert_datasets_and_models(db, shape: Shape, datasets, models) -> None:
+def insert_datasets_and_models(db, shape: Shape, datasets, models, ids_by_ci: dict) -> None:
     """Dataset snapshots (cumulative labeled ids) and 4 models per (campaign, iteration), as firegen stores them."""
     labeled = shape.status == 0
-    ids_by_ci: dict[tuple[int, int], list] = {}
-    for doc in db.configurations.find({"status": "labeled"}, {"campaign": 1, "origin.iteration": 1}):
-        c = int(doc["campaign"].split("-")[1])
-        ids_by_ci.setdefault((c, doc["origin"]["iteration"]), []).append(doc["_id"])
     ds_docs, model_docs = [], []
     for c in range(shape.campaigns):
         cumulative: list = []
@@ -227,6 +228,9 @@ def main(argv=None) -> int:
     p.add_argument("--queries", type=int, default=200, help="calls of each provenance function (default 200)")
     p.add_argument("--budget", type=float, default=120.0,
                    help="seconds per query kind: stop calling (after 5 calls) once spent (default 120)")
+    p.add_argument("--scan-limit", type=int, default=20000,
+                   help="time the query variants that read every configuration only up to this many (default "
+                        "20000; at 10^6 one such query takes many minutes on FerretDB)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", action="store_true", help="keep the database folder")
     args = p.parse_args(argv)
@@ -255,9 +259,9 @@ def run_benchmark(args) -> dict:
         print(f"_id look-up index (db/ferretdb_sqlite.py) on {len(indexed)} tables", flush=True)
         print(f"inserting {args.n:,} configurations ({args.natoms} atoms, {args.campaigns} campaigns x "
               f"{args.iterations} iterations, {args.labeled:.0%} labeled) in batches of {args.batch}", flush=True)
-        seconds, sample = insert_all(db, shape, args.natoms, args.batch, datasets, models, args.seed)
+        seconds, sample, ids_by_ci = insert_all(db, shape, args.natoms, args.batch, datasets, models, args.seed)
         t = time.perf_counter()
-        insert_datasets_and_models(db, shape, datasets, models)
+        insert_datasets_and_models(db, shape, datasets, models, ids_by_ci)
         t_ds = time.perf_counter() - t
         size = sum(f.stat().st_size for f in (server.root / "data").rglob("*") if f.is_file()) / 2**20
         print(f"insert: {args.n:,} configurations in {seconds:.1f} s = {args.n / seconds:,.0f} /s "
@@ -292,7 +296,8 @@ def run_benchmark(args) -> dict:
               f"p95 {d['p95']:.0f} ms for a median of {int(np.median([r['n_labels'] for r in all_res])):,} labels")
 
         # explain: what each function sends, and alternatives for the model query
-        cfg = db.configurations.find_one({"status": "labeled", "datasets.0": {"$exists": True}})
+        cfg = next((r["configuration"] for r in c_res if r["configuration"].get("datasets")), None) or \
+            db.configurations.find_one({"status": "labeled", "datasets.0": {"$exists": True}})
         ds = db.datasets.find_one({"_id": cfg["datasets"][-1]}, {"configuration_ids": 1})
         model = db.models.find_one({"dataset_id": ds["_id"]})
         few_ids = ds["configuration_ids"][:1000]
@@ -315,19 +320,25 @@ def run_benchmark(args) -> dict:
         # the alternatives, timed (20 calls each, random last-iteration datasets)
         alt = []
         keys = [{"campaign": r["configuration"]["campaign"], "hash": r["configuration"]["hash"]} for r in c_res]
-        for title, fn in (
-            ("labels by {datasets: id}", lambda d: list(db.configurations.find({"datasets": d["_id"]}, LABEL_VIEW))),
-            ("labels by {_id: {$in: ids}} (batches of 1000)",
+        for title, scan, fn in (  # scan: FerretDB reads and decodes every configuration for it
+            ("labels by {datasets: id}", True,
+             lambda d: list(db.configurations.find({"datasets": d["_id"]}, LABEL_VIEW))),
+            ("labels by {_id: {$in: ids}} (batches of 1000)", True,
              lambda d: [x for k in range(0, len(d["configuration_ids"]), 1000)
                         for x in db.configurations.find({"_id": {"$in": d["configuration_ids"][k:k + 1000]}},
                                                         LABEL_VIEW)]),
-            ("label count only {datasets: id}", lambda d: db.configurations.count_documents({"datasets": d["_id"]})),
-            ("one configuration: find_one {_id} (FerretDB pushes this down)",
+            ("label count only {datasets: id}", True,
+             lambda d: db.configurations.count_documents({"datasets": d["_id"]})),
+            ("one configuration: find_one {_id} (pushed down, firegen's index)", False,
              lambda d: db.configurations.find_one({"_id": rng.choice(sample)}, {"_id": 1})),
-            ("one configuration: find_one {campaign, hash} (unique index)",
+            ("one configuration: find_one {campaign, hash} (unique index, not pushed down)", True,
              lambda d: db.configurations.find_one(rng.choice(keys), {"_id": 1})),
-            ("one model: find_one {_id}", lambda d: db.models.find_one({"_id": rng.choice(model_ids)}, {"_id": 1})),
+            ("one model: find_one {_id}", False,
+             lambda d: db.models.find_one({"_id": rng.choice(model_ids)}, {"_id": 1})),
         ):
+            if scan and args.n > args.scan_limit:
+                alt.append({"query variant": title, "calls": 0, "p50 ms": "skipped", "p95 ms": "(full scan)"})
+                continue
             ms = []
             t_alt = time.perf_counter()
             for k in range(min(20, args.queries)):

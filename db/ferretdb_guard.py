@@ -17,6 +17,7 @@ firegen's venv get it too, at no start-up cost for processes that never import p
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import importlib.abc
@@ -24,6 +25,7 @@ import importlib.util
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 GUARDED_METHODS = ("find_one_and_update", "find_one_and_replace", "find_one_and_delete",
@@ -57,18 +59,35 @@ def _guard_lock(collection) -> Path | None:
     return None
 
 
+_held = threading.local()  # lock paths this thread holds (a flock is per open file: not re-entrant by itself)
+
+
+@contextlib.contextmanager
+def exclusive(collection):
+    """Hold the host-wide write lock of ``collection``'s embedded FerretDB around several operations
+    (a read and the write that depends on it); yields True when a lock is held, False for servers that
+    are not registered embedded FerretDBs (nothing is locked then). Re-entrant within a thread; the
+    guarded pymongo methods called inside do not lock again."""
+    path = _guard_lock(collection)
+    held = _held.__dict__.setdefault("paths", set())
+    if path is None or path in held:
+        yield path is not None
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        held.add(path)
+        try:
+            yield True
+        finally:
+            held.discard(path)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _guarded(method):
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        path = _guard_lock(self)
-        if path is None:
+        with exclusive(self):
             return method(self, *args, **kwargs)
-        with open(path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                return method(self, *args, **kwargs)
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
     wrapper.__firegen_guard__ = True
     return wrapper

@@ -16,6 +16,7 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError
 
+from firegen.db.ferretdb_guard import exclusive
 from firegen.db.files import BlobStore
 from firegen.db.hashing import dataset_hash, structure_hash
 from firegen.db.provenance import labeler_summary
@@ -188,10 +189,15 @@ class ResultsStore:
         A configuration is labeled once: a second call (a rerun task) changes nothing and returns False.
         """
         label = self._label_doc(label)
-        result = self.configurations.update_one(
-            {"_id": config_id, "status": {"$ne": "labeled"}},
-            {"$set": {"label": label, "status": "labeled", "labeled_at": _now()}, "$inc": {"label_writes": 1}})
-        return result.modified_count == 1
+        update = {"$set": {"label": label, "status": "labeled", "labeled_at": _now()}, "$inc": {"label_writes": 1}}
+        with exclusive(self.configurations) as locked:
+            if locked:  # the embedded FerretDB: a lone {_id} filter is its only indexed one (db/ferretdb_sqlite.py)
+                doc = self.configurations.find_one({"_id": config_id}, {"status": 1})
+                if doc is None or doc.get("status") == "labeled":
+                    return False
+                return self.configurations.update_one({"_id": config_id}, update).modified_count == 1
+        return self.configurations.update_one({"_id": config_id, "status": {"$ne": "labeled"}},
+                                              update).modified_count == 1
 
     @staticmethod
     def _label_doc(label: dict) -> dict:

@@ -139,6 +139,28 @@ def test_blob_cache_serves_reads_and_never_serves_damaged_bytes(mongo_db, tmp_pa
         {"_id": other_id})["metadata"]["sha256"]]
 
 
+def test_a_configuration_is_labeled_once_under_concurrent_writers(mongo_db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from firegen.db.ferretdb_guard import exclusive
+
+    store = ResultsStore(mongo_db)
+    store.init()
+    with exclusive(mongo_db.configurations) as locked:
+        assert locked  # the suite's FerretDB is registered like the embedded one: set_label reads by _id
+    cid, _ = store.add_atoms("c", bulk("Cu", "fcc", a=3.61), {"kind": "init"})
+    labels = [{"energy": -float(k), "forces": [[0.0, 0.0, 0.0]], "code": "x", "settings_hash": f"h{k}"}
+              for k in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda lab: ResultsStore(mongo_db).set_label(cid, lab), labels))
+    assert won.count(True) == 1
+    doc = mongo_db.configurations.find_one({"_id": cid})
+    assert doc["label_writes"] == 1 and doc["label"]["settings_hash"] == f"h{won.index(True)}"
+    from bson import ObjectId
+
+    assert store.set_label(ObjectId(), labels[0]) is False  # no such configuration
+
+
 def test_dataset_snapshot_and_model_record(mongo_db, tmp_path):
     store = ResultsStore(mongo_db)
     store.init()

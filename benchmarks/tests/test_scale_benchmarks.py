@@ -41,7 +41,7 @@ def test_model_devi_files_are_read_by_firegen(tmp_path):
 
 def test_provenance_queries_on_a_small_database():
     args = argparse.Namespace(n=600, natoms=4, campaigns=2, iterations=3, systems=2, labeled=0.3, batch=100,
-                              queries=5, budget=60.0, seed=0, keep=False)
+                              queries=5, budget=60.0, seed=0, keep=False, scan_limit=20000)
     res = provenance_scale.run_benchmark(args)
     assert res["insert_per_s"] > 0
     for out in res["model_results"]:
