@@ -8,8 +8,8 @@ idempotent where a task may be rerun: configurations are upserted by content has
 from __future__ import annotations
 
 import datetime
-from pathlib import Path
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 from bson import ObjectId
