@@ -5,6 +5,7 @@ Not a package module: the scripts put ``benchmarks/`` on ``sys.path`` and ``impo
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import shutil
@@ -107,3 +108,9 @@ def epoch(value) -> float | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.timezone.utc)
     return value.timestamp()
+
+
+def arg_parser(doc: str) -> argparse.ArgumentParser:
+    """A benchmark script's parser: the first paragraph of its docstring as the description, the rest kept as written."""
+    return argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+

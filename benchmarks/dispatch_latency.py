@@ -32,7 +32,6 @@ Usage (from the repository root; prints figures, asserts nothing)::
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import signal
@@ -198,8 +197,7 @@ def report(mode: str, m: dict, insert_s: float, workers: int) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _bench.arg_parser(__doc__)
     p.add_argument("--n", type=int, default=1000, help="Fireworks in the burst (default 1000)")
     p.add_argument("--workers", type=int, default=8, help="concurrent rlaunch rapidfire workers (default 8)")
     p.add_argument("--sleep", type=int, default=1, help="rapidfire --sleep (s, >= 1; firegen's default)")

@@ -46,7 +46,6 @@ end, also after a failure or Ctrl-C.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -379,8 +378,7 @@ def one_run(args, k: int) -> dict | None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _bench.arg_parser(__doc__)
     p.add_argument("--config", default=str(CONFIG), help="campaign YAML (its structures/ folder is copied too)")
     p.add_argument("--firegen", default=str(REPO / ".venv" / "bin" / "firegen"), help="the firegen CLI to run")
     p.add_argument("--quick", action="store_true",

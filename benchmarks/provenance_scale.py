@@ -34,7 +34,6 @@ Usage (from the repository root; prints figures, asserts nothing)::
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import random
@@ -216,8 +215,7 @@ def plan_summary(res: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _bench.arg_parser(__doc__)
     p.add_argument("--n", type=int, default=1_000_000, help="configurations (default 10^6)")
     p.add_argument("--natoms", type=int, default=32, help="atoms per configuration (default 32)")
     p.add_argument("--campaigns", type=int, default=10, help="campaigns sharing them (default 10)")

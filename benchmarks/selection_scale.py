@@ -30,7 +30,6 @@ Usage (from the repository root)::
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import io
 import pstats
@@ -118,8 +117,7 @@ def run(paths: list[Path], f_lo: float, f_hi: float, max_n: int, profile: bool) 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _bench.arg_parser(__doc__)
     p.add_argument("--frames", type=int, default=1_000_000, help="rows over all files (default 10^6)")
     p.add_argument("--files", type=int, default=100, help="model_devi.out files (trajectories), default 100")
     p.add_argument("--max-n", type=int, default=300, help="labels per iteration (the cap), default 300")

@@ -57,7 +57,6 @@ keeps it) and its FerretDB is stopped, also after a failure, Ctrl-C or SIGTERM.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import datetime as dt
 import json
@@ -633,8 +632,7 @@ def one_side(side: str, k: int, args, last_labels: bool | None) -> dict | None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _bench.arg_parser(__doc__)
     p.add_argument("--repeat", type=int, default=3, help="alternating repetitions (default 3)")
     p.add_argument("--sides", choices=["both", "dpgen", "firegen"], default="both", help="which tools to run")
     p.add_argument("--quick", action="store_true", help="2 models x 100 steps, 300 MD steps at 900/1500 K, "
