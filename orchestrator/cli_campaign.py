@@ -13,6 +13,7 @@ import typer
 from firegen.db.connection import firegen_home, resolve_target, write_launchpad_file
 from firegen.db.errors import FiregenError
 from firegen.db.repository import ResultsStore
+from firegen.launchers.worker import DEFAULT_SLEEP
 from firegen.orchestrator.config import load_config
 from firegen.orchestrator.report import campaign_summary
 
@@ -107,7 +108,7 @@ def worker_launchpad(target, home: Path | None = None) -> Path:
 
 def worker(ctx: typer.Context, gpu: bool = typer.Option(False, "--gpu", help="Train and explore (category gpu)."),
            cpu: bool = typer.Option(False, "--cpu", help="Label and select (category cpu)."),
-           sleep: float = typer.Option(0.5, min=0.05, help="Seconds between polls when idle."),
+           sleep: float = typer.Option(DEFAULT_SLEEP, min=0.05, help="Seconds between polls when idle."),
            timeout: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
            preload: bool = typer.Option(True, help="Import the category's libraries (TensorFlow, dpdata, ASE) "
                                         "before the first Firework instead of during it.")):
@@ -142,7 +143,7 @@ def lostruns(ctx: typer.Context, rerun: bool = typer.Option(False, "--rerun", he
 
 def run(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YAML or DP-GEN param.json."),
         timeout: float = typer.Option(3600, help="Give up after this many seconds."),
-        sleep: float = typer.Option(0.5, min=0.05, help="Worker poll interval when idle (s)."),
+        sleep: float = typer.Option(DEFAULT_SLEEP, min=0.05, help="Worker poll interval when idle (s)."),
         machine: Optional[Path] = _MACHINE, ignore_unsupported: bool = _IGNORE):
     """All in one: database up, submit (or resume), local gpu + cpu workers, progress, the final table."""
     from firegen.launchers.local import start_worker
