@@ -155,11 +155,10 @@ class ResultsStore:
                 ids.update({r["hash"]: r["_id"] for r in self.configurations.find(
                     {"campaign": campaign, "hash": {"$in": sorted(lost)}}, {"_id": 1, "hash": 1})})
             ids.update({d["hash"]: d["_id"] for d in new if d["hash"] in inserted})
-        out, first = [], set()
-        for doc in docs:
-            fresh = doc["hash"] in inserted and doc["hash"] not in first
-            first.add(doc["hash"])
-            out.append((ids[doc["hash"]], fresh))
+        out = []
+        for doc in docs:  # only the first item of a structure inserted here counts as inserted
+            out.append((ids[doc["hash"]], doc["hash"] in inserted))
+            inserted.discard(doc["hash"])
         return out
 
     def add_atoms(self, campaign: str, atoms, origin: dict, **kwargs) -> tuple[ObjectId, bool]:
