@@ -15,8 +15,8 @@ each runs ``--iterations`` iterations (default 40) on ``--systems`` systems (def
 conditions. A fraction ``--labeled`` (default 0.1) of the configurations is labeled, 2 % failed
 their label, the rest are rejected candidates. Dataset *i* of a campaign (the snapshot that
 trains iteration *i*, as :meth:`ResultsStore.snapshot_dataset` takes it) holds every configuration
-labeled in iterations < *i*; each configuration's ``datasets`` lists the snapshots holding
-it; 4 models per (campaign, iteration) point at that iteration's dataset.
+labeled in iterations < *i*, in pages shared with snapshot *i-1* (:mod:`firegen.db.dataset_pages`);
+each configuration's ``datasets`` lists the snapshots holding it; 4 models per (campaign, iteration) point at that iteration's dataset.
 
 Then :func:`firegen.db.provenance.model_provenance` and
 :func:`firegen.db.provenance.configuration_provenance` run ``--queries`` times each (default 200;
@@ -123,8 +123,12 @@ def configuration_docs(shape: Shape, start: int, stop: int, natoms: int, dataset
 
 def insert_all(db, shape: Shape, natoms: int, batch: int, datasets, models, seed: int) -> tuple[float, list, dict]:
     """Bulk-insert the configurations; print progress; return seconds, the inserted ids (sampled 1 in 10)
-    and the labeled ids per (campaign, iteration) (known here: a query for them would read every document
-    on FerretDB)."""
+    and the labeled configurations per (campaign, iteration) with the fields a snapshot reads (known here:
+    a query for them would read every document on FerretDB)."""
+    from firegen.db.dataset_pages import MEMBER_FIELDS
+
+    LABEL_KEYS = [f.split(".", 1)[1] for f in MEMBER_FIELDS if f.startswith("label.")]
+
     rng = np.random.default_rng(seed + 1)
     t0 = time.perf_counter()
     sample, last_print, labeled = [], t0, {}
@@ -132,9 +136,11 @@ def insert_all(db, shape: Shape, natoms: int, batch: int, datasets, models, seed
         docs = configuration_docs(shape, start, min(start + batch, shape.n), natoms, datasets, models, rng)
         ids = db.configurations.insert_many(docs, ordered=False).inserted_ids
         sample += ids[::10]
-        for k, oid in zip(range(start, start + len(ids)), ids):
+        for k, doc in zip(range(start, start + len(ids)), docs):
             if shape.status[k] == 0:
-                labeled.setdefault((int(shape.campaign_of[k]), int(shape.iteration_of[k])), []).append(oid)
+                row = {"_id": doc["_id"], "hash": doc["hash"], "origin": doc["origin"],
+                       "label": {f: doc["label"].get(f) for f in LABEL_KEYS}}
+                labeled.setdefault((int(shape.campaign_of[k]), int(shape.iteration_of[k])), []).append(row)
         now = time.perf_counter()
         if now - last_print > 15 or start + batch >= shape.n:
             done = min(start + batch, shape.n)
@@ -145,30 +151,38 @@ def insert_all(db, shape: Shape, natoms: int, batch: int, datasets, models, seed
     return time.perf_counter() - t0, sample, labeled
 
 
-def insert_datasets_and_models(db, shape: Shape, datasets, models, ids_by_ci: dict) -> None:
-    """Dataset snapshots (cumulative labeled ids) and 4 models per (campaign, iteration), as firegen stores them."""
+def insert_datasets_and_models(db, shape: Shape, datasets, models, rows_by_ci: dict) -> None:
+    """Dataset snapshots (cumulative: each shares the previous one's pages and pages the labels added
+    since, :mod:`firegen.db.dataset_pages`) and 4 models per (campaign, iteration), as firegen stores them."""
+    from firegen.db.dataset_pages import new_pages, parts_with
+
     labeled = shape.status == 0
-    ds_docs, model_docs = [], []
+    ds_docs, model_docs, page_docs = [], [], []
     for c in range(shape.campaigns):
-        cumulative: list = []
+        parts, size = None, 0
         for i in range(shape.iterations):
+            rows = rows_by_ci.get((c, i - 1), [])
+            page_docs += new_pages(datasets[(c, i)], rows)
+            parts = parts_with(parts, datasets[(c, i)], len(rows))
+            size += len(rows)
             ds_docs.append({"_id": datasets[(c, i)], "campaign": shape.campaign(c), "iteration": i,
-                            "configuration_ids": list(cumulative), "hash": f"{c}-{i}", "size": len(cumulative),
+                            "parts": parts, "hash": f"{c}-{i}", "size": size,
                             "labelers": {SETTINGS_HASH: {"code": LABEL_SETTINGS["code"],
                                                          "version": LABEL_SETTINGS["version"],
-                                                         "settings": LABEL_SETTINGS["settings"],
-                                                         "n": len(cumulative)}},
-                            "model_ids": [models[(c, i, m)] for m in range(4)]})
+                                                         "settings": LABEL_SETTINGS["settings"], "n": size}},
+                            "model_ids": [models[(c, i, m)] for m in range(4)],
+                            "models": {str(models[(c, i, m)]): {"iteration": i, "member": m, "seed": 1000 * i + m,
+                                                                "sha256": None} for m in range(4)}})
             for m in range(4):
                 model_docs.append({"_id": models[(c, i, m)], "campaign": shape.campaign(c), "iteration": i,
                                    "member": m, "seed": 1000 * i + m, "backend": "tensorflow",
                                    "dataset_id": datasets[(c, i)], "sha256": hashlib.sha256(b"%d%d%d" % (c, i, m)).hexdigest(),
                                    "metrics": {"rmse_e_per_atom": 0.002, "rmse_f": 0.08}, "input": {"model": {}}})
-            cumulative += ids_by_ci.get((c, i), [])
-    for doc in ds_docs:  # one by one: the last snapshots are large
-        db.datasets.insert_one(doc)
+    for k in range(0, len(page_docs), 50):
+        db.dataset_pages.insert_many(page_docs[k:k + 50])
+    db.datasets.insert_many(ds_docs)
     db.models.insert_many(model_docs)
-    assert int(labeled.sum()) == sum(len(v) for v in ids_by_ci.values())
+    assert int(labeled.sum()) == sum(len(v) for v in rows_by_ci.values())
 
 
 def time_calls(fn, db, ids: list, rng: random.Random, queries: int, budget_s: float = float("inf"),
@@ -244,7 +258,9 @@ def run_benchmark(args) -> dict:
     import pymongo
 
     from firegen.db.ferretdb_sqlite import index_id_lookups
-    from firegen.db.provenance import LABEL_VIEW, configuration_provenance, model_provenance
+    from firegen.db.dataset_pages import LABEL_VIEW, member_ids, page_refs
+    from firegen.db.lookup import find_by_ids
+    from firegen.db.provenance import configuration_provenance, model_provenance
     from firegen.db.schema import init_schema
 
     shape = Shape(args.n, args.campaigns, args.iterations, args.systems, args.labeled, args.seed)
@@ -296,12 +312,13 @@ def run_benchmark(args) -> dict:
         # explain: what each function sends, and alternatives for the model query
         cfg = next((r["configuration"] for r in c_res if r["configuration"].get("datasets")), None) or \
             db.configurations.find_one({"status": "labeled", "datasets.0": {"$exists": True}})
-        ds = db.datasets.find_one({"_id": cfg["datasets"][-1]}, {"configuration_ids": 1})
-        model = db.models.find_one({"dataset_id": ds["_id"]})
-        few_ids = ds["configuration_ids"][:1000]
+        ds = db.datasets.find_one({"_id": cfg["datasets"][-1]})
+        model = db.models.find_one({"_id": ds["model_ids"][0]})
+        few_ids = member_ids(db, ds)[:1000]
         plans = [  # every query both functions send on FerretDB is one of the first two shapes
             ("model, config: {_id: id} on configurations", "configurations", {"_id": cfg["_id"]}, LABEL_VIEW, None),
             ("model, config: {_id: id} on models / datasets", "models", {"_id": model["_id"]}, None, None),
+            ("model: {_id: page id} on dataset_pages", "dataset_pages", {"_id": page_refs(ds)[0][0]}, None, None),
             ("MongoDB form of the label query: configurations {datasets: id}", "configurations",
              {"datasets": ds["_id"]}, LABEL_VIEW, None),
             ("MongoDB form: models {dataset_id: {$in: datasets}} sorted", "models",
@@ -322,9 +339,10 @@ def run_benchmark(args) -> dict:
             ("labels by {datasets: id}", True,
              lambda d: list(db.configurations.find({"datasets": d["_id"]}, LABEL_VIEW))),
             ("labels by {_id: {$in: ids}} (batches of 1000)", True,
-             lambda d: [x for k in range(0, len(d["configuration_ids"]), 1000)
-                        for x in db.configurations.find({"_id": {"$in": d["configuration_ids"][k:k + 1000]}},
-                                                        LABEL_VIEW)]),
+             lambda d: [x for ids in [member_ids(db, d)] for k in range(0, len(ids), 1000)
+                        for x in db.configurations.find({"_id": {"$in": ids[k:k + 1000]}}, LABEL_VIEW)]),
+            ("first 100 labels, one find_one {_id} each (as before pages)", False,
+             lambda d: find_by_ids(db.configurations, member_ids(db, d)[:100], LABEL_VIEW)),
             ("label count only {datasets: id}", True,
              lambda d: db.configurations.count_documents({"datasets": d["_id"]})),
             ("one configuration: find_one {_id} (pushed down, firegen's index)", False,

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from bson import ObjectId
 
+from firegen.db.dataset_pages import member_ids, read_members, size_of
 from firegen.db.errors import FiregenError
 from firegen.db.lookup import find_by_ids
-
-LABEL_VIEW = {"origin": 1, "status": 1, "hash": 1, "label.code": 1, "label.version": 1, "label.kind": 1,
-              "label.settings": 1, "label.settings_hash": 1, "label.energy": 1, "label.walltime": 1, "label.host": 1}
 
 
 def _oid(value: str | ObjectId, what: str) -> ObjectId:
@@ -24,12 +22,13 @@ def _oid(value: str | ObjectId, what: str) -> ObjectId:
 
 
 def labeler_summary(labels) -> dict:
-    """``settings_hash`` -> {code, version, settings, n} over label documents (or ``{"label": ...}`` documents)."""
+    """``settings_hash`` -> {code, version, kind, settings, n} over ``{"label": ...}`` documents."""
     out: dict = {}
     for doc in labels:
         label = doc.get("label") or {}
         out.setdefault(label.get("settings_hash"), {"code": label.get("code"), "version": label.get("version"),
-                                                    "settings": label.get("settings"), "n": 0})["n"] += 1
+                                                    "kind": label.get("kind"), "settings": label.get("settings"),
+                                                    "n": 0})["n"] += 1
     return out
 
 
@@ -43,24 +42,25 @@ def model_provenance(db, model_id, limit: int | None = 100, skip: int = 0) -> di
         skip: Labels to skip first (the dataset's order).
 
     Returns:
-        dict: ``model`` (without its deepmd input), ``dataset`` (without its id list), ``n_labels``,
+        dict: ``model`` (without its deepmd input), ``dataset`` (a legacy one without its id list), ``n_labels``,
         ``labelers`` (settings hash -> code, version, settings, count, over the whole dataset),
-        ``labels`` (this page, :data:`LABEL_VIEW` fields) and ``next_skip`` (None after the last page).
+        ``labels`` (this page: configuration id, hash, origin, status and label without the arrays,
+        as they were when the snapshot was taken) and ``next_skip`` (None after the last page).
     """
     model = db.models.find_one({"_id": _oid(model_id, "model")}, {"input": 0})
     if model is None:
         raise FiregenError(f"no model {model_id} in this database. Fix: check the id with `firegen status`.")
-    dataset = db.datasets.find_one({"_id": model["dataset_id"]})
-    ids = dataset.pop("configuration_ids") if dataset else []
-    stop = len(ids) if limit is None else min(len(ids), skip + limit)
-    labels = find_by_ids(db.configurations, ids[skip:stop], LABEL_VIEW)
-    labelers = dataset.get("labelers") if dataset else None
-    if labelers is None:  # a snapshot taken before datasets carried the summary
-        labelers = labeler_summary(labels if (skip, stop) == (0, len(ids)) else
-                                   find_by_ids(db.configurations, ids, {"label.settings_hash": 1, "label.code": 1,
-                                                                        "label.version": 1, "label.settings": 1}))
-    return {"model": model, "dataset": dataset, "n_labels": len(ids), "labelers": labelers, "labels": labels,
-            "next_skip": stop if stop < len(ids) else None}
+    dataset = db.datasets.find_one({"_id": model["dataset_id"]}) or {}
+    size = size_of(dataset)
+    labelers = dataset.get("labelers")
+    if labelers is None and dataset:  # a snapshot taken before datasets carried the summary
+        labelers = dataset["labelers"] = labeler_summary(find_by_ids(db.configurations, member_ids(db, dataset), {
+            f"label.{k}": 1 for k in ("code", "version", "kind", "settings", "settings_hash")}))
+    labels = read_members(db, dataset, skip, limit) if dataset else []
+    stop = skip + len(labels)
+    dataset.pop("configuration_ids", None)
+    return {"model": model, "dataset": dataset or None, "n_labels": size, "labelers": labelers, "labels": labels,
+            "next_skip": stop if stop < size else None}
 
 
 def configuration_provenance(db, config_id) -> dict:
@@ -71,11 +71,13 @@ def configuration_provenance(db, config_id) -> dict:
         raise FiregenError(f"no configuration {config_id} in this database.")
     brief = {"iteration": 1, "member": 1, "seed": 1, "sha256": 1}
     explored_with = find_by_ids(db.models, doc["origin"].get("model_ids", []), brief)
-    datasets = find_by_ids(db.datasets, doc.get("datasets", []), {"model_ids": 1})
-    model_ids = [m for d in datasets for m in d.get("model_ids", [])]
-    trained = find_by_ids(db.models, model_ids, brief)
-    legacy = [d["_id"] for d in datasets if "model_ids" not in d]
-    if legacy:  # snapshots taken before datasets listed their models
+    datasets = find_by_ids(db.datasets, doc.get("datasets", []), {"model_ids": 1, "models": 1})
+    trained = [{"_id": ObjectId(k), **v} for d in datasets for k, v in (d.get("models") or {}).items()]
+    # snapshots taken before datasets held their models' briefs, or listed their models at all
+    older = [d for d in datasets if "models" not in d]
+    trained += find_by_ids(db.models, [m for d in older for m in d.get("model_ids", [])], brief)
+    legacy = [d["_id"] for d in older if "model_ids" not in d]
+    if legacy:
         trained += list(db.models.find({"dataset_id": {"$in": legacy}}, brief))
     trained.sort(key=lambda m: (m.get("iteration", 0), m.get("member", 0)))
     return {"configuration": doc, "explored_with": explored_with, "trained_models": trained}

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 from bson import ObjectId
 from pymongo import ReturnDocument
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from firegen.db.dataset_pages import COLLECTION as PAGES
+from firegen.db.dataset_pages import MEMBER_FIELDS, new_pages, parts_with, split_by_previous
 from firegen.db.ferretdb_guard import exclusive
 from firegen.db.files import BlobStore
 from firegen.db.hashing import dataset_hash, structure_hash
@@ -225,22 +227,38 @@ class ResultsStore:
     def snapshot_dataset(self, campaign: str, iteration: int) -> dict:
         """Record the set of labeled configurations of ``campaign`` as iteration ``iteration``'s dataset.
 
-        Idempotent per (campaign, iteration): a rerun returns the snapshot taken first.
+        The members go to pages (:mod:`firegen.db.dataset_pages`), sharing the pages of the campaign's
+        previous snapshot; each member configuration lists the snapshot in ``datasets``. Pages and
+        tags are written before the dataset document, so a visible snapshot is complete.
+        Idempotent per (campaign, iteration): a rerun, or a concurrent train Firework of the same
+        iteration, returns the snapshot stored first (and removes what it wrote for its own).
         """
-        existing = self.datasets.find_one({"campaign": campaign, "iteration": iteration})
+        key = {"campaign": campaign, "iteration": iteration}
+        existing = self.datasets.find_one(key)
         if existing:
             return existing
-        rows = list(self.configurations.find({"campaign": campaign, "status": "labeled"},
-                                             {"_id": 1, "hash": 1, "label.settings_hash": 1, "label.code": 1,
-                                              "label.version": 1, "label.settings": 1}))
-        doc = {"campaign": campaign, "iteration": iteration, "configuration_ids": [r["_id"] for r in rows],
-               "hash": dataset_hash(r["hash"] for r in rows), "size": len(rows),
-               "labelers": labeler_summary(rows), "model_ids": [], "created": _now()}
+        rows = list(self.configurations.find({"campaign": campaign, "status": "labeled"}, MEMBER_FIELDS))
+        earlier = list(self.datasets.find({"campaign": campaign, "iteration": {"$lt": iteration}},
+                                          {"parts": 1, "size": 1, "iteration": 1}).sort("iteration", -1).limit(1))
+        shared, fresh = split_by_previous(earlier[0] if earlier else None, rows)
+        doc = {"_id": ObjectId(), **key, "hash": dataset_hash(r["hash"] for r in rows), "size": len(rows),
+               "labelers": labeler_summary(rows), "model_ids": [], "models": {}, "created": _now()}
+        doc["parts"] = parts_with(shared, doc["_id"], len(fresh))
+        pages = new_pages(doc["_id"], fresh)
         validate_document("datasets", doc)
-        self.datasets.update_one({"campaign": campaign, "iteration": iteration}, {"$setOnInsert": doc}, upsert=True)
-        doc = self.datasets.find_one({"campaign": campaign, "iteration": iteration})
-        self.configurations.update_many({"_id": {"$in": doc["configuration_ids"]}},
-                                        {"$addToSet": {"datasets": doc["_id"]}})
+        for page in pages:
+            validate_document(PAGES, page)
+        ids = [r["_id"] for r in rows]
+        if pages:
+            self.db[PAGES].insert_many(pages)
+        self.configurations.update_many({"_id": {"$in": ids}}, {"$addToSet": {"datasets": doc["_id"]}})
+        try:
+            self.datasets.insert_one(doc)
+        except DuplicateKeyError:  # a concurrent train Firework of this iteration stored its snapshot first
+            for page in pages:
+                self.db[PAGES].delete_one({"_id": page["_id"]})
+            self.configurations.update_many({"_id": {"$in": ids}}, {"$pull": {"datasets": doc["_id"]}})
+            return self.datasets.find_one(key)
         return doc
 
     def add_model(self, campaign: str, iteration: int, member: int, seed: int, backend: str,
@@ -257,7 +275,9 @@ class ResultsStore:
             {"campaign": campaign, "iteration": iteration, "member": member},
             {"$set": {**doc, "updated": _now()}}, upsert=True, return_document=ReturnDocument.AFTER)
         # the dataset lists the models trained on it: provenance then needs only _id look-ups
-        self.datasets.update_one({"_id": dataset_id}, {"$addToSet": {"model_ids": found["_id"]}})
+        brief = {"iteration": iteration, "member": member, "seed": seed, "sha256": doc.get("sha256")}
+        self.datasets.update_one({"_id": dataset_id}, {"$addToSet": {"model_ids": found["_id"]},
+                                                       "$set": {f"models.{found['_id']}": brief}})
         return found["_id"]
 
     # iterations --------------------------------------------------------------------------------

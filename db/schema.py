@@ -113,10 +113,25 @@ COLLECTIONS: list[CollectionSpec] = [
     ),
     CollectionSpec(
         "datasets",
-        {"bsonType": "object", "required": ["campaign", "iteration", "configuration_ids", "hash"],
-         "properties": {"campaign": STR, "iteration": INT, "configuration_ids": {"bsonType": "array"}, "hash": STR}},
+        {"bsonType": "object", "required": ["campaign", "iteration", "hash", "size"],
+         "properties": {"campaign": STR, "iteration": INT, "hash": STR, "size": INT,
+                        "parts": {"bsonType": "object", "required": ["datasets", "sizes", "page_sizes"],
+                                  "properties": {"datasets": {"bsonType": "array", "items": {"bsonType": "objectId"}},
+                                                 "sizes": {"bsonType": "array", "items": INT},
+                                                 "page_sizes": {"bsonType": "array", "items": INT}}},
+                        "configuration_ids": {"bsonType": "array"}}},
         [([("campaign", ASCENDING), ("iteration", ASCENDING)], {"unique": True, "name": "campaign_iteration_unique"}),
          ([("hash", ASCENDING)], {"name": "hash"})],
+    ),
+    CollectionSpec(  # the members of the datasets (db/dataset_pages.py)
+        "dataset_pages",
+        {"bsonType": "object", "required": ["_id", "dataset_id", "ids", "hashes", "origin", "label",
+                                            "settings_hashes", "labeler"],
+         "properties": {"_id": STR, "ids": {"bsonType": "array", "items": {"bsonType": "objectId"}},
+                        "hashes": {"bsonType": "array", "items": STR}, "origin": {"bsonType": "object"},
+                        "label": {"bsonType": "object"}, "settings_hashes": {"bsonType": "array"},
+                        "labeler": {"bsonType": "array", "items": INT}}},
+        [([("dataset_id", ASCENDING)], {"name": "dataset"})],
     ),
 ]
 SPECS = {spec.name: spec for spec in COLLECTIONS}

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from firegen.db.dataset_pages import member_ids, read_members
 from firegen.db.errors import FiregenError
+from firegen.db.lookup import find_by_ids
 from firegen.db.repository import ResultsStore
 
 __all__ = ["DATA_FORMATS", "Export", "export_data", "export_model"]
@@ -114,10 +116,10 @@ def export_data(store: ResultsStore, campaign: str, out_dir: str | os.PathLike, 
             known = sorted(d["iteration"] for d in store.datasets.find({"campaign": campaign}, {"iteration": 1}))
             raise FiregenError(f"campaign '{campaign}' has no training snapshot for iteration {iteration}. Fix: use "
                                f"one of: {', '.join(map(str, known)) or '(none yet: no iteration trained)'}")
-        query = {"_id": {"$in": dataset["configuration_ids"]}}
+        docs = find_by_ids(store.configurations, member_ids(store.db, dataset))
     else:
-        query = {"campaign": campaign, "status": status}
-    docs = sorted(store.configurations.find(query), key=lambda d: d["hash"])
+        docs = list(store.configurations.find({"campaign": campaign, "status": status}))
+    docs.sort(key=lambda d: d["hash"])
     if not docs:
         raise FiregenError(f"campaign '{campaign}' has no {status} configurations to export"
                            + (f" in iteration {iteration}'s snapshot" if iteration is not None else ""))
@@ -201,10 +203,10 @@ def export_model(store: ResultsStore, campaign: str, out_dir: str | os.PathLike,
     datasets = []
     for ds_id in sorted(dataset_ids, key=str):
         ds = store.datasets.find_one({"_id": ds_id}) or {}
-        ids = ds.get("configuration_ids", [])
-        hashes = {d["_id"]: d["hash"] for d in store.configurations.find({"_id": {"$in": ids}}, {"hash": 1})}
+        members = read_members(store.db, ds) if ds else []
         datasets.append({"id": str(ds_id), "iteration": ds.get("iteration"), "hash": ds.get("hash"),
-                         "size": len(ids), "configurations": [{"id": str(i), "hash": hashes.get(i)} for i in ids]})
+                         "size": len(members),
+                         "configurations": [{"id": str(m["_id"]), "hash": m.get("hash")} for m in members]})
     trained_with = {m.get("deepmd_kit_version") for m in models} - {None}
     manifest = {
         "campaign": campaign, "iteration": iteration, "type_map": list(_campaign(store, campaign)["type_map"]),

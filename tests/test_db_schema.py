@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
+from firegen.db.dataset_pages import member_ids
 from firegen.db.errors import IntegrityError, SchemaViolation
 from firegen.db.repository import ResultsStore
 from firegen.db.schema import COLLECTIONS, init_schema
@@ -172,7 +173,7 @@ def test_dataset_snapshot_and_model_record(mongo_db, tmp_path):
                               "code": "ase-EMT", "settings_hash": "abc"})
         ids.append(cid)
     snapshot = store.snapshot_dataset("c", 0)
-    assert sorted(snapshot["configuration_ids"]) == sorted(ids)
+    assert sorted(member_ids(mongo_db, snapshot)) == sorted(ids)
     assert store.snapshot_dataset("c", 0)["_id"] == snapshot["_id"]  # rerun: same snapshot
     (tmp_path / "m.pb").write_bytes(b"frozen graph")
     model_id = store.add_model("c", 0, 0, seed=11, backend="tensorflow", dataset_id=snapshot["_id"],

@@ -20,6 +20,7 @@ from ase.calculators.emt import EMT
 from campaign_helpers import ROOT, firegen
 from science_data import make_emt_dataset, train_tiny_model
 
+from firegen.db.dataset_pages import member_ids
 from firegen.db.errors import FiregenError
 from firegen.db.repository import ResultsStore
 from firegen.orchestrator.config import validate_dict
@@ -106,7 +107,7 @@ def test_iteration_export_is_the_training_snapshot(store, tmp_path):
     snapshot = store.datasets.find_one({"campaign": "src", "iteration": 0})
     result = export_data(store, "src", tmp_path / "it0", iteration=0)
     assert result.manifest["dataset"]["hash"] == snapshot["hash"]
-    assert {c["id"] for c in result.manifest["configurations"]} == {str(i) for i in snapshot["configuration_ids"]}
+    assert {c["id"] for c in result.manifest["configurations"]} == {str(i) for i in member_ids(store.db, snapshot)}
     assert len(result.manifest["configurations"]) == 7
     with pytest.raises(FiregenError, match="no training snapshot for iteration 5. Fix: use one of: 0"):
         export_data(store, "src", tmp_path / "it5", iteration=5)
@@ -173,7 +174,7 @@ def test_model_export_writes_the_checked_committee_and_manifest(store, tmp_path,
         (0, 100, "graph.000.pb"), (1, 101, "graph.001.pb")]
     assert manifest["models"][1]["metrics"] == {"train": {"rmse_f": 1.1}}
     assert manifest["dataset"]["hash"] == snapshot["hash"]
-    hashes = {d["_id"]: d["hash"] for d in store.configurations.find({"_id": {"$in": snapshot["configuration_ids"]}})}
+    hashes = {d["_id"]: d["hash"] for d in store.configurations.find({"datasets": snapshot["_id"]})}
     assert {(c["id"], c["hash"]) for c in manifest["dataset"]["configurations"]} == {
         (str(k), v) for k, v in hashes.items()}
     assert manifest["deepmd_kit_version"]

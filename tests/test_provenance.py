@@ -63,7 +63,7 @@ def test_model_provenance_pages_and_config_provenance_lists_trained_models(mongo
     store.init()
     first = _labeled(store, 3)
     ds0 = store.snapshot_dataset("c", 0)
-    assert ds0["labelers"] == {"emt": {"code": "ase-EMT", "version": None, "settings": None, "n": 3}}
+    assert ds0["labelers"] == {"emt": {"code": "ase-EMT", "version": None, "kind": None, "settings": None, "n": 3}}
     m0 = [store.add_model("c", 0, k, seed=k, backend="tensorflow", dataset_id=ds0["_id"]) for k in range(2)]
     _labeled(store, 2, settings_hash="emt2", start=3)
     ds1 = store.snapshot_dataset("c", 1)
@@ -82,10 +82,99 @@ def test_model_provenance_pages_and_config_provenance_lists_trained_models(mongo
     answer = configuration_provenance(mongo_db, first[0])
     assert [m["_id"] for m in answer["trained_models"]] == m0 + m1
     assert answer["configuration"]["label"]["code"] == "ase-EMT" and "positions" not in answer["configuration"]
-    # a snapshot stored before datasets listed their models, or carried the labeler summary
+    # snapshots stored before datasets held their models' briefs, listed their models, or carried the
+    # labeler summary
+    mongo_db.datasets.update_many({}, {"$unset": {"models": ""}})
+    assert [m["_id"] for m in configuration_provenance(mongo_db, first[0])["trained_models"]] == m0 + m1
     mongo_db.datasets.update_many({}, {"$unset": {"model_ids": "", "labelers": ""}})
     assert [m["_id"] for m in configuration_provenance(mongo_db, first[0])["trained_models"]] == m0 + m1
     assert model_provenance(mongo_db, m1[0], limit=1)["labelers"] == everything["labelers"]
     with pytest.raises(FiregenError, match="24 hex digits"):
         model_provenance(mongo_db, "nope")
     assert np.all([d["status"] == "labeled" for d in everything["labels"]])
+
+
+def test_snapshots_page_their_members_and_share_the_previous_pages(mongo_db, monkeypatch):
+    from firegen.db import dataset_pages
+
+    monkeypatch.setattr(dataset_pages, "PAGE_SIZE", 2)
+    store = ResultsStore(mongo_db)
+    store.init()
+    first = _labeled(store, 5)
+    ds0 = store.snapshot_dataset("c", 0)
+    assert [n for _, n in dataset_pages.page_refs(ds0)] == [2, 2, 1] and "configuration_ids" not in ds0
+    assert ds0["parts"] == {"datasets": [ds0["_id"]], "sizes": [5], "page_sizes": [2]}
+    assert sorted(dataset_pages.member_ids(mongo_db, ds0)) == sorted(first)
+    later = _labeled(store, 2, settings_hash="emt2", start=5)
+    ds1 = store.snapshot_dataset("c", 1)
+    # cumulative: iteration 1 reuses iteration 0's three pages and pages only the two new labels
+    refs = dataset_pages.page_refs(ds1)
+    assert refs[:3] == dataset_pages.page_refs(ds0) and [n for _, n in refs[3:]] == [2]
+    assert ds1["parts"] == {"datasets": [ds0["_id"], ds1["_id"]], "sizes": [5, 2], "page_sizes": [2, 2]}
+    assert mongo_db.dataset_pages.count_documents({}) == 4
+    assert sorted(dataset_pages.member_ids(mongo_db, ds1)[5:]) == sorted(later)  # after the shared ones
+    m1 = store.add_model("c", 1, 0, seed=3, backend="tensorflow", dataset_id=ds1["_id"])
+    whole = model_provenance(mongo_db, m1, limit=None)["labels"]
+    assert len(whole) == 7 and len({d["_id"] for d in whole}) == 7
+    for skip, limit in ((0, 1), (1, 3), (3, 2), (4, 10), (6, 1), (7, 5)):  # pages cut at every place
+        page = model_provenance(mongo_db, m1, limit=limit, skip=skip)
+        assert [d["_id"] for d in page["labels"]] == [d["_id"] for d in whole[skip:skip + limit]]
+        assert page["next_skip"] == (skip + limit if skip + limit < 7 else None)
+    label = next(d for d in whole if d["_id"] == later[0])
+    assert label["label"]["settings_hash"] == "emt2" and label["status"] == "labeled" and label["hash"]
+    assert "forces" not in label["label"] and label["origin"]["kind"] == "init"
+    # each member lists the snapshots holding it; the trained models come from the dataset's briefs
+    assert mongo_db.configurations.find_one({"_id": first[0]})["datasets"] == [ds0["_id"], ds1["_id"]]
+    trained = configuration_provenance(mongo_db, first[0])["trained_models"]
+    assert [(m["_id"], m["iteration"], m["seed"]) for m in trained] == [(m1, 1, 3)]
+
+
+def test_concurrent_snapshots_of_one_iteration_store_one(mongo_db, monkeypatch):
+    import threading
+
+    from firegen.db import dataset_pages
+
+    monkeypatch.setattr(dataset_pages, "PAGE_SIZE", 2)
+    store = ResultsStore(mongo_db)
+    store.init()
+    _labeled(store, 5)
+    results, barrier = [], threading.Barrier(4)
+
+    def snap():
+        own = ResultsStore(mongo_db)
+        barrier.wait()
+        results.append(own.snapshot_dataset("c", 0)["_id"])
+
+    threads = [threading.Thread(target=snap) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (ds,) = list(mongo_db.datasets.find({}))
+    assert set(results) == {ds["_id"]}
+    # the losers removed their pages and their tags
+    assert sorted(p["_id"] for p in mongo_db.dataset_pages.find({})) == sorted(r for r, _ in dataset_pages.page_refs(ds))
+    assert all(c["datasets"] == [ds["_id"]] for c in mongo_db.configurations.find({}, {"datasets": 1}))
+
+
+def test_legacy_snapshot_and_missing_page(mongo_db):
+    """A snapshot stored before pages (an id list) still answers; a missing page is named."""
+    store = ResultsStore(mongo_db)
+    store.init()
+    ids = _labeled(store, 3)
+    ds = store.snapshot_dataset("c", 0)
+    model = store.add_model("c", 0, 0, seed=1, backend="tensorflow", dataset_id=ds["_id"])
+    paged = model_provenance(mongo_db, model, limit=None)
+    mongo_db.datasets.update_one({"_id": ds["_id"]}, {"$set": {"configuration_ids": ids},
+                                                       "$unset": {"parts": "", "size": "", "models": ""}})
+    legacy = model_provenance(mongo_db, model, limit=2, skip=1)
+    assert [d["_id"] for d in legacy["labels"]] == ids[1:] and legacy["n_labels"] == 3
+    assert {d["label"]["code"] for d in legacy["labels"]} == {"ase-EMT"} and legacy["next_skip"] is None
+    assert "configuration_ids" not in legacy["dataset"]
+    assert [m["_id"] for m in configuration_provenance(mongo_db, ids[0])["trained_models"]] == [model]
+    assert {d["_id"] for d in paged["labels"]} == set(ids)
+    mongo_db.datasets.update_one({"_id": ds["_id"]}, {"$set": {"parts": ds["parts"], "size": 3},
+                                                       "$unset": {"configuration_ids": ""}})
+    mongo_db.dataset_pages.delete_one({"_id": f"{ds['_id']}-00000"})
+    with pytest.raises(FiregenError, match="pages .* are missing from dataset_pages"):
+        model_provenance(mongo_db, model)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from bson import ObjectId
 
+from firegen.db.dataset_pages import member_ids
 from firegen.db.errors import FiregenError
 from firegen.db.lookup import find_by_ids
 from firegen.db.repository import ResultsStore
@@ -153,7 +154,7 @@ def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, membe
         return {"model_id": str(existing["_id"]), "skipped": True}
     check_label_failures(store, cfg, iteration)
     snapshot = store.snapshot_dataset(cfg.name, iteration)
-    docs = find_by_ids(store.configurations, snapshot["configuration_ids"], LABELED_FIELDS)
+    docs = find_by_ids(store.configurations, member_ids(store.db, snapshot), LABELED_FIELDS)
     if not docs:
         raise RuntimeError(f"campaign {cfg.name}: no labeled configurations to train iteration {iteration} on; "
                            "every initial label failed? see `firegen provenance failures`")
