@@ -49,6 +49,15 @@ def atoms_hash(atoms) -> str:
     return structure_hash(atoms.get_chemical_symbols(), atoms.cell.array, atoms.positions, atoms.pbc)
 
 
+def configuration_id(campaign: str, digest: str):
+    """The ``_id`` of ``campaign``'s configuration of content hash ``digest``: the first 12 bytes of
+    sha256(campaign, digest) as an ObjectId. A writer knows it without asking the database, and the
+    embedded FerretDB answers look-ups by ``_id`` from an index (its only indexed filter)."""
+    from bson import ObjectId
+
+    return ObjectId(hashlib.sha256(f"{campaign}\0{digest}".encode()).digest()[:12])
+
+
 def dataset_hash(configuration_hashes: Iterable[str]) -> str:
     """Order-independent hash of a set of configurations (by their content hashes)."""
     return hashlib.sha256("\n".join(sorted(set(configuration_hashes))).encode()).hexdigest()

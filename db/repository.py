@@ -20,7 +20,8 @@ from firegen.db.dataset_pages import COLLECTION as PAGES
 from firegen.db.dataset_pages import MEMBER_FIELDS, new_pages, parts_with, split_by_previous
 from firegen.db.ferretdb_guard import exclusive
 from firegen.db.files import BlobStore
-from firegen.db.hashing import dataset_hash, structure_hash
+from firegen.db.hashing import configuration_id, dataset_hash, structure_hash
+from firegen.db.lookup import find_by_ids
 from firegen.db.provenance import labeler_summary
 from firegen.db.schema import init_schema
 from firegen.db.validation import validate_document, validate_label
@@ -104,18 +105,16 @@ class ResultsStore:
         A structure already present (same content hash) keeps its first origin and status; the
         call then only returns its id, so reruns and overlapping explorations add nothing.
         """
-        digest = structure_hash(species, cell, positions, pbc)
-        doc = self._configuration_doc(campaign, digest, species, cell, positions, origin, status, pbc,
-                                      model_deviation, label)
-        result = self.configurations.update_one({"campaign": campaign, "hash": digest},
-                                                {"$setOnInsert": {**doc, "created": _now()}}, upsert=True)
-        if result.upserted_id is not None:
-            return result.upserted_id, True
-        return self.configurations.find_one({"campaign": campaign, "hash": digest}, {"_id": 1})["_id"], False
+        return self.add_configurations(campaign, [{"species": species, "cell": cell, "positions": positions,
+                                                   "origin": origin, "status": status, "pbc": pbc,
+                                                   "model_deviation": model_deviation, "label": label}])[0]
 
     def add_configurations(self, campaign: str, items: Sequence[dict]) -> list[tuple[ObjectId, bool]]:
-        """:meth:`add_configuration` for many structures in two round trips (one query for the hashes
-        already stored, one unordered ``insert_many``) instead of one upsert each.
+        """:meth:`add_configuration` for many structures in one unordered ``insert_many``.
+
+        Each document's ``_id`` is derived from the campaign and its content hash
+        (:func:`~firegen.db.hashing.configuration_id`), so no query is needed to tell new structures
+        from stored ones: the insert of a stored one fails as a duplicate and is left out.
 
         Args:
             campaign: The campaign.
@@ -125,7 +124,7 @@ class ResultsStore:
 
         Returns:
             ``(id, inserted)`` per item, in order. A structure stored before, or earlier in ``items``,
-            keeps its first document (``inserted`` False), as with :meth:`add_configuration`.
+            keeps its first document (``inserted`` False).
         """
         docs = []
         for item in items:
@@ -137,31 +136,37 @@ class ResultsStore:
             if doc["label"] is not None:
                 doc.update(labeled_at=_now(), label_writes=1)
             docs.append(doc)
-        hashes = list(dict.fromkeys(d["hash"] for d in docs))
-        ids = {r["hash"]: r["_id"] for r in self.configurations.find({"campaign": campaign, "hash": {"$in": hashes}},
-                                                                      {"_id": 1, "hash": 1})}
-        new, seen = [], set(ids)
+        if not docs:
+            return []
+        ids = {d["hash"]: configuration_id(campaign, d["hash"]) for d in docs}
+        first = {}  # the first item of each structure
         for doc in docs:
-            if doc["hash"] not in seen:
-                seen.add(doc["hash"])
-                new.append({**doc, "_id": ObjectId(), "created": _now()})
-        inserted = {d["hash"] for d in new}
-        if new:
-            try:
-                self.configurations.insert_many(new, ordered=False)
-            except BulkWriteError as exc:  # a concurrent writer stored some of them first
-                if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
-                    raise
-                lost = {new[err["index"]]["hash"] for err in exc.details["writeErrors"]}
-                inserted -= lost
-                ids.update({r["hash"]: r["_id"] for r in self.configurations.find(
-                    {"campaign": campaign, "hash": {"$in": sorted(lost)}}, {"_id": 1, "hash": 1})})
-            ids.update({d["hash"]: d["_id"] for d in new if d["hash"] in inserted})
+            first.setdefault(doc["hash"], {**doc, "_id": ids[doc["hash"]], "created": _now()})
+        new = list(first.values())
+        inserted = set(first)
+        try:
+            self.configurations.insert_many(new, ordered=False)
+        except BulkWriteError as exc:  # stored before (by this campaign or a concurrent writer)
+            if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+                raise
+            lost = {new[err["index"]]["hash"] for err in exc.details["writeErrors"]}
+            inserted -= lost
+            ids.update(self._stored_ids(campaign, sorted(lost), ids))
         out = []
         for doc in docs:  # only the first item of a structure inserted here counts as inserted
             out.append((ids[doc["hash"]], doc["hash"] in inserted))
             inserted.discard(doc["hash"])
         return out
+
+    def _stored_ids(self, campaign: str, hashes: list[str], ids: dict) -> dict:
+        """The ids of stored structures: the derived ones, or, for a document stored before ids were
+        derived from content, the id a ``{campaign, hash}`` query finds."""
+        found = {d["hash"] for d in find_by_ids(self.configurations, [ids[h] for h in hashes], {"hash": 1})}
+        older = [h for h in hashes if h not in found]
+        if not older:
+            return {}
+        return {r["hash"]: r["_id"] for r in self.configurations.find({"campaign": campaign, "hash": {"$in": older}},
+                                                                      {"_id": 1, "hash": 1})}
 
     def add_atoms(self, campaign: str, atoms, origin: dict, **kwargs) -> tuple[ObjectId, bool]:
         """:meth:`add_configuration` for an ``ase.Atoms``."""

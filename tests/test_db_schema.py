@@ -38,11 +38,17 @@ def test_client_side_validation_names_the_field(mongo_db):
     assert mongo_db.configurations.count_documents({"status": "labeled"}) == 0
 
 
+def _rattled_cu(seed: int):
+    """A 32-atom fcc Cu cell, rattled by 0.05 Å (its own structure per seed)."""
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
 def test_same_structure_is_stored_once(mongo_db):
     store = ResultsStore(mongo_db)
     store.init()
-    atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
-    atoms.rattle(0.05, seed=1)
+    atoms = _rattled_cu(1)
     first, inserted = store.add_atoms("c", atoms, {"kind": "init"})
     assert inserted
     # the same structure with atoms permuted and one atom moved by a lattice vector
@@ -99,6 +105,27 @@ def test_batch_insert_matches_one_by_one(mongo_db):
     assert len(doc["label"]["forces"]) == 3 * len(extra) and store.set_label(cid, label) is False
     with pytest.raises(SchemaViolation, match=r"label\.energy"):
         store.add_configurations("c", [_item(frames[3], origin={"kind": "imported"}, label={**label, "energy": "x"})])
+
+
+def test_configuration_ids_come_from_content_and_older_random_ids_still_deduplicate(mongo_db):
+    from bson import ObjectId
+
+    from firegen.db.hashing import atoms_hash, configuration_id
+
+    store = ResultsStore(mongo_db)
+    store.init()
+    atoms = _rattled_cu(3)
+    cid, inserted = store.add_atoms("c", atoms, {"kind": "init"})
+    assert inserted and cid == configuration_id("c", atoms_hash(atoms)) != configuration_id("d", atoms_hash(atoms))
+    # a document stored before ids were derived from content (a random ObjectId) is still found
+    older = _rattled_cu(4)
+    doc = ResultsStore._configuration_doc("c", atoms_hash(older), older.get_chemical_symbols(), older.cell.array,
+                                          older.positions, {"kind": "init"})
+    random_id = mongo_db.configurations.insert_one({**doc, "_id": ObjectId()}).inserted_id
+    again = store.add_configurations("c", [_item(older, origin={"kind": "explored"}), _item(atoms, origin={"kind": "explored"})])
+    assert again == [(random_id, False), (cid, False)]
+    assert mongo_db.configurations.count_documents({"campaign": "c"}) == 2
+    assert store.add_configurations("c", []) == []
 
 
 def test_gridfs_round_trip_with_checksum(mongo_db, tmp_path):

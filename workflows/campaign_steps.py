@@ -152,8 +152,10 @@ def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, membe
     existing = store.models.find_one({"campaign": cfg.name, "iteration": iteration, "member": member})
     if existing and existing.get("file_id"):
         return {"model_id": str(existing["_id"]), "skipped": True}
-    check_label_failures(store, cfg, iteration)
-    snapshot = store.snapshot_dataset(cfg.name, iteration)
+    snapshot = store.datasets.find_one({"campaign": cfg.name, "iteration": iteration})
+    if snapshot is None:  # the iteration's first member; the others train on the snapshot that passed the check
+        check_label_failures(store, cfg, iteration)
+        snapshot = store.snapshot_dataset(cfg.name, iteration)
     docs = find_by_ids(store.configurations, member_ids(store.db, snapshot), LABELED_FIELDS)
     if not docs:
         raise RuntimeError(f"campaign {cfg.name}: no labeled configurations to train iteration {iteration} on; "
