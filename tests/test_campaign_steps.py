@@ -38,6 +38,14 @@ def test_imported_deepmd_data_become_labeled_configurations_once(mongo_db, tmp_p
     campaign_steps.initial_configurations(store, cfg, systems, [str(data)])  # a rerun adds nothing
     assert mongo_db.configurations.count_documents({}) == 5
     assert all(d["label_writes"] == 1 for d in mongo_db.configurations.find())
+    # the committee members of an iteration read the snapshot's documents once per worker process
+    snapshot = store.snapshot_dataset("cu-import", 0)
+    first = campaign_steps.snapshot_documents(store, snapshot)
+    assert sorted(d["_id"] for d in first) == sorted(d["_id"] for d in docs) and "label" in first[0]
+    mongo_db.configurations.delete_one({"_id": first[0]["_id"]})
+    assert campaign_steps.snapshot_documents(store, snapshot) is first  # not read again
+    other = store.snapshot_dataset("cu-import", 1)  # a new snapshot is read from the database
+    assert len(campaign_steps.snapshot_documents(store, other)) == 4
 
 
 def test_a_failed_label_is_quarantined_and_the_batch_goes_on(mongo_db, tmp_path):

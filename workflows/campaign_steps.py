@@ -147,6 +147,21 @@ def _committee(store: ResultsStore, campaign: str, iteration: int) -> list[dict]
     return list(store.models.find({"campaign": campaign, "iteration": iteration}).sort("member", 1))
 
 
+_SNAPSHOT_DOCUMENTS: dict = {}  # (dataset id, content hash) -> its labeled documents; the last snapshot read
+
+
+def snapshot_documents(store: ResultsStore, snapshot: dict) -> list[dict]:
+    """The labeled configurations of a dataset snapshot (:data:`LABELED_FIELDS`), read from the database
+    once per worker process: a snapshot never changes, and the committee members of an iteration
+    usually train one after another on the same worker."""
+    key = (snapshot["_id"], snapshot["hash"])
+    if key not in _SNAPSHOT_DOCUMENTS:
+        docs = find_by_ids(store.configurations, member_ids(store.db, snapshot), LABELED_FIELDS)
+        _SNAPSHOT_DOCUMENTS.clear()
+        _SNAPSHOT_DOCUMENTS[key] = docs
+    return _SNAPSHOT_DOCUMENTS[key]
+
+
 def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, member: int, workdir: Path) -> dict:
     """Train one committee member on the iteration's dataset snapshot (skipped when already stored)."""
     existing = store.models.find_one({"campaign": cfg.name, "iteration": iteration, "member": member})
@@ -156,7 +171,7 @@ def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, membe
     if snapshot is None:  # the iteration's first member; the others train on the snapshot that passed the check
         check_label_failures(store, cfg, iteration)
         snapshot = store.snapshot_dataset(cfg.name, iteration)
-    docs = find_by_ids(store.configurations, member_ids(store.db, snapshot), LABELED_FIELDS)
+    docs = snapshot_documents(store, snapshot)
     if not docs:
         raise RuntimeError(f"campaign {cfg.name}: no labeled configurations to train iteration {iteration} on; "
                            "every initial label failed? see `firegen provenance failures`")
