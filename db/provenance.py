@@ -57,7 +57,7 @@ def model_provenance(db, model_id, limit: int | None = 100, skip: int = 0) -> di
         labelers = dataset["labelers"] = labeler_summary(find_by_ids(db.configurations, member_ids(db, dataset), {
             f"label.{k}": 1 for k in ("code", "version", "kind", "settings", "settings_hash")}))
     labels = read_members(db, dataset, skip, limit) if dataset else []
-    stop = skip + len(labels)
+    stop = size if limit is None else min(size, skip + limit)
     dataset.pop("configuration_ids", None)
     return {"model": model, "dataset": dataset or None, "n_labels": size, "labelers": labelers, "labels": labels,
             "next_skip": stop if stop < size else None}
