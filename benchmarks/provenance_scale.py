@@ -125,9 +125,7 @@ def insert_all(db, shape: Shape, natoms: int, batch: int, datasets, models, seed
     """Bulk-insert the configurations; print progress; return seconds, the inserted ids (sampled 1 in 10)
     and the labeled configurations per (campaign, iteration) with the fields a snapshot reads (known here:
     a query for them would read every document on FerretDB)."""
-    from firegen.db.dataset_pages import MEMBER_FIELDS
-
-    LABEL_KEYS = [f.split(".", 1)[1] for f in MEMBER_FIELDS if f.startswith("label.")]
+    from firegen.db.dataset_pages import LABEL_COLUMNS, LABELER_FIELDS
 
     rng = np.random.default_rng(seed + 1)
     t0 = time.perf_counter()
@@ -139,7 +137,7 @@ def insert_all(db, shape: Shape, natoms: int, batch: int, datasets, models, seed
         for k, doc in zip(range(start, start + len(ids)), docs):
             if shape.status[k] == 0:
                 row = {"_id": doc["_id"], "hash": doc["hash"], "origin": doc["origin"],
-                       "label": {f: doc["label"].get(f) for f in LABEL_KEYS}}
+                       "label": {f: doc["label"].get(f) for f in (*LABELER_FIELDS, *LABEL_COLUMNS)}}
                 labeled.setdefault((int(shape.campaign_of[k]), int(shape.iteration_of[k])), []).append(row)
         now = time.perf_counter()
         if now - last_print > 15 or start + batch >= shape.n:

@@ -43,13 +43,15 @@ PAGE_SIZE = 100
 ORIGIN_COLUMNS = ("kind", "iteration", "stage", "stage_name", "system", "fw_id", "frame")
 #: Label fields a page keeps.
 LABEL_COLUMNS = ("energy", "walltime", "host")
+#: Label fields that say who labeled (stored once per dataset, in ``labelers``).
+LABELER_FIELDS = ("code", "version", "kind", "settings", "settings_hash")
+#: Projection of the label fields a snapshot keeps.
+LABEL_PROJECTION = {f"label.{c}": 1 for c in (*LABELER_FIELDS, *LABEL_COLUMNS)}
 #: Configuration fields a snapshot reads (the page columns, the settings for the dataset's labeler
 #: summary, and ``datasets`` to tell which members a previous snapshot already holds).
-MEMBER_FIELDS = {"hash": 1, "datasets": 1, **{f"origin.{c}": 1 for c in ORIGIN_COLUMNS},
-                 **{f"label.{c}": 1 for c in ("code", "version", "kind", "settings", "settings_hash", *LABEL_COLUMNS)}}
+MEMBER_FIELDS = {"hash": 1, "datasets": 1, **{f"origin.{c}": 1 for c in ORIGIN_COLUMNS}, **LABEL_PROJECTION}
 #: The configuration fields of a label as provenance shows it from a snapshot stored before pages.
-LABEL_VIEW = {"origin": 1, "status": 1, "hash": 1, **{f"label.{c}": 1 for c in (
-    "code", "version", "kind", "settings", "settings_hash", *LABEL_COLUMNS)}}
+LABEL_VIEW = {"origin": 1, "status": 1, "hash": 1, **LABEL_PROJECTION}
 
 
 def new_pages(dataset_id, rows: list[dict], page_size: int | None = None) -> list[dict]:
@@ -114,10 +116,10 @@ def split_by_previous(previous: dict | None, rows: list[dict]) -> tuple[dict | N
     """
     if not previous or "parts" not in previous:
         return None, rows
-    held = [r for r in rows if previous["_id"] in (r.get("datasets") or ())]
-    if len(held) != previous["size"]:
+    fresh = [r for r in rows if previous["_id"] not in (r.get("datasets") or ())]
+    if len(rows) - len(fresh) != previous["size"]:
         return None, rows
-    return previous["parts"], [r for r in rows if previous["_id"] not in (r.get("datasets") or ())]
+    return previous["parts"], fresh
 
 
 def size_of(dataset: dict) -> int:

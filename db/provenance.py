@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bson import ObjectId
 
-from firegen.db.dataset_pages import member_ids, read_members, size_of
+from firegen.db.dataset_pages import LABELER_FIELDS, member_ids, read_members, size_of
 from firegen.db.errors import FiregenError
 from firegen.db.lookup import find_by_ids
 
@@ -55,7 +55,7 @@ def model_provenance(db, model_id, limit: int | None = 100, skip: int = 0) -> di
     labelers = dataset.get("labelers")
     if labelers is None and dataset:  # a snapshot taken before datasets carried the summary
         labelers = dataset["labelers"] = labeler_summary(find_by_ids(db.configurations, member_ids(db, dataset), {
-            f"label.{k}": 1 for k in ("code", "version", "kind", "settings", "settings_hash")}))
+            f"label.{k}": 1 for k in LABELER_FIELDS}))
     labels = read_members(db, dataset, skip, limit) if dataset else []
     stop = size if limit is None else min(size, skip + limit)
     dataset.pop("configuration_ids", None)
