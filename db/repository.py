@@ -229,7 +229,7 @@ class ResultsStore:
         return list(self.configurations.find({"campaign": campaign, "status": status}, projection))
 
     # datasets and models -----------------------------------------------------------------------
-    def snapshot_dataset(self, campaign: str, iteration: int) -> dict:
+    def snapshot_dataset(self, campaign: str, iteration: int, before_taking=None) -> dict:
         """Record the set of labeled configurations of ``campaign`` as iteration ``iteration``'s dataset.
 
         The members go to pages (:mod:`firegen.db.dataset_pages`), sharing the pages of the campaign's
@@ -237,11 +237,14 @@ class ResultsStore:
         tags are written before the dataset document, so a visible snapshot is complete.
         Idempotent per (campaign, iteration): a rerun, or a concurrent train Firework of the same
         iteration, returns the snapshot stored first (and removes what it wrote for its own).
+        ``before_taking`` (a callable, may raise) runs only when no snapshot exists yet.
         """
         key = {"campaign": campaign, "iteration": iteration}
         existing = self.datasets.find_one(key)
         if existing:
             return existing
+        if before_taking is not None:
+            before_taking()
         rows = list(self.configurations.find({"campaign": campaign, "status": "labeled"}, MEMBER_FIELDS))
         earlier = list(self.datasets.find({"campaign": campaign, "iteration": {"$lt": iteration}},
                                           {"parts": 1, "size": 1, "iteration": 1}).sort("iteration", -1).limit(1))

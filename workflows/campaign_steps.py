@@ -167,10 +167,9 @@ def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, membe
     existing = store.models.find_one({"campaign": cfg.name, "iteration": iteration, "member": member})
     if existing and existing.get("file_id"):
         return {"model_id": str(existing["_id"]), "skipped": True}
-    snapshot = store.datasets.find_one({"campaign": cfg.name, "iteration": iteration})
-    if snapshot is None:  # the iteration's first member; the others train on the snapshot that passed the check
-        check_label_failures(store, cfg, iteration)
-        snapshot = store.snapshot_dataset(cfg.name, iteration)
+    # the iteration's first member checks the failure policy; the others train on the snapshot that passed it
+    snapshot = store.snapshot_dataset(cfg.name, iteration,
+                                      before_taking=lambda: check_label_failures(store, cfg, iteration))
     docs = snapshot_documents(store, snapshot)
     if not docs:
         raise RuntimeError(f"campaign {cfg.name}: no labeled configurations to train iteration {iteration} on; "
