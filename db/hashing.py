@@ -49,13 +49,18 @@ def atoms_hash(atoms) -> str:
     return structure_hash(atoms.get_chemical_symbols(), atoms.cell.array, atoms.positions, atoms.pbc)
 
 
-def configuration_id(campaign: str, digest: str):
-    """The ``_id`` of ``campaign``'s configuration of content hash ``digest``: the first 12 bytes of
-    sha256(campaign, digest) as an ObjectId. A writer knows it without asking the database, and the
-    embedded FerretDB answers look-ups by ``_id`` from an index (its only indexed filter)."""
+def derived_id(*parts: str):
+    """An ``_id`` derived from ``parts``: the first 12 bytes of sha256 of the parts joined by NUL, as
+    an ObjectId. A writer knows it without asking the database, and the embedded FerretDB answers
+    look-ups by ``_id`` from an index (its only indexed filter)."""
     from bson import ObjectId
 
-    return ObjectId(hashlib.sha256(f"{campaign}\0{digest}".encode()).digest()[:12])
+    return ObjectId(hashlib.sha256("\0".join(parts).encode()).digest()[:12])
+
+
+def configuration_id(campaign: str, digest: str):
+    """The ``_id`` of ``campaign``'s configuration of content hash ``digest`` (:func:`derived_id`)."""
+    return derived_id(campaign, digest)
 
 
 def dataset_hash(configuration_hashes: Iterable[str]) -> str:

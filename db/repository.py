@@ -21,7 +21,7 @@ from firegen.db.dataset_pages import MEMBER_FIELDS, new_pages, parts_with, split
 from firegen.db.ferretdb_guard import exclusive
 from firegen.db.files import BlobStore
 from firegen.db.hashing import configuration_id, dataset_hash, structure_hash
-from firegen.db.lookup import find_by_ids
+from firegen.db.lookup import find_by_ids, update_by_ids
 from firegen.db.provenance import labeler_summary
 from firegen.db.schema import init_schema
 from firegen.db.validation import validate_document, validate_label
@@ -222,8 +222,7 @@ class ResultsStore:
                                                             "$push": {"label_attempts": attempt}})
 
     def set_status(self, config_ids: Iterable[ObjectId], status: str, **fields) -> int:
-        return self.configurations.update_many({"_id": {"$in": list(config_ids)}},
-                                               {"$set": {"status": status, **plain(fields)}}).modified_count
+        return update_by_ids(self.configurations, config_ids, {"$set": {"status": status, **plain(fields)}})
 
     def configurations_with_status(self, campaign: str, status: str, projection=None) -> list[dict]:
         return list(self.configurations.find({"campaign": campaign, "status": status}, projection))

@@ -133,6 +133,13 @@ COLLECTIONS: list[CollectionSpec] = [
                         "labeler": {"bsonType": "array", "items": INT}}},
         [([("dataset_id", ASCENDING)], {"name": "dataset"})],
     ),
+    CollectionSpec(  # the candidates of each exploration (db/candidate_lists.py)
+        "candidate_lists",
+        {"bsonType": "object", "required": ["campaign", "iteration", "task", "ids"],
+         "properties": {"campaign": STR, "iteration": INT, "task": STR,
+                        "ids": {"bsonType": "array", "items": {"bsonType": "objectId"}}}},
+        [([("campaign", ASCENDING), ("iteration", ASCENDING)], {"name": "campaign_iteration"})],
+    ),
 ]
 SPECS = {spec.name: spec for spec in COLLECTIONS}
 GRIDFS_BUCKET = "blobs"

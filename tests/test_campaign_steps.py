@@ -1,10 +1,13 @@
 """Campaign steps against a real FerretDB without training: imported data, label failures, decisions."""
 
 import numpy as np
+import pymongo
 import yaml
 from ase.build import bulk
 
 from campaign_helpers import small_cu_config
+from firegen.db import candidate_lists
+from firegen.db.hashing import configuration_id, structure_hash
 from firegen.db.repository import ResultsStore
 from firegen.orchestrator.config import load_config
 from firegen.orchestrator.convergence import decide
@@ -86,3 +89,68 @@ def test_deviation_histogram_edges_hold_any_trust_levels():
         edges = campaign_steps.deviation_edges(lo, hi)
         assert edges == sorted(set(edges)) and lo in edges and hi in edges
         np.histogram([0.01, 0.2, 3.0], bins=edges)  # strictly increasing: numpy accepts them
+
+
+class _Commands(pymongo.monitoring.CommandListener):
+    """The filters of the commands sent to each collection."""
+
+    def __init__(self):
+        self.filters = []
+
+    def started(self, event):
+        cmd = event.command
+        coll = cmd.get(event.command_name)
+        if event.command_name == "find":
+            self.filters.append((coll, cmd.get("filter")))
+        elif event.command_name == "update":
+            self.filters += [(coll, u.get("q")) for u in cmd.get("updates", [])]
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def _frame(seed: int) -> dict:
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    atoms.rattle(0.05, seed=seed)
+    return {"species": atoms.get_chemical_symbols(), "cell": atoms.cell.array, "positions": atoms.positions,
+            "status": "candidate"}
+
+
+def test_select_reads_the_candidates_explorations_listed_by_id(ferretdb, db_name, tmp_path):
+    listener = _Commands()
+    client = pymongo.MongoClient(ferretdb.uri, event_listeners=[listener])
+    try:
+        cfg = load_config(small_cu_config(tmp_path, "cu-lists"))
+        store = _store(client[db_name], cfg)
+        earlier, _ = store.add_configuration(cfg.name, **{**_frame(0), "status": "labeled"}, origin={"kind": "init"})
+        campaign_steps.open_iteration(store, cfg, 0, 0)
+        origin = {"kind": "explored", "iteration": 0}
+        frames = {k: _frame(k) for k in range(1, 5)}
+        tasks = {"fcc|c0": [1, 2, 0, 2], "fcc|c1": [2, 3, 4]}  # frame 0: stored before; 2: in both tasks
+        new = {task: campaign_steps.keep_candidates(store, cfg.name, 0, task, [
+            {**(frames[k] if k else _frame(0)), "origin": origin} for k in ks]) for task, ks in tasks.items()}
+        assert new == {"fcc|c0": 2, "fcc|c1": 2}
+        ids = {k: configuration_id(cfg.name, structure_hash(f["species"], f["cell"], f["positions"], (True,) * 3))
+               for k, f in frames.items()}
+        # a rerun of an exploration (crash after storing its frames) lists the same candidates again
+        assert campaign_steps.keep_candidates(store, cfg.name, 0, "fcc|c0",
+                                              [{**frames[k], "origin": origin} for k in (1, 2)]) == 0
+        listed = candidate_lists.read_candidates(store.db, cfg.name, 0, sorted(tasks))
+        assert listed == [ids[1], ids[2], ids[3], ids[4]] and earlier not in listed
+        assert candidate_lists.read_candidates(store.db, cfg.name, 0, ["fcc|c0", "fcc|c9"]) is None  # not listed
+        for task, ks in tasks.items():
+            store.set_iteration_fields(cfg.name, 0, {f"explorations.{task}": {
+                "accurate": 10, "candidate": len(ks), "failed": 0, "total": 10 + len(ks)}})
+        listener.filters.clear()
+        decision, picked = campaign_steps.select_and_decide(store, cfg, 0, 0)
+        asked = [f for coll, f in listener.filters if coll == "configurations"]
+        assert asked and all(list(f) == ["_id"] for f in asked)  # by _id only: no scan of configurations
+        assert sorted(picked) == sorted(listed)  # 4 candidates, under the cap of 20
+        statuses = {d["_id"]: d["status"] for d in store.configurations.find({}, {"status": 1})}
+        assert all(statuses[i] == "selected" for i in listed) and statuses[earlier] == "labeled"
+    finally:
+        client.drop_database(db_name)
+        client.close()

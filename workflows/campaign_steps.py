@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from bson import ObjectId
 
+from firegen.db import candidate_lists
 from firegen.db.dataset_pages import member_ids
 from firegen.db.errors import FiregenError
 from firegen.db.lookup import find_by_ids
@@ -254,7 +255,7 @@ def explore(store: ResultsStore, cfg: CampaignConfig, iteration: int, stage: int
         deviation = {"max_f": float(result.max_devi_f[k]), "max_v": float(result.max_devi_v[k])}
         items.append({"species": frame.get_chemical_symbols(), "cell": frame.cell.array, "positions": frame.positions,
                       "pbc": frame.pbc, "origin": origin, "status": "candidate", "model_deviation": deviation})
-    new = sum(inserted for _, inserted in store.add_configurations(cfg.name, items))
+    new = keep_candidates(store, cfg.name, iteration, key, items)
     summary = {**selection.counts(codes), "new_candidates": int(new), "system": system, "condition": cond.as_dict(),
                "engine": result.engine, "md_seconds": float(result.wall_time),
                "cut_at_frame": cut, "cut_reason": cut_reason,
@@ -265,6 +266,15 @@ def explore(store: ResultsStore, cfg: CampaignConfig, iteration: int, stage: int
     store.iterations.update_one({"campaign": cfg.name, "index": iteration},
                                 {"$inc": {"timings.explore_s": float(result.wall_time)}})
     return selection_counts_only(summary)
+
+
+def keep_candidates(store: ResultsStore, campaign: str, iteration: int, task: str, items: list[dict]) -> int:
+    """Store an exploration's candidate frames (``add_configurations`` items) and the task's candidate
+    list (:mod:`firegen.db.candidate_lists`, what select reads); returns how many frames were new."""
+    stored = store.add_configurations(campaign, items)
+    candidate_lists.store_candidates(store.db, campaign, iteration, task,
+                                     candidate_lists.iteration_candidates(store.configurations, iteration, stored))
+    return sum(inserted for _, inserted in stored)
 
 
 def frame_energies_per_atom(result) -> np.ndarray | None:
@@ -318,9 +328,10 @@ def select_and_decide(store: ResultsStore, cfg: CampaignConfig, iteration: int, 
     tasks = task_histories(cfg.stages[stage], earlier + [it])
     campaign = store.get_campaign(cfg.name)
     decision = decide(stage, cfg.stages, history, campaign.get("stage_status", [])[:stage], tasks)
-    candidates = list(store.configurations.find({"campaign": cfg.name, "origin.iteration": iteration,
-                                                 "status": "candidate"}, {"_id": 1, "model_deviation": 1}))
-    keys = [c["_id"] for c in candidates]
+    keys = candidate_lists.read_candidates(store.db, cfg.name, iteration, sorted(it.get("explorations", {})))
+    if keys is None:  # explored before the candidate lists: ask the configurations
+        keys = [c["_id"] for c in store.configurations.find({"campaign": cfg.name, "origin.iteration": iteration,
+                                                             "status": "candidate"}, {"_id": 1})]
     sel_cfg = cfg.selection
     cap = selection.labeling_cap(sel_cfg.max_per_iteration, ratio["accurate"],
                                  sel_cfg.skip_when_accurate_above, sel_cfg.soft_accurate_ratio)
