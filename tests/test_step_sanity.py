@@ -74,3 +74,31 @@ def test_lammps_thermo_gives_the_potential_energy_of_every_judged_frame(tmp_path
     assert thermo_potential_energy(log, np.array([0, 10, 20])).tolist() == [-110.5, -110.1, -95.0]
     assert thermo_potential_energy(log, np.array([0, 10, 30])) is None  # a frame without a thermo row
     assert thermo_potential_energy(tmp_path / "missing.lammps", np.array([0])) is None
+
+
+def _neighbor_list_count(atoms, ratio):
+    from ase.data import covalent_radii
+    from ase.neighborlist import neighbor_list
+
+    radii = covalent_radii[atoms.numbers]
+    i, j, d = neighbor_list("ijd", atoms, ratio * 2 * radii.max())
+    return int(np.count_nonzero(d < ratio * (radii[i] + radii[j]))) // 2
+
+
+def test_the_dense_pair_count_agrees_with_ase_neighbor_lists_in_skewed_small_and_open_cells():
+    rng = np.random.default_rng(7)
+    cases = []
+    for k in range(12):
+        atoms = bulk("NaCl", "rocksalt", a=5.64) * (2, 2, 2)  # primitive fcc cell: 60° between vectors
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + rng.uniform(-0.15, 0.15, (3, 3))), scale_atoms=True)
+        atoms.positions += rng.normal(0, 0.6, atoms.positions.shape)  # some pairs overlap, across faces too
+        cases.append(atoms)
+    thin = bulk("Cu", "fcc", a=3.61, cubic=True)
+    thin.set_cell(np.diag([3.61, 3.61, 1.2]), scale_atoms=False)  # thinner than the cutoff: ASE's list
+    open_cluster = cases[0].copy()
+    open_cluster.pbc = False
+    slab = cases[1].copy()
+    slab.pbc = (True, True, False)
+    counts = [overlapping_pairs(a, 0.6) for a in cases + [thin, open_cluster, slab]]
+    assert counts == [_neighbor_list_count(a, 0.6) for a in cases + [thin, open_cluster, slab]]
+    assert sum(counts[:12]) > 0 and counts[12] > 0  # the comparison saw overlaps, not only zeros

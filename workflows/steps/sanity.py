@@ -24,14 +24,56 @@ from ase.neighborlist import neighbor_list
 from firegen.workflows.steps.select import FAILED
 
 
+#: Up to this many atoms, :func:`overlapping_pairs` compares every pair over the 27 nearest cell
+#: images with numpy (0.2 ms for 32 atoms); larger cells use ASE's neighbour list (3 to 7 ms for
+#: 32 atoms, but linear in the number of atoms).
+DENSE_MAX_ATOMS = 256
+_SHIFTS = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)], dtype=float)
+
+
 def overlapping_pairs(atoms, ratio: float) -> int:
-    """Number of atom pairs closer than ``ratio`` times the sum of their covalent radii."""
+    """Number of atom pairs closer than ``ratio`` times the sum of their covalent radii (periodic
+    images included, as ASE's ``neighbor_list`` counts them)."""
     if ratio <= 0 or len(atoms) < 2:
         return 0
     radii = covalent_radii[atoms.numbers]
     cutoff = ratio * 2 * float(radii.max())
+    limit = ratio * (radii[:, None] + radii[None, :])
+    dense = _image_sq_distances(atoms, cutoff) if len(atoms) <= DENSE_MAX_ATOMS else None
+    if dense is not None:
+        return int(np.count_nonzero(dense < (limit * limit)[:, :, None])) // 2
     i, j, d = neighbor_list("ijd", atoms, cutoff)
-    return int(np.count_nonzero(d < ratio * (radii[i] + radii[j]))) // 2
+    return int(np.count_nonzero(d < limit[i, j])) // 2
+
+
+def _image_sq_distances(atoms, cutoff: float) -> np.ndarray | None:
+    """Squared distances (Å²) of every ordered pair (i, j) to the nearest 27 images of j, shape
+    (N, N, 27) (an atom to itself in its own cell: inf); None when those images might miss a pair
+    closer than ``cutoff``: a cell thinner than ``cutoff``, or periodic in some directions only."""
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    n = len(atoms)
+    if not pbc.any():
+        diff = (atoms.positions[None, :, :] - atoms.positions[:, None, :]).reshape(-1, 3)
+        images = np.zeros((1, 3))
+    elif pbc.all():
+        cell = atoms.cell.array
+        if abs(np.linalg.det(cell)) < 1e-9:
+            return None
+        heights = 1.0 / np.linalg.norm(np.linalg.inv(cell), axis=0)  # distances between opposite faces
+        if cutoff >= heights.min():
+            return None  # an image beyond the nearest 27 could be within the cutoff
+        frac = np.linalg.solve(cell.T, atoms.positions.T).T
+        wrapped = frac[None, :, :] - frac[:, None, :]
+        wrapped -= np.round(wrapped)
+        diff = (wrapped @ cell).reshape(-1, 3)
+        images = _SHIFTS @ cell
+    else:
+        return None
+    # |diff + image|² expanded, one matrix product instead of an (N, N, 27, 3) array
+    d2 = ((diff * diff).sum(1)[:, None] + 2 * diff @ images.T + (images * images).sum(1)[None, :])
+    d2 = d2.reshape(n, n, len(images))
+    d2[np.arange(n), np.arange(n), np.flatnonzero(~images.any(axis=1))[0]] = np.inf
+    return d2
 
 
 def first_unphysical_frame(frames: Sequence, ratio: float, energies_per_atom=None,
