@@ -1,5 +1,7 @@
 """Campaign steps against a real FerretDB without training: imported data, label failures, decisions."""
 
+import json
+
 import numpy as np
 import pymongo
 import yaml
@@ -154,3 +156,15 @@ def test_select_reads_the_candidates_explorations_listed_by_id(ferretdb, db_name
     finally:
         client.drop_database(db_name)
         client.close()
+
+
+def test_a_task_finds_its_firework_id_in_fw_json_or_in_the_launches(mongo_db, tmp_path, monkeypatch):
+    from firegen.workflows.context import current_fw_id
+
+    store = ResultsStore(mongo_db)
+    monkeypatch.chdir(tmp_path)
+    assert current_fw_id(store) is None  # no FW.json, no running launch here
+    mongo_db.launches.insert_one({"launch_id": 3, "fw_id": 11, "launch_dir": str(tmp_path), "state": "RUNNING"})
+    assert current_fw_id(store) == 11
+    (tmp_path / "FW.json").write_text(json.dumps({"fw_id": 12, "spec": {}}))  # what the Rocket wrote
+    assert current_fw_id(store) == 12

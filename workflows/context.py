@@ -38,12 +38,23 @@ def campaign_config(store: ResultsStore, campaign: str) -> tuple[dict, CampaignC
 
 
 def current_fw_id(store: ResultsStore) -> int | None:
-    """The id of the Firework this task runs in: its RUNNING launch has this launch folder.
+    """The id of the Firework this task runs in.
 
-    FireWorks does not put the Firework id in the spec; ``rlaunch`` runs each Rocket in its own
-    launch folder, which the ``launches`` collection (in the same database) records.
+    FireWorks does not put the Firework id in the spec. Its Rocket writes the checked-out Firework to
+    ``FW.json`` in the launch folder (unless ``PRINT_FW_JSON`` is off in ``FW_config.yaml``), which
+    is read first; otherwise the RUNNING launch with this launch folder is looked up in the
+    ``launches`` collection (a query the embedded FerretDB answers by reading every launch).
     """
+    import json
     from pathlib import Path
 
+    from fireworks.fw_config import PRINT_FW_JSON
+
+    written = Path.cwd() / "FW.json"
+    if PRINT_FW_JSON and written.is_file():  # written by this launch: an older one is overwritten
+        try:
+            return int(json.loads(written.read_text())["fw_id"])
+        except (ValueError, KeyError, TypeError):
+            pass
     launch = store.db["launches"].find_one({"launch_dir": str(Path.cwd()), "state": "RUNNING"}, {"fw_id": 1})
     return launch["fw_id"] if launch else None
