@@ -22,6 +22,7 @@ import yaml
 from fireworks import LaunchPad
 
 from firegen.db.errors import DatabaseUnreachable, FiregenError
+from firegen.db.fireworks_keys import key_launchpad
 from firegen.db.server import EmbeddedServer
 from firegen.db.uri import database_name, mask_secrets, mask_uri
 
@@ -81,7 +82,8 @@ class DBTarget:
                          strm_lvl="WARNING")
 
     def connect(self) -> LaunchPad:
-        """The LaunchPad, after checking that the server answers (one clear error otherwise)."""
+        """The LaunchPad, after checking that the server answers (one clear error otherwise); on FerretDB
+        with Fireworks and launches addressed by ``_id`` (:mod:`firegen.db.fireworks_keys`)."""
         if self.server is not None and not self.server.is_running():
             raise DatabaseUnreachable(f"the embedded FerretDB under {self.server.root} is not running. "
                                       "Fix: start it with `firegen db up` (or give --uri / FIREGEN_MONGO_URI).")
@@ -92,7 +94,7 @@ class DBTarget:
             reason = mask_secrets(str(exc).split(" (configured timeouts")[0].split(", Timeout")[0])[:300]
             hint = "start it with `firegen db up`" if self.embedded else "check that the server runs and the address"
             raise DatabaseUnreachable(f"cannot reach the database at {self.describe()}: {reason}. Fix: {hint}.") from None
-        return lp
+        return key_launchpad(lp)
 
 
 def _fireworks_lookup() -> tuple[Path, str] | None:

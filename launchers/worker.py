@@ -77,13 +77,15 @@ def run(launchpad_file: str | os.PathLike, fworker_file: str | os.PathLike, kind
     from fireworks import FWorker, LaunchPad
     from fireworks.core.rocket_launcher import rapidfire
 
+    from firegen.db.fireworks_keys import key_launchpad
+
     if sleep <= 0:
         raise ValueError(f"sleep must be > 0 s, got {sleep} (FireWorks reads 0 as its 60 s default)")
     if load_modules:
         for name, value in preload(kind).items():
             what = f"{value:.1f} s" if isinstance(value, float) else f"not loaded ({value})"
             print(f"firegen worker ({kind}): import {name}: {what}", file=sys.stderr, flush=True)
-    launchpad = LaunchPad.from_file(str(launchpad_file))
+    launchpad = key_launchpad(LaunchPad.from_file(str(launchpad_file)))
     fworker = FWorker.from_file(str(fworker_file))
     rapidfire(launchpad, fworker=fworker, nlaunches=nlaunches, sleep_time=sleep, strm_lvl=log_level,
               timeout=timeout)
