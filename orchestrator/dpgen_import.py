@@ -5,7 +5,8 @@
 
 The param file is first checked with DP-GEN's own argument schema
 (``dpgen.generator.arginfo.run_jdata_arginfo``, normalized and checked strictly as ``dpgen run``
-does); ``machine.json`` with dpdispatcher's ``Machine``/``Resources`` schemas as DP-GEN loads them.
+does: :mod:`firegen.orchestrator.dpgen_param`); ``machine.json`` with dpdispatcher's
+``Machine``/``Resources`` schemas as DP-GEN loads them (:mod:`firegen.orchestrator.dpgen_machine`).
 A schema error is one line naming the key. Keys firegen cannot honour are collected and reported
 in one message (``DPGenImportError``), never dropped silently; ``ignore_unsupported`` converts
 without them and keeps the list (printed, and written as comments at the top of the YAML).
@@ -107,10 +108,11 @@ machine.json train / model_devi       category gpu: ``gpu_worker.yaml`` (env dp 
 machine.json fp                       category cpu: ``cpu_worker.yaml`` (env mpi_ranks) and its adapter
 ====================================  =====================================================================
 
-Worker files are made by :mod:`firegen.orchestrator.dpgen_workers`. Old machine.json styles: a
-list per task (its first entry; a note when there are more) and the v0 keys inside it (``batch``,
-``numb_node``, ``task_per_node``, ``numb_gpu``, ``partition``, ``time_limit``, ``mem_limit``) are
-read too.
+Worker files are made by :mod:`firegen.orchestrator.dpgen_workers`. Old machine.json styles (a
+list per task, the v0 keys inside it) are read too: see :mod:`firegen.orchestrator.dpgen_machine`.
+This module is the conversion; it re-exports the readers (``load_dpgen_file``, ``is_dpgen_param``,
+``check_param``, ``check_machine``) and :class:`DPGenImportError`
+(:mod:`firegen.orchestrator.dpgen_errors`), so that they can still be imported from here.
 
 Units: eV, eV/Å, Å, K, bar; firegen ``dt`` in fs (DP-GEN's model_devi_dt is in ps).
 """
@@ -119,7 +121,6 @@ from __future__ import annotations
 
 import copy
 import glob
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -128,9 +129,12 @@ from typing import Any
 
 import yaml
 
-from firegen.orchestrator.config import CampaignConfig, ConfigError, _line, validate_dict
+from firegen.orchestrator.config import CampaignConfig, _line, validate_dict
 from firegen.orchestrator.config_loop import LabelerConfig
 from firegen.orchestrator.config_stages import StageConfig
+from firegen.orchestrator.dpgen_errors import DPGenImportError
+from firegen.orchestrator.dpgen_machine import check_machine
+from firegen.orchestrator.dpgen_param import check_param, is_dpgen_param, load_dpgen_file
 from firegen.orchestrator.dpgen_workers import split_mpi_command, worker_files
 
 __all__ = ["Conversion", "DPGenImportError", "campaign_from_param", "check_machine", "check_param",
@@ -190,167 +194,6 @@ _WHY = {
     "fp_aniso_kspacing": "anisotropic k-spacing", "fp_skip_bad_box": "skipping bad boxes before DFT",
 }
 _TRAINING_OWNED = ("systems", "sys_probs", "auto_prob", "seed")
-
-
-class DPGenImportError(ConfigError):
-    """A DP-GEN input firegen cannot convert; ``str()`` is one line per problem."""
-
-
-# ---- reading and the DP-GEN schemas ---------------------------------------------------------
-def load_dpgen_file(path: str | os.PathLike) -> dict:
-    """A DP-GEN input file (JSON, or YAML by suffix) as a dict; one-line errors."""
-    path = Path(path)
-    source = str(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise DPGenImportError([_line(source, "", f"cannot read: {exc.strerror or exc}",
-                                      fix="check the path")]) from None
-    try:
-        data = yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise DPGenImportError([_line(source, where, f"invalid {'JSON' if path.suffix != '.yaml' else 'YAML'}: "
-                                      f"{getattr(exc, 'msg', exc)}", fix="correct the syntax there")]) from None
-    if not isinstance(data, dict):
-        raise DPGenImportError([_line(source, "", "must be a mapping of DP-GEN keys at the top level",
-                                      fix="give a DP-GEN param.json")])
-    return data
-
-
-def is_dpgen_param(path: str | os.PathLike) -> bool:
-    """True for a ``.json`` file whose top level has DP-GEN's ``model_devi_jobs``."""
-    path = Path(path)
-    if path.suffix.lower() != ".json" or not path.is_file():
-        return False
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "model_devi_jobs" in data
-
-
-def _schema_line(source: str, exc: Exception, what: str) -> str:
-    msg = " ".join(str(exc).split()).rstrip(". ")
-    return _line(source, "", f"DP-GEN {what} schema: {msg}",
-                 fix="correct that key as DP-GEN documents it (`dpgen run` rejects this file too)")
-
-
-def check_param(jdata: dict, source: str = "param.json") -> dict:
-    """``jdata`` normalized and checked by DP-GEN's own schema, as ``dpgen run`` does.
-
-    Raises:
-        DPGenImportError: one line with dargs' message (it names the key and its location).
-    """
-    from dargs.dargs import ArgumentError
-    from dpgen.generator.arginfo import run_jdata_arginfo
-
-    arginfo = run_jdata_arginfo()
-    try:
-        data = arginfo.normalize_value(copy.deepcopy(jdata), trim_pattern="_*")
-        arginfo.check_value(data, strict=True)
-    except (ArgumentError, KeyError, TypeError, ValueError) as exc:
-        raise DPGenImportError([_schema_line(source, exc, "param")]) from None
-    return data
-
-
-_OLD_BATCH = {"slurm": "Slurm", "pbs": "PBS", "torque": "Torque", "lsf": "LSF", "shell": "Shell"}
-_OLD_RESOURCES = {"numb_node": "number_node", "task_per_node": "cpu_per_node", "numb_gpu": "gpu_per_node",
-                  "partition": "queue_name"}
-
-
-def _task_arginfo(name: str, resources: dict):
-    from dargs import Argument
-    from dpdispatcher import Machine, Resources
-
-    machine = Machine.arginfo()
-    machine.name = "machine"
-    res = Resources.arginfo(detail_kwargs="batch_type" in resources)  # as Resources.load_from_dict
-    res.name = "resources"
-    return Argument(name, dict, [Argument("command", str, optional=False), machine, res,
-                                 Argument("user_forward_files", list, optional=True),
-                                 Argument("user_backward_files", list, optional=True),
-                                 Argument("group_size", int, optional=True)])
-
-
-def _old_task(entry: dict) -> tuple[dict, dict]:
-    """A v0 machine entry in dpdispatcher's names, plus the hints the new schema has no key for."""
-    machine = dict(entry.get("machine") or {})
-    resources = dict(entry.get("resources") or {})
-    hints = {}
-    if "batch" in machine and "batch_type" not in machine:
-        batch = str(machine.pop("batch"))
-        machine["batch_type"] = _OLD_BATCH.get(batch.lower(), batch)
-        machine.setdefault("context_type", "SSHContext" if machine.get("hostname") else "LocalContext")
-        for key in ("hostname", "port", "username", "password", "work_path"):
-            machine.pop(key, None)
-        machine.setdefault("local_root", "./")
-        machine.setdefault("remote_root", entry.get("machine", {}).get("work_path", "./"))
-    for old, new in _OLD_RESOURCES.items():
-        if old in resources:
-            resources.setdefault(new, resources.pop(old))
-    for key, hint in (("time_limit", "walltime"), ("mem_limit", "mem"), ("qos", "qos"), ("account", "account")):
-        if key in resources:
-            hints[hint] = resources.pop(key)
-    if "mem" in hints and isinstance(hints["mem"], (int, float)):
-        hints["mem"] = f"{int(hints['mem'])}G"  # v0 mem_limit is in GB
-    resources.pop("exclude_list", None)
-    resources.pop("with_mpi", None)
-    if "group_size" not in resources:  # v0 kept it beside machine/resources (DP-GEN's convert_mdata)
-        resources["group_size"] = entry.get("group_size", 1)
-    out = {"command": entry.get("command", ""), "machine": machine, "resources": resources}
-    for key in ("user_forward_files", "user_backward_files", "group_size"):
-        if key in entry:
-            out[key] = entry[key]
-    return out, hints
-
-
-def check_machine(mdata: dict, source: str = "machine.json") -> tuple[dict[str, dict], list[str]]:
-    """The ``train``/``model_devi``/``fp`` entries of a machine.json, checked with dpdispatcher's
-    schemas (what DP-GEN loads them with); returns ``(tasks, notes)``. Each task dict has
-    ``command``, ``machine``, ``resources`` and ``hints`` (walltime/mem/qos/account of v0 files).
-
-    Raises:
-        DPGenImportError: one line per bad task entry.
-    """
-    from dargs.dargs import ArgumentError
-
-    tasks: dict[str, dict] = {}
-    notes: list[str] = []
-    lines: list[str] = []
-    for name in ("train", "model_devi", "fp"):
-        entry = mdata.get(name)
-        if entry is None:
-            if f"{name}_machine" in mdata:  # the oldest flat style: train_machine, train_resources, ...
-                entry = {"machine": mdata[f"{name}_machine"], "resources": mdata.get(f"{name}_resources", {}),
-                         "command": mdata.get(f"{name}_command") or mdata.get(
-                             {"train": "deepmd_path", "model_devi": "lmp_command", "fp": "fp_command"}[name], "")}
-            else:
-                continue
-        if isinstance(entry, list):
-            if not entry:
-                lines.append(_line(source, name, "is an empty list", fix="give one machine entry"))
-                continue
-            if len(entry) > 1:
-                notes.append(f"{source}: {name} lists {len(entry)} machines; firegen's hints use the first "
-                             "(every worker of a category pulls from the same queue)")
-            entry = entry[0]
-        if not isinstance(entry, dict):
-            lines.append(_line(source, name, "must be a mapping with command, machine and resources",
-                               fix="see DP-GEN's machine.json documentation"))
-            continue
-        entry, hints = _old_task(entry)
-        arginfo = _task_arginfo(name, entry["resources"])
-        try:
-            entry = arginfo.normalize_value(entry, trim_pattern="_*")
-            arginfo.check_value(entry, strict=False)
-        except (ArgumentError, KeyError, TypeError, ValueError) as exc:
-            lines.append(_schema_line(f"{source}: {name}", exc, "machine"))
-            continue
-        tasks[name] = {**entry, "hints": hints}
-    if lines:
-        raise DPGenImportError(lines)
-    return tasks, notes
 
 
 # ---- the conversion --------------------------------------------------------------------------

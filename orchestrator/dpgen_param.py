@@ -1,0 +1,75 @@
+"""Reading a DP-GEN ``param.json`` and checking it with DP-GEN's own schema.
+
+    jdata = load_dpgen_file("param.json")     # JSON (or YAML by suffix) → dict; one-line errors
+    j = check_param(jdata, "param.json")      # normalized and checked strictly, as ``dpgen run`` does
+    is_dpgen_param("param.json")              # True when the top level has ``model_devi_jobs``
+
+The schema is ``dpgen.generator.arginfo.run_jdata_arginfo``; a schema error is one
+:class:`~firegen.orchestrator.dpgen_errors.DPGenImportError` line naming the key. The conversion of
+the checked dict is :mod:`firegen.orchestrator.dpgen_import`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+from firegen.orchestrator.config import _line
+from firegen.orchestrator.dpgen_errors import DPGenImportError, _schema_line
+
+__all__ = ["check_param", "is_dpgen_param", "load_dpgen_file"]
+
+
+def load_dpgen_file(path: str | os.PathLike) -> dict:
+    """A DP-GEN input file (JSON, or YAML by suffix) as a dict; one-line errors."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise DPGenImportError([_line(source, "", f"cannot read: {exc.strerror or exc}",
+                                      fix="check the path")]) from None
+    try:
+        data = yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise DPGenImportError([_line(source, where, f"invalid {'JSON' if path.suffix != '.yaml' else 'YAML'}: "
+                                      f"{getattr(exc, 'msg', exc)}", fix="correct the syntax there")]) from None
+    if not isinstance(data, dict):
+        raise DPGenImportError([_line(source, "", "must be a mapping of DP-GEN keys at the top level",
+                                      fix="give a DP-GEN param.json")])
+    return data
+
+
+def is_dpgen_param(path: str | os.PathLike) -> bool:
+    """True for a ``.json`` file whose top level has DP-GEN's ``model_devi_jobs``."""
+    path = Path(path)
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return False
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "model_devi_jobs" in data
+
+
+def check_param(jdata: dict, source: str = "param.json") -> dict:
+    """``jdata`` normalized and checked by DP-GEN's own schema, as ``dpgen run`` does.
+
+    Raises:
+        DPGenImportError: one line with dargs' message (it names the key and its location).
+    """
+    from dargs.dargs import ArgumentError
+    from dpgen.generator.arginfo import run_jdata_arginfo
+
+    arginfo = run_jdata_arginfo()
+    try:
+        data = arginfo.normalize_value(copy.deepcopy(jdata), trim_pattern="_*")
+        arginfo.check_value(data, strict=True)
+    except (ArgumentError, KeyError, TypeError, ValueError) as exc:
+        raise DPGenImportError([_schema_line(source, exc, "param")]) from None
+    return data
