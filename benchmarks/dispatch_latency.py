@@ -2,10 +2,13 @@
 """Dispatch latency of FireWorks on firegen's embedded FerretDB: READY -> RUNNING with N workers.
 
 A private FerretDB (SQLite, free loopback port, registered with firegen's write guard like the
-embedded server) gets a fresh LaunchPad; ``--workers`` (default 8) plain ``rlaunch rapidfire
---nlaunches infinite --sleep 1`` processes (firegen's worker settings; each its own FWorker name)
-are started and warmed up (each log shows rlaunch's start, then one trivial Firework per worker
-has run). Then trivial Fireworks (``ScriptTask`` ``true``, one workflow each) are queued:
+embedded server) gets a fresh LaunchPad; ``--workers`` (default 8) workers, each its own FWorker
+name, are started and warmed up (trivial Fireworks until every worker has run one). Workers are
+plain ``rlaunch rapidfire --nlaunches infinite --sleep 1`` (``--launcher rlaunch``, stock FireWorks),
+or ``--launcher firegen``: the loop of ``firegen worker`` (FireWorks' ``rapidfire`` on a LaunchPad
+whose Fireworks and launches are keyed by ``_id``, :mod:`firegen.db.fireworks_keys`), without the
+preload; the harness then queues through such a LaunchPad too, as ``firegen submit`` does.
+Then trivial Fireworks (``ScriptTask`` ``true``, one workflow each) are queued:
 
 * ``burst``: ``--n`` (default 1000) at once, with one ``bulk_add_wfs`` -- a backlog that the
   workers drain; latency = queueing + dispatch; throughput is the figure of merit.
@@ -28,6 +31,7 @@ Usage (from the repository root; prints figures, asserts nothing)::
 
     .venv/bin/python benchmarks/dispatch_latency.py                    # 8 workers, 1000 + 200 Fireworks
     .venv/bin/python benchmarks/dispatch_latency.py --n 100 --workers 8 --mode burst
+    .venv/bin/python benchmarks/dispatch_latency.py --n 100 --workers 8 --mode burst --launcher firegen
 """
 
 from __future__ import annotations
@@ -66,20 +70,28 @@ def trivial_workflow(name: str, category: str | None = None):
     return Workflow([Firework(ScriptTask.from_str("true"), spec=spec, name=name)], name=name)
 
 
-def start_workers(n: int, lp_file: Path, root: Path, sleep: int, env: dict) -> list[subprocess.Popen]:
-    """``n`` ``rlaunch rapidfire`` workers, each with its own FWorker name and folder."""
+def start_workers(n: int, lp_file: Path, root: Path, sleep: float, env: dict,
+                  launcher: str = "rlaunch") -> list[subprocess.Popen]:
+    """``n`` workers, each with its own FWorker name and folder: ``rlaunch rapidfire`` (stock FireWorks),
+    or ``firegen``'s worker loop (``python -m firegen.launchers.worker --no-preload``: the same
+    ``rapidfire`` on a LaunchPad whose Fireworks and launches are keyed by ``_id``)."""
     import yaml
 
+    from firegen.launchers import worker
     from firegen.launchers.local import fireworks_bin
 
     procs = []
     for i in range(n):
         wdir = root / f"w{i}"
         wdir.mkdir(parents=True)
-        (wdir / "fworker.yaml").write_text(yaml.safe_dump({"name": f"bench-w{i}", "category": "", "query": "{}"}))
-        cmd = [fireworks_bin("rlaunch"), "-s", "-l", str(lp_file), "-w", str(wdir / "fworker.yaml"), "rapidfire",
-               "--nlaunches", "infinite", "--sleep", str(sleep)]
-        procs.append(subprocess.Popen(cmd, cwd=wdir, env=env, stdout=open(wdir / "rlaunch.log", "wb"),
+        fworker = wdir / "fworker.yaml"
+        fworker.write_text(yaml.safe_dump({"name": f"bench-w{i}", "category": "", "query": "{}"}))
+        if launcher == "firegen":
+            cmd = worker.command(lp_file, fworker, "cpu", sleep) + ["--no-preload"]
+        else:
+            cmd = [fireworks_bin("rlaunch"), "-s", "-l", str(lp_file), "-w", str(fworker), "rapidfire",
+                   "--nlaunches", "infinite", "--sleep", str(int(sleep))]
+        procs.append(subprocess.Popen(cmd, cwd=wdir, env=env, stdout=open(wdir / "worker.log", "wb"),
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
     return procs
 
@@ -116,17 +128,16 @@ def wait_for(lp, fw_ids: list[int], procs, timeout: float) -> None:
     raise RuntimeError(f"not all {len(fw_ids)} Fireworks completed within {timeout:.0f} s")
 
 
-def warm_up(lp, procs, root: Path, timeout: float = 300.0) -> float:
-    """Wait until every worker logged its start, then run one trivial Firework per worker; seconds taken."""
+def warm_up(lp, procs, timeout: float = 300.0) -> float:
+    """Trivial Fireworks, one per worker per round, until every worker has run one; seconds taken."""
     t = time.time()
-    deadline = t + timeout
-    logs = sorted(root.glob("w*/rlaunch.log"))
-    while not all("Hostname/IP lookup" in p.read_text(errors="replace") for p in logs):
-        if time.time() > deadline:
-            raise RuntimeError("the workers did not start within the timeout; see their rlaunch.log")
-        time.sleep(0.2)
-    ids = [min(lp.add_wf(trivial_workflow(f"warm-up-{i}")).values()) for i in range(len(procs))]
-    wait_for(lp, ids, procs, timeout)
+    seen: set[str] = set()
+    while len(seen) < len(procs):
+        if time.time() - t > timeout:
+            raise RuntimeError(f"only {len(seen)} of {len(procs)} workers ran a Firework within {timeout:.0f} s")
+        ids = [min(lp.add_wf(trivial_workflow(f"warm-up-{i}")).values()) for i in range(len(procs))]
+        wait_for(lp, ids, procs, timeout)
+        seen = {d["fworker"]["name"] for d in lp.launches.find({}, {"fworker.name": 1})}
     return time.time() - t
 
 
@@ -200,7 +211,9 @@ def main(argv=None) -> int:
     p = _bench.arg_parser(__doc__)
     p.add_argument("--n", type=int, default=1000, help="Fireworks in the burst (default 1000)")
     p.add_argument("--workers", type=int, default=8, help="concurrent rlaunch rapidfire workers (default 8)")
-    p.add_argument("--sleep", type=int, default=1, help="rapidfire --sleep (s, >= 1; firegen's default)")
+    p.add_argument("--launcher", choices=["rlaunch", "firegen"], default="rlaunch",
+                   help="stock `rlaunch rapidfire`, or firegen's worker loop with Fireworks keyed by _id")
+    p.add_argument("--sleep", type=float, default=1, help="seconds between polls when idle (rlaunch: whole, >= 1)")
     p.add_argument("--mode", choices=["burst", "paced", "both"], default="both")
     p.add_argument("--paced-n", type=int, help="Fireworks queued one by one (default min(n, 60))")
     p.add_argument("--rate", type=float, help="paced: Fireworks queued per second (default: half the burst's "
@@ -208,8 +221,8 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds per mode")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (worker logs, database)")
     args = p.parse_args(argv)
-    if args.sleep < 1:
-        p.error("--sleep must be at least 1 (rlaunch reads 0 as 'unset' and sleeps 60 s)")
+    if args.sleep < 1 and args.launcher == "rlaunch":
+        p.error("--sleep must be at least 1 for rlaunch (it reads 0 as 'unset' and sleeps 60 s)")
     if args.n < 1 or args.workers < 1 or (args.rate is not None and args.rate <= 0):
         p.error("--n and --workers must be >= 1 and --rate > 0")
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -230,19 +243,23 @@ def run_benchmark(args) -> list[dict]:
     from fireworks import LaunchPad
 
     from firegen.db.connection import write_launchpad_file
+    from firegen.db.fireworks_keys import key_launchpad
 
     rows = []
     with _bench.private_ferretdb("firegen-dispatch-", keep=args.keep) as server:
         root = server.root.parent
         lp = LaunchPad(host=server.uri + DB_NAME, name=DB_NAME, uri_mode=True, strm_lvl="ERROR")
+        if args.launcher == "firegen":  # queued as `firegen submit` queues: keyed documents
+            key_launchpad(lp)
         lp.m_logger.propagate = False
         lp.reset("", require_password=False)
         lp_file = write_launchpad_file(root / "my_launchpad.yaml", server.uri + DB_NAME)
         env = {k: v for k, v in os.environ.items() if k not in ("FW_CONFIG_FILE", "FIREGEN_LAUNCHPAD")}
-        procs = start_workers(args.workers, lp_file, root / "workers", args.sleep, env)
+        procs = start_workers(args.workers, lp_file, root / "workers", args.sleep, env, args.launcher)
         try:
-            warm = warm_up(lp, procs, root / "workers")
-            print(f"{args.workers} workers started and warmed up in {warm:.1f} s (FerretDB {server.uri})", flush=True)
+            warm = warm_up(lp, procs)
+            print(f"{args.workers} {args.launcher} workers started and warmed up in {warm:.1f} s "
+                  f"(FerretDB {server.uri})", flush=True)
             if args.mode in ("burst", "both"):
                 ids, insert_s = queue_burst(lp, args.n)
                 wait_for(lp, ids, procs, args.timeout)

@@ -33,23 +33,3 @@ def find_by_ids(collection, ids, projection=None) -> list[dict]:
         found.update((d["_id"], d) for d in collection.find({"_id": {"$in": ids[k:k + 1000]}}, projection))
     return [found[i] for i in ids if i in found]
 
-
-def update_by_ids(collection, ids, update: dict) -> int:
-    """Apply ``update`` to the documents with these ``_id``s; returns how many were modified.
-
-    MongoDB: ``update_many`` on ``{_id: {$in: ...}}`` (batches of 1000). FerretDB 1.24: one
-    unordered ``bulk_write`` of ``UpdateOne({_id: id})`` statements per 1000 ids, each answered
-    from the ``_id`` look-up index, instead of an ``update_many`` that reads the whole collection.
-    """
-    from pymongo import UpdateOne
-
-    ids = list(ids)
-    modified = 0
-    for k in range(0, len(ids), 1000):
-        batch = ids[k:k + 1000]
-        if is_ferretdb(collection.database.client):
-            modified += collection.bulk_write([UpdateOne({"_id": i}, update) for i in batch],
-                                              ordered=False).modified_count
-        else:
-            modified += collection.update_many({"_id": {"$in": batch}}, update).modified_count
-    return modified

@@ -21,7 +21,7 @@ from firegen.db.dataset_pages import MEMBER_FIELDS, new_pages, parts_with, split
 from firegen.db.ferretdb_guard import exclusive
 from firegen.db.files import BlobStore
 from firegen.db.hashing import configuration_id, dataset_hash, structure_hash
-from firegen.db.lookup import find_by_ids, update_by_ids
+from firegen.db.lookup import find_by_ids
 from firegen.db.provenance import labeler_summary
 from firegen.db.schema import init_schema
 from firegen.db.validation import validate_document, validate_label
@@ -222,7 +222,10 @@ class ResultsStore:
                                                             "$push": {"label_attempts": attempt}})
 
     def set_status(self, config_ids: Iterable[ObjectId], status: str, **fields) -> int:
-        return update_by_ids(self.configurations, config_ids, {"$set": {"status": status, **plain(fields)}})
+        # one update_many: on the embedded FerretDB it reads the collection once but commits once, where
+        # one update per id would commit (about 25 ms) per id
+        return self.configurations.update_many({"_id": {"$in": list(config_ids)}},
+                                               {"$set": {"status": status, **plain(fields)}}).modified_count
 
     def configurations_with_status(self, campaign: str, status: str, projection=None) -> list[dict]:
         return list(self.configurations.find({"campaign": campaign, "status": status}, projection))
@@ -236,15 +239,20 @@ class ResultsStore:
         tags are written before the dataset document, so a visible snapshot is complete.
         Idempotent per (campaign, iteration): a rerun, or a concurrent train Firework of the same
         iteration, returns the snapshot stored first (and removes what it wrote for its own).
-        ``before_taking`` (a callable, may raise) runs only when no snapshot exists yet.
+        ``before_taking`` (a callable, may raise) runs only when no snapshot exists yet, with the
+        campaign's ``labeled`` and ``label_failed`` configurations (:data:`MEMBER_FIELDS` and ``status``),
+        read once for both: on the embedded FerretDB any query on ``configurations`` but by ``_id``
+        reads the whole collection.
         """
         key = {"campaign": campaign, "iteration": iteration}
         existing = self.datasets.find_one(key)
         if existing:
             return existing
+        rows = list(self.configurations.find({"campaign": campaign, "status": {"$in": ["labeled", "label_failed"]}},
+                                             {**MEMBER_FIELDS, "status": 1}))
         if before_taking is not None:
-            before_taking()
-        rows = list(self.configurations.find({"campaign": campaign, "status": "labeled"}, MEMBER_FIELDS))
+            before_taking(rows)
+        rows = [r for r in rows if r["status"] == "labeled"]
         earlier = list(self.datasets.find({"campaign": campaign, "iteration": {"$lt": iteration}},
                                           {"parts": 1, "size": 1, "iteration": 1}).sort("iteration", -1).limit(1))
         shared, fresh = split_by_previous(earlier[0] if earlier else None, rows)

@@ -25,7 +25,7 @@ init_data_prefix + init_data_sys      initial_data.deepmd_npy (relative to the Y
                                       null} (absolute). HDF5 init data: unsupported
 sys_configs (+ sys_configs_prefix)    systems: one per matched file, named ``sys<i>-<jjj>`` (i = the
                                       sys_configs index, jjj = the file's rank in the sorted matches)
-sys_format                            systems[].fmt: vasp/poscar → ``vasp`` (ase), else ``dpdata:<fmt>``
+sys_format                            systems[].fmt: ``dpdata:<fmt>`` (default ``dpdata:vasp/poscar``)
 numb_models                           committee.size
 default_training_param                committee.training (what firegen owns is dropped: systems, seeds,
                                       type_map; v1 ``batch_size`` → training_data.batch_size), its
@@ -399,7 +399,7 @@ class _Converter:
         sys_configs = self.j["sys_configs"]
         prefix = self.j.get("sys_configs_prefix")
         fmt = self.j.get("sys_format", "vasp/poscar")
-        fw_fmt = "vasp" if fmt in ("vasp/poscar", "poscar", "vasp/contcar", "contcar") else f"dpdata:{fmt}"
+        fw_fmt = f"dpdata:{fmt}"  # read as DP-GEN reads them (and dpdata is loaded for the initial data anyway)
         systems, names = [], {}
         for i in used:
             if i < 0 or i >= len(sys_configs):

@@ -136,5 +136,8 @@ def test_too_many_failed_labels_stop_the_campaign_and_relabel_resumes_it(launchp
     assert all(d["label_attempts"][0]["code"] for d in retried)  # the EMT failure stays on record
     assert mongo_db.configurations.find_one({"_id": ids[0]})["label"]["code"] != "lj"  # untouched
     assert campaign_steps.label_failures(store, cfg.name, -1) == (0, 3)
+    read = list(mongo_db.configurations.find({}, {"status": 1, "origin": 1}))  # as snapshot_dataset reads them
+    assert campaign_steps.label_failures(store, cfg.name, -1, read) == (0, 3)
+    assert campaign_steps.label_failures(store, cfg.name, 0, read) == (0, 0)
     trains = list(launchpad.fireworks.find({"spec.firegen.kind": "train", "fw_id": {"$in": done["fw_ids"]}}))
     assert len(trains) == cfg.committee.size and all(fw["state"] == "READY" for fw in trains)

@@ -118,22 +118,32 @@ class LabelFailuresExceeded(FiregenError):
     """Too many of one iteration's labels failed: the campaign stops (``firegen relabel`` resumes it)."""
 
 
-def label_failures(store: ResultsStore, campaign: str, label_iteration: int) -> tuple[int, int]:
+def label_failures(store: ResultsStore, campaign: str, label_iteration: int, rows=None) -> tuple[int, int]:
     """(failed, attempted) labels among the configurations picked by iteration ``label_iteration``
-    (``-1``: the initial data; imported labels are not attempts)."""
-    query = {"campaign": campaign, "origin.iteration": label_iteration, "origin.kind": {"$ne": "imported"},
-             "status": {"$in": ["labeled", "label_failed"]}}
-    rows = {r["_id"]: r["n"] for r in store.configurations.aggregate([
-        {"$match": query}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}])}
-    failed = rows.get("label_failed", 0)
-    return failed, failed + rows.get("labeled", 0)
+    (``-1``: the initial data; imported labels are not attempts). ``rows``: the campaign's labeled and
+    label_failed configurations (with ``status``, ``origin.kind``, ``origin.iteration``) when the caller
+    has read them already; else they are counted in the database."""
+    if rows is None:
+        query = {"campaign": campaign, "origin.iteration": label_iteration, "origin.kind": {"$ne": "imported"},
+                 "status": {"$in": ["labeled", "label_failed"]}}
+        counts = {r["_id"]: r["n"] for r in store.configurations.aggregate([
+            {"$match": query}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}])}
+    else:
+        counts = {}
+        for r in rows:
+            origin = r.get("origin") or {}
+            if origin.get("iteration") == label_iteration and origin.get("kind") != "imported":
+                counts[r["status"]] = counts.get(r["status"], 0) + 1
+    failed = counts.get("label_failed", 0)
+    return failed, failed + counts.get("labeled", 0)
 
 
-def check_label_failures(store: ResultsStore, cfg: CampaignConfig, iteration: int) -> None:
+def check_label_failures(store: ResultsStore, cfg: CampaignConfig, iteration: int, rows=None) -> None:
     """Stop the campaign before training ``iteration`` when more than ``labeler.max_failed_ratio`` of
-    the labels it would train on (those picked by the previous iteration) failed."""
+    the labels it would train on (those picked by the previous iteration) failed (``rows``: as for
+    :func:`label_failures`)."""
     limit = cfg.labeler.max_failed_ratio
-    failed, attempted = label_failures(store, cfg.name, iteration - 1)
+    failed, attempted = label_failures(store, cfg.name, iteration - 1, rows)
     if limit is None or not attempted or failed / attempted <= limit:
         return
     what = "initial labels" if iteration == 0 else f"labels picked by iteration {iteration - 1}"
@@ -170,7 +180,7 @@ def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, membe
         return {"model_id": str(existing["_id"]), "skipped": True}
     # the iteration's first member checks the failure policy; the others train on the snapshot that passed it
     snapshot = store.snapshot_dataset(cfg.name, iteration,
-                                      before_taking=lambda: check_label_failures(store, cfg, iteration))
+                                      before_taking=lambda rows: check_label_failures(store, cfg, iteration, rows))
     docs = snapshot_documents(store, snapshot)
     if not docs:
         raise RuntimeError(f"campaign {cfg.name}: no labeled configurations to train iteration {iteration} on; "

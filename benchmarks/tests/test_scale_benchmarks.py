@@ -55,8 +55,10 @@ def test_provenance_queries_on_a_small_database():
     assert [r["calls"] for r in res["rows"]] == [5, 5, 5]
 
 
-def test_dispatch_latency_runs_every_firework():
-    args = argparse.Namespace(n=6, workers=2, sleep=1, mode="both", paced_n=3, rate=4.0, timeout=300, keep=False)
+@pytest.mark.parametrize("launcher", ["rlaunch", "firegen"])
+def test_dispatch_latency_runs_every_firework(launcher):
+    args = argparse.Namespace(n=6, workers=2, sleep=1, mode="both", paced_n=3, rate=4.0, timeout=300, keep=False,
+                              launcher=launcher)
     rows = dispatch_latency.run_benchmark(args)
     assert [r["mode"] for r in rows] == ["burst", "paced 4/s"]
     assert [r["Fireworks"] for r in rows] == [6, 3]
