@@ -32,4 +32,3 @@ def find_by_ids(collection, ids, projection=None) -> list[dict]:
     for k in range(0, len(ids), 1000):
         found.update((d["_id"], d) for d in collection.find({"_id": {"$in": ids[k:k + 1000]}}, projection))
     return [found[i] for i in ids if i in found]
-

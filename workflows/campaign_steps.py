@@ -122,20 +122,16 @@ def label_failures(store: ResultsStore, campaign: str, label_iteration: int, row
     """(failed, attempted) labels among the configurations picked by iteration ``label_iteration``
     (``-1``: the initial data; imported labels are not attempts). ``rows``: the campaign's labeled and
     label_failed configurations (with ``status``, ``origin.kind``, ``origin.iteration``) when the caller
-    has read them already; else they are counted in the database."""
+    has read them already; else they are read here."""
     if rows is None:
-        query = {"campaign": campaign, "origin.iteration": label_iteration, "origin.kind": {"$ne": "imported"},
-                 "status": {"$in": ["labeled", "label_failed"]}}
-        counts = {r["_id"]: r["n"] for r in store.configurations.aggregate([
-            {"$match": query}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}])}
-    else:
-        counts = {}
-        for r in rows:
-            origin = r.get("origin") or {}
-            if origin.get("iteration") == label_iteration and origin.get("kind") != "imported":
-                counts[r["status"]] = counts.get(r["status"], 0) + 1
-    failed = counts.get("label_failed", 0)
-    return failed, failed + counts.get("labeled", 0)
+        rows = store.configurations.find({"campaign": campaign, "status": {"$in": ["labeled", "label_failed"]}},
+                                         {"status": 1, "origin.kind": 1, "origin.iteration": 1})
+    counts = {"labeled": 0, "label_failed": 0}
+    for r in rows:
+        origin = r.get("origin") or {}
+        if origin.get("iteration") == label_iteration and origin.get("kind") != "imported":
+            counts[r["status"]] += 1
+    return counts["label_failed"], counts["label_failed"] + counts["labeled"]
 
 
 def check_label_failures(store: ResultsStore, cfg: CampaignConfig, iteration: int, rows=None) -> None:
