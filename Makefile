@@ -1,5 +1,5 @@
 # The README's two commands. Each does all set-up itself (scripts/bootstrap.sh) on a fresh machine.
-.PHONY: run test test-slow setup
+.PHONY: run test test-slow setup fresh-check
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -12,3 +12,7 @@ test: setup
 
 test-slow: setup
 	.venv/bin/python -m pytest -m slow
+
+# The two commands above from a fresh clone, empty Go caches and no .venv (slow; see scripts/fresh_check.sh).
+fresh-check:
+	@bash scripts/fresh_check.sh

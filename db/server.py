@@ -101,7 +101,7 @@ class EmbeddedServer:
         if self.is_running():
             register_server(self._state()["port"])
             return self._state()["uri"]
-        binary = find_ferretdb() or (install_ferretdb() if install else None)
+        binary = install_ferretdb() if install else find_ferretdb()
         if binary is None:
             raise FerretDBUnavailable("FerretDB is not installed. Fix: run `firegen db install` or use --uri.")
         port = free_port(self.port or self._state().get("port") or DEFAULT_PORT)

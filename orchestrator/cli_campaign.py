@@ -144,15 +144,43 @@ def lostruns(ctx: typer.Context, rerun: bool = typer.Option(False, "--rerun", he
 def run(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YAML or DP-GEN param.json."),
         timeout: float = typer.Option(3600, help="Give up after this many seconds."),
         sleep: float = typer.Option(DEFAULT_SLEEP, min=0.05, help="Worker poll interval when idle (s)."),
-        machine: Optional[Path] = _MACHINE, ignore_unsupported: bool = _IGNORE):
+        machine: Optional[Path] = _MACHINE, ignore_unsupported: bool = _IGNORE,
+        stop_db: bool = typer.Option(False, "--stop-db", help="Stop the embedded database at the end when this run "
+                                     "started it (the main job does).")):
     """All in one: database up, submit (or resume), local gpu + cpu workers, progress, the final table."""
-    from firegen.launchers.local import start_worker
     from firegen.orchestrator.cli_db import bring_up
-    from firegen.orchestrator.submit import submit
 
     cfg = validate_everything(config, machine, ignore_unsupported)
     target = _target(ctx)
+    started_here = target.embedded and not target.server.is_running()
     lp = bring_up(target)
+    try:
+        code = _run_campaign(lp, target, cfg, timeout, sleep)
+    finally:
+        _leave_database(target, cfg.name, stop=stop_db and started_here)
+    if code:
+        raise typer.Exit(code)
+
+
+def _leave_database(target, name: str, stop: bool) -> None:
+    """Say where the embedded database stands after `firegen run`, stopping it when asked."""
+    if not target.embedded:
+        return
+    data = target.server.root / "data"
+    if stop:
+        target.server.stop()
+        typer.echo(f"stopped the embedded database that this run started (data kept in {data}); "
+                   f"`firegen run` or `firegen db up` starts it again, then `firegen status {name}` reads it")
+    else:
+        typer.echo(f"the embedded database is still running on {target.server.uri} (data in {data}); "
+                   f"`firegen status {name}` reads it, `firegen db down` stops it")
+
+
+def _run_campaign(lp, target, cfg, timeout: float, sleep: float) -> int:
+    """Submit or resume ``cfg`` on ``lp``, run local workers until it ends; the exit code (0 done)."""
+    from firegen.launchers.local import start_worker
+    from firegen.orchestrator.submit import submit
+
     store = ResultsStore.from_launchpad(lp)
     doc = store.get_campaign(cfg.name)
     if doc is None:
@@ -160,7 +188,7 @@ def run(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YA
         typer.echo(f"queued campaign '{cfg.name}'")
     elif doc["status"] in TERMINAL:
         typer.echo(campaign_summary(store, cfg.name))
-        return
+        return 0
     else:
         typer.echo(f"resuming campaign '{cfg.name}' (status {doc['status']})")
     lp_file = worker_launchpad(target)
@@ -178,8 +206,7 @@ def run(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YA
             except Exception:
                 os.killpg(proc.pid, signal.SIGKILL)
     typer.echo(campaign_summary(store, cfg.name))
-    if code:
-        raise typer.Exit(code)
+    return code
 
 
 def _follow(lp, store, name: str, workers: dict, timeout: float) -> int:

@@ -95,8 +95,8 @@ def init(ctx: typer.Context):
 
 @db_app.command("install")
 def install():
-    """Install FerretDB (go install, or go mod download + go build of the same version)."""
-    typer.echo(f"ferretdb: {install_ferretdb()}")
+    """Install FerretDB v1.24.2 (a checked binary; firegen builds its own copy with Go when there is none)."""
+    typer.echo(f"ferretdb {FERRETDB_VERSION}: {install_ferretdb()}")
 
 
 @db_app.command("launchpad")

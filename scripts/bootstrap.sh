@@ -42,5 +42,5 @@ fi
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo 'import sys; exec("try:\n import firegen.db\nexcept ImportError:\n pass")' > "$site/firegen_ferretdb_guard.pth"
 
-.venv/bin/firegen db install >/dev/null
+.venv/bin/firegen db install
 echo "bootstrap: ready ($(.venv/bin/firegen version), $(.venv/bin/python -c 'import deepmd; print("deepmd-kit", deepmd.__version__)'))"

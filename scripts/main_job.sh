@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 config=${FIREGEN_MAIN_CONFIG:-configs/na3ocl_xtb.yaml}
 firegen validate "$config"
-firegen run "$config" --timeout 1800
+firegen run "$config" --timeout 1800 --stop-db

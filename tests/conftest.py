@@ -11,7 +11,7 @@ import uuid
 import pymongo
 import pytest
 
-from firegen.db.ferretdb_install import find_ferretdb, install_ferretdb
+from firegen.db.ferretdb_install import install_ferretdb
 from firegen.db.server import EmbeddedServer, free_port
 
 FIREGEN_ENV = ("FIREGEN_MONGO_URI", "FIREGEN_LAUNCHPAD", "FIREGEN_HOME", "FW_CONFIG_FILE")
@@ -20,8 +20,7 @@ FIREGEN_ENV = ("FIREGEN_MONGO_URI", "FIREGEN_LAUNCHPAD", "FIREGEN_HOME", "FW_CON
 @pytest.fixture(scope="session")
 def ferretdb(tmp_path_factory):
     """A running FerretDB server; yields it (``.uri``) and stops it at the end of the session."""
-    if find_ferretdb() is None:
-        install_ferretdb()
+    install_ferretdb()
     server = EmbeddedServer(tmp_path_factory.mktemp("ferretdb"), port=free_port())
     server.start()
     yield server

@@ -109,3 +109,25 @@ def test_provenance_answers_match_the_history(finished_campaign):
     assert trained_iterations == set(range(i + 1, last + 1))
     fw = db.fireworks.find_one({"fw_id": explored["origin"]["fw_id"]})
     assert fw["spec"]["firegen"]["kind"] == "explore" and fw["spec"]["firegen"]["iteration"] == i
+
+
+def test_run_says_the_database_still_runs_and_stop_db_stops_only_a_server_it_started(finished_campaign):
+    """Last in this module: it stops the campaign's server (the fixture's `db down` is then a no-op)."""
+    folder, run, _ = finished_campaign
+    server = json.loads((folder / ".firegen" / "db" / "server.json").read_text())
+    still = (f"the embedded database is still running on {server['uri']} (data in {folder / '.firegen' / 'db' / 'data'}); "
+             "`firegen status cu-loop` reads it, `firegen db down` stops it")
+    assert run.stdout.splitlines()[-1] == still
+    config = str(folder / "cu-loop.yaml")
+    # the server was running before this run: --stop-db leaves it running and says so
+    again = firegen(folder, "run", config, "--stop-db", check=True)
+    assert "accurate %" in again.stdout and again.stdout.splitlines()[-1] == still
+    assert firegen(folder, "db", "status").returncode == 0
+    firegen(folder, "db", "down", check=True)
+    # now the run starts it, prints the finished table and stops it again
+    last = firegen(folder, "run", config, "--stop-db", check=True)
+    assert "accurate %" in last.stdout
+    assert last.stdout.splitlines()[-1] == (
+        f"stopped the embedded database that this run started (data kept in {folder / '.firegen' / 'db' / 'data'}); "
+        "`firegen run` or `firegen db up` starts it again, then `firegen status cu-loop` reads it")
+    assert firegen(folder, "db", "status").returncode == 1
