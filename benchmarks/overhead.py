@@ -72,7 +72,7 @@ COLUMNS = ["iteration", "wall s", "train s", "explore s", "label s", "science s"
            "idle s", "in-FW s", "select s", "t->sel s"]
 KIND_COLUMNS = ["kind", "launches", "runtime s", "science s", "in-FW s", "in-FW s/launch", "min s", "max s"]
 HANDOFF_COLUMNS = ["hand-off", "workers", "count", "idle s", "mean s", "max s"]
-WORKER = {"init": "cpu", "label": "cpu", "select": "cpu", "train": "gpu", "explore": "gpu"}
+WORKER = {"init": "cpu", "label": "cpu", "gate": "cpu", "select": "cpu", "train": "gpu", "explore": "gpu"}
 
 
 # ----------------------------------------------------------------------------------- set-up
@@ -254,7 +254,7 @@ def analyse(data: dict) -> dict:
                      "_science_launches": sum(la["science"] for la in mine)})
 
     kinds = []
-    for kind in ("init", "label", "train", "explore", "select"):
+    for kind in ("init", "label", "gate", "train", "explore", "select"):
         mine = [la for la in done if la["kind"] == kind]
         if not mine:
             continue

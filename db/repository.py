@@ -231,27 +231,39 @@ class ResultsStore:
         return list(self.configurations.find({"campaign": campaign, "status": status}, projection))
 
     # datasets and models -----------------------------------------------------------------------
-    def snapshot_dataset(self, campaign: str, iteration: int, before_taking=None) -> dict:
+    def label_rows(self, campaign: str) -> list[dict]:
+        """The campaign's ``labeled`` and ``label_failed`` configurations (:data:`MEMBER_FIELDS` and
+        ``status``), what the snapshot gate counts and the snapshot takes, read once for both: on the
+        embedded FerretDB any query on ``configurations`` but by ``_id`` reads the whole collection."""
+        return list(self.configurations.find({"campaign": campaign, "status": {"$in": ["labeled", "label_failed"]}},
+                                             {**MEMBER_FIELDS, "status": 1}))
+
+    def find_snapshot(self, campaign: str, iteration: int) -> dict | None:
+        """Iteration ``iteration``'s dataset snapshot, when it was taken."""
+        return self.datasets.find_one({"campaign": campaign, "iteration": iteration})
+
+    def get_snapshot(self, snapshot_id) -> dict:
+        """A dataset snapshot by id (``LookupError`` when there is none)."""
+        doc = self.datasets.find_one({"_id": ObjectId(snapshot_id)})
+        if doc is None:
+            raise LookupError(f"no dataset snapshot {snapshot_id} in this database")
+        return doc
+
+    def snapshot_dataset(self, campaign: str, iteration: int, rows: list[dict] | None = None) -> dict:
         """Record the set of labeled configurations of ``campaign`` as iteration ``iteration``'s dataset.
 
         The members go to pages (:mod:`firegen.db.dataset_pages`), sharing the pages of the campaign's
         previous snapshot; each member configuration lists the snapshot in ``datasets``. Pages and
         tags are written before the dataset document, so a visible snapshot is complete.
-        Idempotent per (campaign, iteration): a rerun, or a concurrent train Firework of the same
-        iteration, returns the snapshot stored first (and removes what it wrote for its own).
-        ``before_taking`` (a callable, may raise) runs only when no snapshot exists yet, with the
-        campaign's ``labeled`` and ``label_failed`` configurations (:data:`MEMBER_FIELDS` and ``status``),
-        read once for both: on the embedded FerretDB any query on ``configurations`` but by ``_id``
-        reads the whole collection.
+        Idempotent per (campaign, iteration): a rerun, or a concurrent caller for the same iteration,
+        returns the snapshot stored first (and removes what it wrote for its own). ``rows``: what
+        :meth:`label_rows` returned, when the caller read it already.
         """
         key = {"campaign": campaign, "iteration": iteration}
         existing = self.datasets.find_one(key)
         if existing:
             return existing
-        rows = list(self.configurations.find({"campaign": campaign, "status": {"$in": ["labeled", "label_failed"]}},
-                                             {**MEMBER_FIELDS, "status": 1}))
-        if before_taking is not None:
-            before_taking(rows)
+        rows = self.label_rows(campaign) if rows is None else rows
         rows = [r for r in rows if r["status"] == "labeled"]
         earlier = list(self.datasets.find({"campaign": campaign, "iteration": {"$lt": iteration}},
                                           {"parts": 1, "size": 1, "iteration": 1}).sort("iteration", -1).limit(1))
@@ -269,7 +281,7 @@ class ResultsStore:
         self.configurations.update_many({"_id": {"$in": ids}}, {"$addToSet": {"datasets": doc["_id"]}})
         try:
             self.datasets.insert_one(doc)
-        except DuplicateKeyError:  # a concurrent train Firework of this iteration stored its snapshot first
+        except DuplicateKeyError:  # a concurrent caller for this iteration stored its snapshot first
             for page in pages:
                 self.db[PAGES].delete_one({"_id": page["_id"]})
             self.configurations.update_many({"_id": {"$in": ids}}, {"$pull": {"datasets": doc["_id"]}})

@@ -28,11 +28,13 @@ def fireworks_bin(name: str) -> str:
 
 
 def write_fworker(kind: str, launchpad_file: Path, out_dir: Path, name: str | None = None) -> Path:
-    """A copy of ``launchers/<kind>_worker.yaml`` whose env names the launchpad file for firegen's tasks."""
+    """A copy of ``launchers/<kind>_worker.yaml`` (named ``name`` when given) in ``out_dir``.
+
+    The tasks need nothing in it about the database: each uses the LaunchPad its Rocket was given.
+    """
     if kind not in CATEGORIES:
         raise ValueError(f"worker kind must be one of {CATEGORIES}, got {kind!r}")
     spec = yaml.safe_load((LAUNCHERS / f"{kind}_worker.yaml").read_text())
-    spec.setdefault("env", {})["firegen_launchpad"] = str(Path(launchpad_file).resolve())
     if name:
         spec["name"] = name
     out = Path(out_dir) / f"{kind}_worker.yaml"
@@ -42,7 +44,8 @@ def write_fworker(kind: str, launchpad_file: Path, out_dir: Path, name: str | No
 
 
 def worker_env(launchpad_file: Path) -> dict:
-    """The environment of a worker: its launchpad file, thread count and blob cache (``<home>/cache/blobs``)."""
+    """The environment of a worker: thread count, blob cache (``<home>/cache/blobs``) and ``FIREGEN_LAUNCHPAD``
+    (read only by tasks of Fireworks queued before their spec had ``_add_launchpad_and_fw_id``)."""
     from firegen.db.connection import firegen_home
     from firegen.db.files import BLOB_CACHE_ENV
 

@@ -8,7 +8,7 @@ in label Fireworks that use the campaign's labeler with the changes applied. Eac
 stays in the configuration's ``label_attempts``; a success stores the new settings and their hash
 with the label. When the campaign was stopped by ``labeler.max_failed_ratio`` before training
 iteration *i*, the unfinished Fireworks of iteration *i* are defused and iteration *i* is queued
-again behind the new labels (its tasks are idempotent), so the campaign continues by itself.
+again behind the new labels, its snapshot gate first (its tasks are idempotent), so the campaign continues by itself.
 ``--persist`` also makes the changed labeler the campaign's labeler for every later label.
 """
 
@@ -44,15 +44,15 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-_PARENTS_FIRST = {"label": 0, "train": 1, "explore": 2, "select": 3}
+_PARENTS_FIRST = {"label": 0, "gate": 1, "train": 2, "explore": 3, "select": 4}
 
 
 def defuse_unfinished(lp, campaign: str, iteration: int) -> list[int]:
     """Defuse every Firework of ``campaign``'s ``iteration`` that has not completed; return their ids.
 
     A Firework left RUNNING by a worker that was stopped cannot be defused directly: FireWorks reruns
-    it first, which also resets its children to WAITING. So parents go first (train → explore →
-    select), and the pass repeats until nothing of the iteration is left to run.
+    it first, which also resets its children to WAITING. So parents go first (gate → train →
+    explore → select), and the pass repeats until nothing of the iteration is left to run.
     """
     query = {"spec.firegen.campaign": campaign, "spec.firegen.iteration": iteration,
              "state": {"$nin": ["COMPLETED", "DEFUSED"]}}

@@ -11,7 +11,6 @@ from fireworks import FWorker
 from fireworks.core.rocket_launcher import rapidfire
 
 from campaign_helpers import small_cu_config
-from firegen.db.connection import write_launchpad_file
 from firegen.db.errors import FiregenError
 from firegen.db.repository import ResultsStore
 from firegen.orchestrator.config import load_config
@@ -107,15 +106,20 @@ def test_too_many_failed_labels_stop_the_campaign_and_relabel_resumes_it(launchp
                                       bulk("Ar", "fcc", a=5.40, cubic=True)])]
     assert campaign_steps.label_batch(store, cfg, ids)["failed"] == 2
     campaign_steps.open_iteration(store, cfg, 0, 0)
-    stopped = launchpad.add_wf(labels_then_iteration(cfg, [], -1, 0, 0))  # what init appended: train → explore → select
-    trains = [fw["fw_id"] for fw in launchpad.fireworks.find({"spec.firegen.kind": "train"})]
-    # as the raise leaves one member; the other was still running when `firegen run` stopped its workers
-    launchpad.fireworks.update_one({"fw_id": trains[0]}, {"$set": {"state": "FIZZLED"}})
-    launchpad.fireworks.update_one({"fw_id": trains[1]}, {"$set": {"state": "RUNNING"}})
-    with pytest.raises(campaign_steps.LabelFailuresExceeded, match="2 of 3 initial labels failed"):
-        campaign_steps.train_member(store, cfg, 0, 0, tmp_path / "train")
+    stopped = launchpad.add_wf(labels_then_iteration(cfg, [], -1, 0, 0))  # what init appended: gate → train → ...
+    os.chdir(tmp_path)
+    rapidfire(launchpad, FWorker(category="cpu"), nlaunches=1, sleep_time=0, strm_lvl="ERROR")  # the snapshot gate
+    gate = launchpad.fireworks.find_one({"spec.firegen.kind": "gate", "fw_id": {"$in": list(stopped.values())}})
+    assert gate["state"] == "COMPLETED" and gate["spec"]["firegen"]["iteration"] == 0
+    trains = list(launchpad.fireworks.find({"spec.firegen.kind": "train", "fw_id": {"$in": list(stopped.values())}}))
+    assert len(trains) == cfg.committee.size and {fw["state"] for fw in trains} == {"DEFUSED"}
     doc = store.get_campaign(cfg.name)
     assert doc["status"] == "stopped" and "firegen relabel cu-relabel" in doc["stop_reason"]
+    assert doc["stop_reason"].startswith("2 of 3 initial labels failed (67% > labeler.max_failed_ratio 50%)")
+    assert store.find_snapshot(cfg.name, 0) is None  # no snapshot of the broken data
+    # a train Firework queued before the gate existed (no snapshot in its spec) applies the same policy itself
+    with pytest.raises(campaign_steps.LabelFailuresExceeded, match="2 of 3 initial labels failed"):
+        campaign_steps.train_member(store, cfg, 0, 0, tmp_path / "train")
     assert store.models.count_documents({}) == 0  # nothing was trained on the broken data
 
     with pytest.raises(FiregenError, match="unknown setting"):  # a bad change is refused before anything moves
@@ -124,13 +128,11 @@ def test_too_many_failed_labels_stop_the_campaign_and_relabel_resumes_it(launchp
     done = relabel(launchpad, cfg.name, {"sigma": 3.405, "epsilon": 0.0104}, kind="lj")
     assert done["configurations"] == 2 and done["resumed_iteration"] == 0
     old = {fw["fw_id"]: fw["state"] for fw in launchpad.fireworks.find({"fw_id": {"$in": list(stopped.values())}})}
+    assert old.pop(gate["fw_id"]) == "COMPLETED"
     assert set(old.values()) == {"DEFUSED"}, old  # nothing of the stopped attempt can still run
     assert store.get_campaign(cfg.name)["status"] == "running"
 
-    lp_file = write_launchpad_file(tmp_path / "lp.yaml", ferretdb.uri + mongo_db.name)
-    os.chdir(tmp_path)
-    rapidfire(launchpad, FWorker(category="cpu", env={"firegen_launchpad": str(lp_file)}), nlaunches=0,
-              sleep_time=0, strm_lvl="ERROR")
+    rapidfire(launchpad, FWorker(category="cpu"), nlaunches=0, sleep_time=0, strm_lvl="ERROR")  # labels, then the gate
     retried = list(mongo_db.configurations.find({"_id": {"$in": ids[1:]}}))
     assert all(d["status"] == "labeled" and d["label"]["kind"] == "lj" for d in retried)
     assert all(d["label_attempts"][0]["code"] for d in retried)  # the EMT failure stays on record
@@ -141,3 +143,5 @@ def test_too_many_failed_labels_stop_the_campaign_and_relabel_resumes_it(launchp
     assert campaign_steps.label_failures(store, cfg.name, 0, read) == (0, 0)
     trains = list(launchpad.fireworks.find({"spec.firegen.kind": "train", "fw_id": {"$in": done["fw_ids"]}}))
     assert len(trains) == cfg.committee.size and all(fw["state"] == "READY" for fw in trains)
+    snapshot = store.find_snapshot(cfg.name, 0)  # the gate that ran after the retry took it, with the new labels
+    assert snapshot["size"] == 3 and {fw["spec"]["firegen_snapshot"] for fw in trains} == {str(snapshot["_id"])}

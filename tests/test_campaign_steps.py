@@ -157,13 +157,18 @@ def test_select_reads_the_candidates_explorations_listed_by_id(ferretdb, db_name
         client.close()
 
 
-def test_a_task_finds_its_firework_id_in_fw_json_or_in_the_launches(mongo_db, tmp_path, monkeypatch):
+def test_a_task_takes_its_firework_id_from_the_rocket_else_fw_json_or_the_launches(mongo_db, tmp_path, monkeypatch):
     from firegen.workflows.context import current_fw_id
+    from firegen.workflows.tasks import LabelTask
 
     store = ResultsStore(mongo_db)
     monkeypatch.chdir(tmp_path)
-    assert current_fw_id(store) is None  # no FW.json, no running launch here
+    legacy = LabelTask(campaign="c", iteration=0, config_ids=[])  # queued without _add_launchpad_and_fw_id
+    assert current_fw_id(legacy, store) is None  # no FW.json, no running launch here
     mongo_db.launches.insert_one({"launch_id": 3, "fw_id": 11, "launch_dir": str(tmp_path), "state": "RUNNING"})
-    assert current_fw_id(store) == 11
+    assert current_fw_id(legacy, store) == 11
     (tmp_path / "FW.json").write_text(json.dumps({"fw_id": 12, "spec": {}}))  # what the Rocket wrote
-    assert current_fw_id(store) == 12
+    assert current_fw_id(legacy, store) == 12
+    handed = LabelTask(campaign="c", iteration=0, config_ids=[])
+    handed.fw_id = 13  # what the Rocket sets when the spec asks for _add_launchpad_and_fw_id
+    assert current_fw_id(handed, store) == 13

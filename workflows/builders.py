@@ -22,7 +22,9 @@ MAX_LABEL_FWS = 8
 
 
 def _fw(task, name: str, category: str, kind: str, campaign: str, **ids) -> Firework:
-    spec = {"_category": category, "firegen": {"kind": kind, "campaign": campaign, **ids}}
+    # the Rocket hands each task its LaunchPad and fw_id (workflows/context.py): no database lookup of our own
+    spec = {"_category": category, "_add_launchpad_and_fw_id": True,
+            "firegen": {"kind": kind, "campaign": campaign, **ids}}
     return Firework([task], spec=spec, name=name)
 
 
@@ -44,15 +46,17 @@ def label_fireworks(campaign: str, config_ids: list[str], iteration: int,
 
 def iteration_fireworks(cfg: CampaignConfig, iteration: int, stage: int,
                         explore: list[str] | None = None) -> tuple[list[Firework], dict]:
-    """The train → explore → select Fireworks of one iteration, and their links.
+    """The gate → train → explore → select Fireworks of one iteration, and their links.
 
     ``explore`` limits the explore Fireworks to those task keys (``"<system>|c<k>"``, the tasks of the
     stage not yet converged); empty or None explores every (system, condition) of the stage.
     """
     from firegen.orchestrator.convergence import task_key
-    from firegen.workflows.tasks import ExploreTask, SelectTask, TrainTask
+    from firegen.workflows.tasks import ExploreTask, SelectTask, SnapshotGateTask, TrainTask
 
     name = cfg.name
+    gate = _fw(SnapshotGateTask(campaign=name, iteration=iteration), f"{name}/it{iteration:03d}/gate", "cpu", "gate",
+               name, iteration=iteration)
     trains = [_fw(TrainTask(campaign=name, iteration=iteration, member=m), f"{name}/it{iteration:03d}/train{m}",
                   "gpu", "train", name, iteration=iteration, member=m) for m in range(cfg.committee.size)]
     st = cfg.stages[stage]
@@ -63,9 +67,10 @@ def iteration_fireworks(cfg: CampaignConfig, iteration: int, stage: int,
                 if not explore or task_key(system, c) in explore]
     select = _fw(SelectTask(campaign=name, iteration=iteration, stage=stage), f"{name}/it{iteration:03d}/select",
                  "cpu", "select", name, iteration=iteration, stage=stage)
-    links = {t: explores for t in trains}
+    links = {gate: trains}
+    links.update({t: explores for t in trains})
     links.update({e: [select] for e in explores})
-    return trains + explores + [select], links
+    return [gate] + trains + explores + [select], links
 
 
 def labels_then_iteration(cfg: CampaignConfig, config_ids: list[str], label_iteration: int,
@@ -75,10 +80,10 @@ def labels_then_iteration(cfg: CampaignConfig, config_ids: list[str], label_iter
     exploring only the task keys in ``explore`` when given."""
     labels = label_fireworks(cfg.name, config_ids, label_iteration, labeler)
     fws, links = iteration_fireworks(cfg, next_iteration, stage, explore)
-    trains = [fw for fw in fws if fw.spec["firegen"]["kind"] == "train"]
+    gate = fws[0]
     links = {fw: list(children) for fw, children in links.items()}
     for label in labels:
-        links[label] = trains
+        links[label] = [gate]
     return Workflow(labels + fws, links_dict=links, name=f"{cfg.name}/it{next_iteration:03d}",
                     metadata={"firegen_campaign": cfg.name})
 

@@ -16,12 +16,13 @@ from bson import ObjectId
 
 from firegen.db import candidate_lists
 from firegen.db.dataset_pages import member_ids
-from firegen.db.errors import FiregenError
 from firegen.db.lookup import find_by_ids
 from firegen.db.repository import ResultsStore
 from firegen.orchestrator.config import CampaignConfig
 from firegen.orchestrator.convergence import Decision, decide, stage_task_keys, task_key
 from firegen.workflows.dataset import LABELED_FIELDS, split_train_validation, write_deepmd_npy
+# LabelFailuresExceeded and label_failures are used from here too (they moved to the snapshot gate)
+from firegen.workflows.snapshot_gate import LabelFailuresExceeded, label_failures, snapshot_to_train  # noqa: F401
 from firegen.workflows.steps import explore as md
 from firegen.workflows.steps import label as labeling
 from firegen.workflows.steps import sanity
@@ -114,42 +115,6 @@ def _failure_details(result) -> dict:
     return {k: v for k, v in details.items() if v}
 
 
-class LabelFailuresExceeded(FiregenError):
-    """Too many of one iteration's labels failed: the campaign stops (``firegen relabel`` resumes it)."""
-
-
-def label_failures(store: ResultsStore, campaign: str, label_iteration: int, rows=None) -> tuple[int, int]:
-    """(failed, attempted) labels among the configurations picked by iteration ``label_iteration``
-    (``-1``: the initial data; imported labels are not attempts). ``rows``: the campaign's labeled and
-    label_failed configurations (with ``status``, ``origin.kind``, ``origin.iteration``) when the caller
-    has read them already; else they are read here."""
-    if rows is None:
-        rows = store.configurations.find({"campaign": campaign, "status": {"$in": ["labeled", "label_failed"]}},
-                                         {"status": 1, "origin.kind": 1, "origin.iteration": 1})
-    counts = {"labeled": 0, "label_failed": 0}
-    for r in rows:
-        origin = r.get("origin") or {}
-        if origin.get("iteration") == label_iteration and origin.get("kind") != "imported":
-            counts[r["status"]] += 1
-    return counts["label_failed"], counts["label_failed"] + counts["labeled"]
-
-
-def check_label_failures(store: ResultsStore, cfg: CampaignConfig, iteration: int, rows=None) -> None:
-    """Stop the campaign before training ``iteration`` when more than ``labeler.max_failed_ratio`` of
-    the labels it would train on (those picked by the previous iteration) failed (``rows``: as for
-    :func:`label_failures`)."""
-    limit = cfg.labeler.max_failed_ratio
-    failed, attempted = label_failures(store, cfg.name, iteration - 1, rows)
-    if limit is None or not attempted or failed / attempted <= limit:
-        return
-    what = "initial labels" if iteration == 0 else f"labels picked by iteration {iteration - 1}"
-    reason = (f"{failed} of {attempted} {what} failed ({failed / attempted:.0%} > labeler.max_failed_ratio "
-              f"{limit:.0%}); see `firegen provenance failures {cfg.name}`, then retry them with changed "
-              f"settings: `firegen relabel {cfg.name} --set KEY=VALUE` (it resumes iteration {iteration})")
-    store.update_campaign(cfg.name, status="stopped", stop_reason=reason, stopped_iteration=iteration)
-    raise LabelFailuresExceeded(f"campaign {cfg.name} stopped: {reason}")
-
-
 def _committee(store: ResultsStore, campaign: str, iteration: int) -> list[dict]:
     return list(store.models.find({"campaign": campaign, "iteration": iteration}).sort("member", 1))
 
@@ -169,14 +134,15 @@ def snapshot_documents(store: ResultsStore, snapshot: dict) -> list[dict]:
     return _SNAPSHOT_DOCUMENTS[key]
 
 
-def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, member: int, workdir: Path) -> dict:
-    """Train one committee member on the iteration's dataset snapshot (skipped when already stored)."""
+def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, member: int, workdir: Path,
+                 snapshot_id: str | None = None) -> dict:
+    """Train one committee member on the iteration's dataset snapshot, the one the snapshot gate passed
+    (``snapshot_id``; see :func:`~firegen.workflows.snapshot_gate.snapshot_to_train` when None).
+    Skipped when the member is already stored."""
     existing = store.models.find_one({"campaign": cfg.name, "iteration": iteration, "member": member})
     if existing and existing.get("file_id"):
         return {"model_id": str(existing["_id"]), "skipped": True}
-    # the iteration's first member checks the failure policy; the others train on the snapshot that passed it
-    snapshot = store.snapshot_dataset(cfg.name, iteration,
-                                      before_taking=lambda rows: check_label_failures(store, cfg, iteration, rows))
+    snapshot = snapshot_to_train(store, cfg, iteration, snapshot_id)
     docs = snapshot_documents(store, snapshot)
     if not docs:
         raise RuntimeError(f"campaign {cfg.name}: no labeled configurations to train iteration {iteration} on; "

@@ -1,32 +1,45 @@
 """What a FireTask needs from its surroundings: the results store and the campaign's config.
 
-The database is the one the worker's LaunchPad uses: ``firegen worker`` passes its launchpad file in
-the FWorker env (``firegen_launchpad``) and in ``FIREGEN_LAUNCHPAD``; otherwise firegen's usual
-lookup applies (:func:`firegen.db.connection.resolve_target`).
+The database is the one of the LaunchPad the Rocket runs the task with: every Firework's spec has
+FireWorks' ``_add_launchpad_and_fw_id``, so the Rocket sets ``task.launchpad`` and ``task.fw_id``,
+and a plain ``rlaunch -l my_launchpad.yaml`` (or FireWorks' ``LAUNCHPAD_LOC``) is all a worker needs.
+One results store is kept per LaunchPad, so a worker process holds one database client. A task run
+without a LaunchPad (Fireworks queued before that spec key, or ``rlaunch --offline``) falls back to
+firegen's usual lookup (:func:`firegen.db.connection.resolve_target`: ``FIREGEN_LAUNCHPAD``, which
+``firegen worker`` sets, ...).
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 from functools import lru_cache
+from pathlib import Path
 
 from firegen.db.connection import resolve_target
 from firegen.db.files import BLOB_CACHE_ENV
 from firegen.db.repository import ResultsStore
 from firegen.orchestrator.config import CampaignConfig
 
-
-@lru_cache(maxsize=4)
-def _store(launchpad_file: str | None, blob_cache: str | None) -> ResultsStore:
-    target = resolve_target(launchpad=launchpad_file) if launchpad_file else resolve_target()
-    return ResultsStore(target.connect().db, blob_cache=blob_cache)
+_STORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # LaunchPad -> ResultsStore
 
 
-def open_store(fw_spec: dict | None = None) -> ResultsStore:
-    """The results store of the database this worker serves (one client per process), with the worker's
-    blob cache (``$FIREGEN_BLOB_CACHE``, set by ``firegen worker``) when it has one."""
-    env = (fw_spec or {}).get("_fw_env") or {}
-    return _store(env.get("firegen_launchpad"), os.environ.get(BLOB_CACHE_ENV) or None)
+@lru_cache(maxsize=2)
+def _resolved_store(blob_cache: str | None) -> ResultsStore:
+    return ResultsStore(resolve_target().connect().db, blob_cache=blob_cache)
+
+
+def open_store(task) -> ResultsStore:
+    """The results store on the database of ``task``'s LaunchPad (one per LaunchPad and process), with the
+    worker's blob cache (``$FIREGEN_BLOB_CACHE``, set by ``firegen worker``) when it has one."""
+    blob_cache = os.environ.get(BLOB_CACHE_ENV) or None
+    launchpad = getattr(task, "launchpad", None)
+    if launchpad is not None:
+        store = _STORES.get(launchpad)
+        if store is None or store.blobs.cache_dir != (Path(blob_cache) if blob_cache else None):
+            store = _STORES[launchpad] = ResultsStore(launchpad.db, blob_cache=blob_cache)
+        return store
+    return _resolved_store(blob_cache)
 
 
 def campaign_config(store: ResultsStore, campaign: str) -> tuple[dict, CampaignConfig]:
@@ -37,16 +50,16 @@ def campaign_config(store: ResultsStore, campaign: str) -> tuple[dict, CampaignC
     return doc, CampaignConfig.model_validate(doc["config"])
 
 
-def current_fw_id(store: ResultsStore) -> int | None:
-    """The id of the Firework this task runs in.
+def current_fw_id(task, store: ResultsStore) -> int | None:
+    """The id of the Firework ``task`` runs in: ``task.fw_id``, set by the Rocket.
 
-    FireWorks does not put the Firework id in the spec. Its Rocket writes the checked-out Firework to
-    ``FW.json`` in the launch folder (unless ``PRINT_FW_JSON`` is off in ``FW_config.yaml``), which
-    is read first; otherwise the RUNNING launch with this launch folder is looked up in the
-    ``launches`` collection (a query the embedded FerretDB answers by reading every launch).
+    Fireworks queued before their spec had ``_add_launchpad_and_fw_id`` get no ``fw_id``; for them
+    the ``FW.json`` that the Rocket writes into the launch folder (unless ``PRINT_FW_JSON`` is off) is
+    read, and then the RUNNING launch with this launch folder is looked up in ``launches``.
     """
+    if getattr(task, "fw_id", None) is not None:
+        return int(task.fw_id)
     import json
-    from pathlib import Path
 
     from fireworks.fw_config import PRINT_FW_JSON
 

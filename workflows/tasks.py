@@ -13,6 +13,7 @@ from fireworks import FiretaskBase, FWAction, explicit_serialize
 
 from firegen.db.repository import ResultsStore
 from firegen.workflows.context import campaign_config, current_fw_id, open_store
+from firegen.workflows.snapshot_gate import SNAPSHOT_SPEC_KEY
 
 
 def _atoms(structure: dict):
@@ -33,11 +34,11 @@ class InitCampaignTask(FiretaskBase):
         from firegen.workflows.builders import labels_then_iteration
 
         cfg = CampaignConfig.model_validate(self["config"])
-        store = open_store(fw_spec)
+        store = open_store(self)
         store.init()
         store.create_campaign(cfg.name, cfg.frozen(), cfg.type_map)
         store.update_campaign(cfg.name, systems=self["systems"], status="running", stage=0, iteration=0,
-                              stage_status=[], init_fw_id=current_fw_id(store))
+                              stage_status=[], init_fw_id=current_fw_id(self, store))
         to_label = campaign_steps.initial_configurations(store, cfg, self["systems"], self.get("imported", []))
         campaign_steps.open_iteration(store, cfg, 0, 0)
         wf = labels_then_iteration(cfg, [str(i) for i in to_label], -1, 0, 0)
@@ -54,10 +55,10 @@ class LabelTask(FiretaskBase):
     def run_task(self, fw_spec):
         from firegen.workflows import campaign_steps
 
-        store = open_store(fw_spec)
+        store = open_store(self)
         _, cfg = campaign_config(store, self["campaign"])
         ids = [ObjectId(i) for i in self["config_ids"]]
-        result = campaign_steps.label_batch(store, cfg, ids, current_fw_id(store), self.get("labeler"))
+        result = campaign_steps.label_batch(store, cfg, ids, current_fw_id(self, store), self.get("labeler"))
         if self["iteration"] >= 0:
             store.iterations.update_one({"campaign": self["campaign"], "index": self["iteration"]},
                                         {"$inc": {"timings.label_s": result["seconds"]}})
@@ -75,10 +76,29 @@ class TrainTask(FiretaskBase):
     def run_task(self, fw_spec):
         from firegen.workflows import campaign_steps
 
-        store = open_store(fw_spec)
+        store = open_store(self)
         _, cfg = campaign_config(store, self["campaign"])
-        info = campaign_steps.train_member(store, cfg, self["iteration"], self["member"], Path.cwd())
+        info = campaign_steps.train_member(store, cfg, self["iteration"], self["member"], Path.cwd(),
+                                           fw_spec.get(SNAPSHOT_SPEC_KEY))
         return FWAction(stored_data=info)
+
+
+@explicit_serialize
+class SnapshotGateTask(FiretaskBase):
+    """Take the iteration's dataset snapshot and apply the label-failure policy: hand the snapshot to
+    the train Fireworks, or stop the campaign (with the reason) and defuse them."""
+
+    required_params = ["campaign", "iteration"]
+
+    def run_task(self, fw_spec):
+        from firegen.workflows.snapshot_gate import pass_gate
+
+        store = open_store(self)
+        _, cfg = campaign_config(store, self["campaign"])
+        outcome = pass_gate(store, cfg, self["iteration"])
+        if not outcome.passed:
+            return FWAction(stored_data=outcome.as_dict(), defuse_children=True)
+        return FWAction(stored_data=outcome.as_dict(), update_spec={SNAPSHOT_SPEC_KEY: outcome.snapshot_id})
 
 
 @explicit_serialize
@@ -90,10 +110,10 @@ class ExploreTask(FiretaskBase):
     def run_task(self, fw_spec):
         from firegen.workflows import campaign_steps
 
-        store = open_store(fw_spec)
+        store = open_store(self)
         _, cfg = campaign_config(store, self["campaign"])
         counts = campaign_steps.explore(store, cfg, self["iteration"], self["stage"], self["system"],
-                                        self["condition"], Path.cwd(), current_fw_id(store),
+                                        self["condition"], Path.cwd(), current_fw_id(self, store),
                                         lmp=(fw_spec.get("_fw_env") or {}).get("lmp", "lmp"))
         return FWAction(stored_data=counts)
 
@@ -108,7 +128,7 @@ class SelectTask(FiretaskBase):
         from firegen.workflows import campaign_steps
         from firegen.workflows.builders import labels_then_iteration
 
-        store = open_store(fw_spec)
+        store = open_store(self)
         _, cfg = campaign_config(store, self["campaign"])
         t0 = time.perf_counter()
         decision, selected = campaign_steps.select_and_decide(store, cfg, self["iteration"], self["stage"])
@@ -122,4 +142,4 @@ class SelectTask(FiretaskBase):
         return FWAction(additions=[wf], stored_data={"decision": decision.as_dict(), "selected": len(selected)})
 
 
-__all__ = ["InitCampaignTask", "LabelTask", "TrainTask", "ExploreTask", "SelectTask"]
+__all__ = ["InitCampaignTask", "LabelTask", "SnapshotGateTask", "TrainTask", "ExploreTask", "SelectTask"]

@@ -1,0 +1,114 @@
+"""The snapshot gate: the one cpu Firework between an iteration's label Fireworks and its N train Fireworks.
+
+It takes iteration *i*'s dataset snapshot and applies the label-failure policy
+(``labeler.max_failed_ratio``) to the labels that snapshot would train on (those picked by iteration
+*i − 1*; the initial data for iteration 0). Then either the snapshot passes to the train Fireworks
+(``SnapshotGateTask`` puts its id in their spec under :data:`SNAPSHOT_SPEC_KEY`), or the campaign
+stops with the reason (status ``stopped``, ``stop_reason``, ``stopped_iteration``) and the gate defuses
+its children. ``firegen relabel`` retries the failed labels and queues iteration *i* again behind
+them, gate first. No snapshot is stored for a stopped iteration, so the gate that runs after the
+retry takes it with the new labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from firegen.db.errors import FiregenError
+from firegen.db.repository import ResultsStore
+from firegen.orchestrator.config import CampaignConfig
+
+SNAPSHOT_SPEC_KEY = "firegen_snapshot"
+"""The spec key through which the gate hands its snapshot's id to the train Fireworks."""
+
+
+class LabelFailuresExceeded(FiregenError):
+    """Too many of one iteration's labels failed: the campaign stops (``firegen relabel`` resumes it)."""
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """What the gate decided for one iteration.
+
+    Attributes:
+        iteration: the iteration about to be trained.
+        snapshot_id: its dataset snapshot (as text); None when the campaign stopped.
+        size: labeled configurations in the snapshot (0 when stopped).
+        failed: failed labels among those the policy judged; None when the snapshot existed already
+            (a rerun of the gate, or a train Firework queued before the gate).
+        attempted: labels attempted among those (failed + labeled); None as for ``failed``.
+        stop_reason: why the campaign stopped (one sentence with the fix), or None.
+    """
+
+    iteration: int
+    snapshot_id: str | None
+    size: int
+    failed: int | None = None
+    attempted: int | None = None
+    stop_reason: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.stop_reason is None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def label_failures(store: ResultsStore, campaign: str, label_iteration: int, rows=None) -> tuple[int, int]:
+    """(failed, attempted) labels among the configurations picked by iteration ``label_iteration``
+    (``-1``: the initial data; imported labels are not attempts). ``rows``: the campaign's labeled and
+    label_failed configurations (:meth:`ResultsStore.label_rows`) when the caller has read them."""
+    if rows is None:
+        rows = store.label_rows(campaign)
+    counts = {"labeled": 0, "label_failed": 0}
+    for r in rows:
+        origin = r.get("origin") or {}
+        if origin.get("iteration") == label_iteration and origin.get("kind") != "imported":
+            counts[r["status"]] += 1
+    return counts["label_failed"], counts["label_failed"] + counts["labeled"]
+
+
+def failure_policy_reason(cfg: CampaignConfig, iteration: int, failed: int, attempted: int) -> str | None:
+    """Why ``iteration`` must not be trained (more than ``labeler.max_failed_ratio`` of the labels it
+    would train on failed), as one sentence with the fix; None when it may."""
+    limit = cfg.labeler.max_failed_ratio
+    if limit is None or not attempted or failed / attempted <= limit:
+        return None
+    what = "initial labels" if iteration == 0 else f"labels picked by iteration {iteration - 1}"
+    return (f"{failed} of {attempted} {what} failed ({failed / attempted:.0%} > labeler.max_failed_ratio "
+            f"{limit:.0%}); see `firegen provenance failures {cfg.name}`, then retry them with changed "
+            f"settings: `firegen relabel {cfg.name} --set KEY=VALUE` (it resumes iteration {iteration})")
+
+
+def pass_gate(store: ResultsStore, cfg: CampaignConfig, iteration: int) -> GateOutcome:
+    """Take ``iteration``'s snapshot when the failure policy allows it, else stop the campaign.
+
+    Idempotent: a snapshot taken before (a rerun) passes as it is.
+    """
+    existing = store.find_snapshot(cfg.name, iteration)
+    if existing:
+        return GateOutcome(iteration, str(existing["_id"]), existing["size"])
+    rows = store.label_rows(cfg.name)
+    failed, attempted = label_failures(store, cfg.name, iteration - 1, rows)
+    reason = failure_policy_reason(cfg, iteration, failed, attempted)
+    if reason is not None:
+        store.update_campaign(cfg.name, status="stopped", stop_reason=reason, stopped_iteration=iteration)
+        return GateOutcome(iteration, None, 0, failed, attempted, reason)
+    snapshot = store.snapshot_dataset(cfg.name, iteration, rows=rows)
+    return GateOutcome(iteration, str(snapshot["_id"]), snapshot["size"], failed, attempted)
+
+
+def snapshot_to_train(store: ResultsStore, cfg: CampaignConfig, iteration: int, snapshot_id: str | None) -> dict:
+    """The snapshot a train Firework trains on: the one its gate passed, or (for a train Firework queued
+    before the gate existed, with no snapshot in its spec) the gate's decision taken here.
+
+    Raises:
+        LabelFailuresExceeded: the failure policy stopped the campaign (legacy path only).
+    """
+    if snapshot_id is not None:
+        return store.get_snapshot(snapshot_id)
+    outcome = pass_gate(store, cfg, iteration)
+    if not outcome.passed:
+        raise LabelFailuresExceeded(f"campaign {cfg.name} stopped: {outcome.stop_reason}")
+    return store.get_snapshot(outcome.snapshot_id)
