@@ -400,7 +400,7 @@ def test_li3ocl_defect_campaign_dry_run(tmp_path):
     for stage, explores in ((0, 8 * 16), (1, 8 * 4)):
         fws, _ = iteration_fireworks(cfg, 0, stage)
         kinds = Counter(fw.spec["firegen"]["kind"] for fw in fws)
-        assert kinds == {"train": 4, "explore": explores, "select": 1}
+        assert kinds == {"gate": 1, "train": 4, "explore": explores, "select": 1}
         assert {fw.spec["firegen"]["system"] for fw in fws if "system" in fw.spec["firegen"]} \
             == set(cfg.stages[stage].systems)
 
