@@ -44,7 +44,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is the whole story for the user."""
     errors: list[type[BaseException]] = [FiregenError]
     try:
-        from firegen.orchestrator.config import ConfigError
+        from firegen.campaign.config import ConfigError
 
         errors.append(ConfigError)
     except ImportError:  # pragma: no cover - config module not present yet

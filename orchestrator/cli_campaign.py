@@ -14,7 +14,7 @@ from firegen.db.connection import firegen_home, resolve_target, write_launchpad_
 from firegen.db.errors import FiregenError
 from firegen.db.repository import ResultsStore
 from firegen.launchers.worker import DEFAULT_SLEEP
-from firegen.orchestrator.config import load_config
+from firegen.campaign.config import load_config
 from firegen.orchestrator.report import campaign_summary
 
 TERMINAL = {"converged", "max_iterations", "failed", "stopped", "done"}

@@ -3,14 +3,14 @@
 :class:`DPGenImportError` is raised by every step of the DP-GEN import (reading and schema-checking
 ``param.json`` in :mod:`firegen.orchestrator.dpgen_param`, ``machine.json`` in
 :mod:`firegen.orchestrator.dpgen_machine`, the conversion in :mod:`firegen.orchestrator.dpgen_import`);
-it is a :class:`~firegen.orchestrator.config.ConfigError`, so the CLI prints it as it prints config
+it is a :class:`~firegen.campaign.config.ConfigError`, so the CLI prints it as it prints config
 errors. ``_schema_line`` turns a dargs schema error (DP-GEN's and dpdispatcher's schemas) into one
 such line naming the key.
 """
 
 from __future__ import annotations
 
-from firegen.orchestrator.config import ConfigError, _line
+from firegen.campaign.config import ConfigError, _line
 
 __all__ = ["DPGenImportError"]
 

@@ -129,9 +129,9 @@ from typing import Any
 
 import yaml
 
-from firegen.orchestrator.config import CampaignConfig, _line, validate_dict
-from firegen.orchestrator.config_loop import LabelerConfig
-from firegen.orchestrator.config_stages import StageConfig
+from firegen.campaign.config import CampaignConfig, _line, validate_dict
+from firegen.campaign.config_loop import LabelerConfig
+from firegen.campaign.config_stages import StageConfig
 from firegen.orchestrator.dpgen_errors import DPGenImportError
 from firegen.orchestrator.dpgen_machine import check_machine
 from firegen.orchestrator.dpgen_param import check_param, is_dpgen_param, load_dpgen_file
@@ -327,7 +327,7 @@ class _Converter:
 
     # helpers
     def err(self, loc: str, msg: str, got: Any = None, fix: str = "") -> None:
-        from firegen.orchestrator.config_fields import NOTHING
+        from firegen.campaign.config_fields import NOTHING
 
         self.errors.append(_line(self.source, loc, msg, NOTHING if got is None else got, fix))
 

@@ -14,7 +14,7 @@ v0 keys inside it (``batch``, ``numb_node``, ``task_per_node``, ``numb_gpu``, ``
 
 from __future__ import annotations
 
-from firegen.orchestrator.config import _line
+from firegen.campaign.config import _line
 from firegen.orchestrator.dpgen_errors import DPGenImportError, _schema_line
 
 __all__ = ["check_machine"]

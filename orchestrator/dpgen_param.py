@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from firegen.orchestrator.config import _line
+from firegen.campaign.config import _line
 from firegen.orchestrator.dpgen_errors import DPGenImportError, _schema_line
 
 __all__ = ["check_param", "is_dpgen_param", "load_dpgen_file"]

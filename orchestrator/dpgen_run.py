@@ -22,16 +22,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import dpdata
+from firegen.campaign.labeled_data import system_folders
 
-__all__ = ["POST_FP_TASK", "DPGenRunData", "done_iterations", "labeled_systems", "read_record", "resume_job", "run_data",
-           "system_folders"]
+__all__ = ["POST_FP_TASK", "DPGenRunData", "done_iterations", "read_record", "resume_job", "run_data"]
 
 #: DP-GEN's step number of ``post_fp``, the last of the nine steps (0..8) of an iteration.
 POST_FP_TASK = 8
@@ -108,38 +104,3 @@ def run_data(run_dir: str | os.PathLike, before: int | None = None) -> list[DPGe
             if data.is_dir() and suffix.isdigit() and system_folders(data):
                 out.append(DPGenRunData(data, int(m.group(1)), int(suffix)))
     return out
-
-
-def system_folders(path: str | os.PathLike) -> list[Path]:
-    """The dpdata system folders (holding ``type.raw``) at or below ``path``, sorted."""
-    path = Path(path)
-    if (path / "type.raw").is_file():
-        return [path]
-    return sorted(p.parent for p in path.glob("**/type.raw"))
-
-
-def _format_of(folder: Path, fmt: str) -> str:
-    if fmt != "auto":
-        return fmt
-    return "deepmd/npy" if any(folder.glob("set.*")) else "deepmd/raw"
-
-
-def labeled_systems(path: str | os.PathLike, type_map: list[str],
-                    fmt: str = "auto") -> Iterator[tuple[Path, dpdata.LabeledSystem]]:
-    """Each labeled dpdata system at or below ``path``, as ``(folder, LabeledSystem)``.
-
-    Args:
-        path: a deepmd/npy or deepmd/raw system folder, or a folder holding several.
-        type_map: element symbols in the campaign's type order (dpdata remaps the data's types).
-        fmt: ``"deepmd/npy"``, ``"deepmd/raw"`` or ``"auto"`` (npy when ``set.*`` exists).
-
-    Raises:
-        FileNotFoundError: no system (no ``type.raw``) at or below ``path``.
-    """
-    import dpdata
-
-    folders = system_folders(path)
-    if not folders:
-        raise FileNotFoundError(f"{path}: no deepmd/npy or deepmd/raw system (no type.raw) at or below it")
-    for folder in folders:
-        yield folder, dpdata.LabeledSystem(str(folder), fmt=_format_of(folder, fmt), type_map=list(type_map))

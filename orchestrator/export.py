@@ -98,7 +98,7 @@ def export_data(store: ResultsStore, campaign: str, out_dir: str | os.PathLike, 
     Raises:
         FiregenError: unknown campaign, iteration without a snapshot, bad format/status, nothing to export.
     """
-    from firegen.workflows.dataset import to_labeled_systems
+    from firegen.campaign.labeled_data import to_labeled_systems
 
     if fmt not in DATA_FORMATS:
         raise FiregenError(f"unknown export format '{fmt}'. Fix: use one of {', '.join(DATA_FORMATS)}")

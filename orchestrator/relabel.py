@@ -20,9 +20,9 @@ import yaml
 
 from firegen.db.errors import FiregenError
 from firegen.db.repository import ResultsStore
-from firegen.orchestrator.config import CampaignConfig
+from firegen.campaign.config import CampaignConfig
 # nested labeler settings merge like deepmd inputs: mappings key by key, anything else replaced
-from firegen.workflows.steps.train_input import deep_merge as merge_settings
+from firegen.campaign.mappings import deep_merge as merge_settings
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from firegen.db.errors import FiregenError
 from firegen.db.repository import ResultsStore, plain
-from firegen.orchestrator.config import CampaignConfig
+from firegen.campaign.config import CampaignConfig
 from firegen.workflows.builders import campaign_workflow
 
 

@@ -13,8 +13,8 @@ from fireworks.core.rocket_launcher import rapidfire
 from campaign_helpers import small_cu_config
 from firegen.db.errors import FiregenError
 from firegen.db.repository import ResultsStore
-from firegen.orchestrator.config import load_config
-from firegen.orchestrator.convergence import decide, stage_task_keys
+from firegen.campaign.config import load_config
+from firegen.campaign.convergence import decide, stage_task_keys
 from firegen.orchestrator.relabel import merge_settings, parse_assignments, relabel
 from firegen.workflows import campaign_steps
 from firegen.workflows.builders import iteration_fireworks, labels_then_iteration

@@ -11,8 +11,8 @@ from campaign_helpers import small_cu_config
 from firegen.db import candidate_lists
 from firegen.db.hashing import configuration_id, structure_hash
 from firegen.db.repository import ResultsStore
-from firegen.orchestrator.config import load_config
-from firegen.orchestrator.convergence import decide
+from firegen.campaign.config import load_config
+from firegen.campaign.convergence import decide
 from firegen.orchestrator.submit import prepared_systems
 from firegen.workflows import campaign_steps
 from science_data import make_emt_dataset

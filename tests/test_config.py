@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import yaml
 
-from firegen.orchestrator.config import (CampaignConfig, ConfigError, StageConfig, TrustLevels,
+from firegen.campaign.config import (CampaignConfig, ConfigError, StageConfig, TrustLevels,
                                          config_hash, load_config, validate_dict)
-from firegen.orchestrator.structures import (make_supercell, perturbed_copies, read_structure,
+from firegen.campaign.structures import (make_supercell, perturbed_copies, read_structure,
                                              scaled)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from firegen.orchestrator.config import ConfigError, StageConfig, load_config
+from firegen.campaign.config import ConfigError, StageConfig, load_config
 from firegen.workflows.steps.explore import MDCondition, write_lammps_inputs
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -297,7 +297,7 @@ def test_stage_summary_for_tables():
 @pytest.mark.parametrize("name", ["na3ocl_amorphous.yaml", "na3ps4o_glass.yaml"])
 def test_frozen_config_round_trip(name):
     """Workers re-validate the stored frozen config: same conditions, same hash."""
-    from firegen.orchestrator.config import validate_dict
+    from firegen.campaign.config import validate_dict
 
     cfg = load_config(CONFIGS / name)
     again = validate_dict(cfg.frozen())

@@ -20,7 +20,7 @@ import yaml
 from campaign_helpers import BIN, cli_env, firegen
 from science_data import make_emt_dataset
 
-from firegen.orchestrator.config import ConfigError, load_config, validate_dict
+from firegen.campaign.config import ConfigError, load_config, validate_dict
 from firegen.orchestrator.dpgen_import import DPGenImportError, import_dpgen
 from firegen.orchestrator.dpgen_workers import split_mpi_command, walltime_seconds
 from firegen.orchestrator.dpgen_run import read_record, resume_job, run_data

@@ -23,7 +23,7 @@ from science_data import make_emt_dataset, train_tiny_model
 from firegen.db.dataset_pages import member_ids
 from firegen.db.errors import FiregenError
 from firegen.db.repository import ResultsStore
-from firegen.orchestrator.config import validate_dict
+from firegen.campaign.config import validate_dict
 from firegen.orchestrator.export import export_data, export_model
 from firegen.workflows.steps.label import stress_to_virial
 

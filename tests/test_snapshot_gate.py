@@ -5,7 +5,7 @@ from ase.build import bulk
 
 from campaign_helpers import small_cu_config
 from firegen.db.repository import ResultsStore
-from firegen.orchestrator.config import load_config
+from firegen.campaign.config import load_config
 from firegen.workflows import campaign_steps
 from firegen.workflows.builders import labels_then_iteration
 from firegen.workflows.snapshot_gate import pass_gate, snapshot_to_train

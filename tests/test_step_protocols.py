@@ -23,7 +23,7 @@ from firegen.workflows.steps.explore import (MDCondition, Segment, apply_strain,
                                              deformation_gradient, melt_quench_nsteps,
                                              melt_quench_segments, run_ase_md, run_lammps,
                                              write_lammps_inputs)
-from firegen.workflows.steps.protocols import check_strain, lammps_deform_args
+from firegen.campaign.protocols import check_strain, lammps_deform_args
 from firegen.workflows.steps.train import make_training_input, train_model
 from science_data import CU_LATTICE_A, TINY_TEMPLATE, make_emt_dataset
 

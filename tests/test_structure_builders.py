@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import yaml
 
-from firegen.orchestrator.config import ConfigError, load_config
-from firegen.orchestrator.structure_builders import (AMU_PER_A3_IN_G_PER_CM3, BuildError,
+from firegen.campaign.config import ConfigError, load_config
+from firegen.campaign.structure_builders import (AMU_PER_A3_IN_G_PER_CM3, BuildError,
                                                      apply_defects, build_system,
                                                      min_distance_table, random_packing,
                                                      schottky_unit, void_centres)
-from firegen.orchestrator.structures import make_supercell, read_structure
+from firegen.campaign.structures import make_supercell, read_structure
 
 ROOT = Path(__file__).resolve().parents[1]
 STRUCTURES = ROOT / "configs" / "structures"

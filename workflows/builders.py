@@ -14,7 +14,7 @@ import math
 
 from fireworks import Firework, Workflow
 
-from firegen.orchestrator.config import CampaignConfig
+from firegen.campaign.config import CampaignConfig
 
 LABEL_BATCH = 25
 """Configurations per label Firework, raised so that one iteration has at most MAX_LABEL_FWS of them."""
@@ -51,7 +51,7 @@ def iteration_fireworks(cfg: CampaignConfig, iteration: int, stage: int,
     ``explore`` limits the explore Fireworks to those task keys (``"<system>|c<k>"``, the tasks of the
     stage not yet converged); empty or None explores every (system, condition) of the stage.
     """
-    from firegen.orchestrator.convergence import task_key
+    from firegen.campaign.convergence import task_key
     from firegen.workflows.tasks import ExploreTask, SelectTask, SnapshotGateTask, TrainTask
 
     name = cfg.name

@@ -18,9 +18,9 @@ from firegen.db import candidate_lists
 from firegen.db.dataset_pages import member_ids
 from firegen.db.lookup import find_by_ids
 from firegen.db.repository import ResultsStore
-from firegen.orchestrator.config import CampaignConfig
-from firegen.orchestrator.convergence import Decision, decide, stage_task_keys, task_key
-from firegen.workflows.dataset import LABELED_FIELDS, split_train_validation, write_deepmd_npy
+from firegen.campaign.config import CampaignConfig
+from firegen.campaign.convergence import Decision, decide, stage_task_keys, task_key
+from firegen.campaign.labeled_data import LABELED_FIELDS, split_train_validation, write_deepmd_npy
 # LabelFailuresExceeded and label_failures are used from here too (they moved to the snapshot gate)
 from firegen.workflows.snapshot_gate import LabelFailuresExceeded, label_failures, snapshot_to_train  # noqa: F401
 from firegen.workflows.steps import explore as md
@@ -33,7 +33,7 @@ from firegen.workflows.steps import train as training
 def initial_configurations(store: ResultsStore, cfg: CampaignConfig, systems: dict, imported: list[str]) -> list:
     """Store the perturbed starting frames (status ``selected``) and imported labeled data; return the
     ids still to label (a rerun returns the same ids, minus those labeled meanwhile)."""
-    from firegen.orchestrator.structures import perturbed_copies
+    from firegen.campaign.structures import perturbed_copies
 
     perturb = cfg.initial_data.perturb
     if perturb is not None:
@@ -47,7 +47,7 @@ def initial_configurations(store: ResultsStore, cfg: CampaignConfig, systems: di
                  "status": "selected"} for k, atoms in enumerate(frames)])
     # deepmd_npy folders (absolute, from the submit side) and `initial_data.imported` entries (absolute, with
     # provenance such as {source: dpgen, dpgen_iteration: k}); a folder may hold several systems
-    from firegen.orchestrator.dpgen_run import labeled_systems
+    from firegen.campaign.labeled_data import labeled_systems
 
     sources = [(str(path), "auto", {}) for path in imported]
     sources += [(item.path, item.fmt, {"source": item.source, "dpgen_iteration": item.dpgen_iteration})

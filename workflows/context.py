@@ -19,7 +19,7 @@ from pathlib import Path
 from firegen.db.connection import resolve_target
 from firegen.db.files import BLOB_CACHE_ENV
 from firegen.db.repository import ResultsStore
-from firegen.orchestrator.config import CampaignConfig
+from firegen.campaign.config import CampaignConfig
 
 _STORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # LaunchPad -> ResultsStore
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 from firegen.db.errors import FiregenError
 from firegen.db.repository import ResultsStore
-from firegen.orchestrator.config import CampaignConfig
+from firegen.campaign.config import CampaignConfig
 
 SNAPSHOT_SPEC_KEY = "firegen_snapshot"
 """The spec key through which the gate hands its snapshot's id to the train Fireworks."""

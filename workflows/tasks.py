@@ -29,7 +29,7 @@ class InitCampaignTask(FiretaskBase):
     optional_params = ["imported"]
 
     def run_task(self, fw_spec):
-        from firegen.orchestrator.config import CampaignConfig
+        from firegen.campaign.config import CampaignConfig
         from firegen.workflows import campaign_steps
         from firegen.workflows.builders import labels_then_iteration
 

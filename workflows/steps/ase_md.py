@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
 from firegen.workflows.steps.md import (ASE_TRAJ_FILE, DEVI_FILE, ExplorationError, ExplorationResult,
                                          MDCondition, _annotate, _check_atoms, _check_models, _check_type_map,
                                          _result, parse_model_devi)
-from firegen.workflows.steps.protocols import Segment, apply_strain
+from firegen.campaign.protocols import Segment, apply_strain
 
 # --------------------------------------------------------------------------- ASE
 

@@ -9,7 +9,7 @@ Pure science, no FireWorks and no database. Two engines give the same kind of re
   deepmd-kit's ASE calculator and computes the deviations with deepmd-kit's own
   :func:`deepmd.infer.model_devi.calc_model_devi`, so both engines agree.
 
-Protocols (:mod:`firegen.workflows.steps.protocols`): an :class:`MDCondition` may carry a
+Protocols (:mod:`firegen.campaign.protocols`): an :class:`MDCondition` may carry a
 temperature ramp (``temperature_stop``), a fixed ``strain`` of the starting cell, a continuous
 ``deform`` of the box (LAMMPS ``fix deform``, LAMMPS only) or a ``melt_quench`` recipe (heat,
 hold, cool, relax, NPT as consecutive runs); frames of every segment are saved and judged.
@@ -54,7 +54,7 @@ from firegen.workflows.steps.lammps import (find_lmp, lammps_available, read_dum
                                             write_lammps_inputs)
 from firegen.workflows.steps.md import (ENSEMBLES, ExplorationError, ExplorationResult, MDCondition,
                                         parse_model_devi)
-from firegen.workflows.steps.protocols import (Segment, apply_strain, condition_key, deformation_gradient,
+from firegen.campaign.protocols import (Segment, apply_strain, condition_key, deformation_gradient,
                                                melt_quench_nsteps, melt_quench_segments)
 
 __all__ = [

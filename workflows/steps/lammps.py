@@ -24,8 +24,8 @@ from firegen.workflows.steps.md import (CONF_FILE, DEVI_FILE, DUMP_FILE, Explora
                                          INPUT_FILE, LOG_FILE, MANIFEST_FILE, MDCondition, SCREEN_FILE,
                                          _check_atoms, _check_models, _check_type_map, _result, _tail,
                                          parse_model_devi)
-from firegen.workflows.steps import protocols
-from firegen.workflows.steps.protocols import Segment
+from firegen.campaign import protocols
+from firegen.campaign.protocols import Segment
 
 
 def find_lmp(lmp: str = "lmp") -> list[str]:

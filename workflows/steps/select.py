@@ -34,12 +34,13 @@ DP-GEN's accurate-ratio throttle (:func:`labeling_cap`, ``fp_accurate_threshold`
 
 from __future__ import annotations
 
-import hashlib
 import operator
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from firegen.campaign.seeds import seed_from
 
 __all__ = [
     "ACCURATE",
@@ -253,13 +254,6 @@ def get_policy(policy: str | SelectionPolicy | None, weights_given: bool = False
     if not isinstance(policy, SelectionPolicy):
         raise ValueError(f"policy {policy!r} has no select_indices(n, max_n, rng, weights) method")
     return policy
-
-
-def seed_from(*parts) -> int:
-    """A stable 63-bit seed from strings/numbers, e.g. ``seed_from(campaign, iteration, system)``,
-    so a rerun of an idempotent select task picks the same frames."""
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def select_indices(

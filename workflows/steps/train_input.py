@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from firegen.campaign.mappings import deep_merge
+
 __all__ = ["DEFAULT_INPUT", "make_training_input", "member_seeds"]
 
 #: firegen's defaults for a DeePMD-kit (v2/v3 format) training input. Modeled on the
@@ -75,17 +77,6 @@ _DICT_SECTIONS = (
 )
 #: deepmd-kit v1 keys under ``training`` that the v2 ``training_data`` section replaced.
 _LEGACY_TRAINING_KEYS = ("systems", "set_prefix", "batch_size", "numb_test")
-
-
-def deep_merge(base: dict, override: Mapping) -> dict:
-    """Return ``base`` updated recursively by ``override`` (both left untouched)."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def _check_template(template: Any) -> None:

@@ -1,4 +1,5 @@
-"""Labeled configurations (documents) → dpdata ``deepmd/npy`` training folders, and back.
+"""Labeled data in and out: configuration documents → dpdata ``deepmd/npy`` training folders, and
+labeled dpdata folders (initial data, a DP-GEN run's ``02.fp/data.*``) → dpdata systems.
 
 Frames are grouped by composition with atoms sorted by type, so every group is one dpdata
 ``LabeledSystem`` (one folder). Arrays are stored flat in the database; reshaped here.
@@ -7,7 +8,9 @@ Units: energies eV, forces eV/Å, virials eV, lengths Å.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import dpdata
@@ -76,3 +79,36 @@ def split_train_validation(docs, fraction: float = 0.1, min_validation: int = 2)
     if len(valid) < min_validation or not train:
         return list(docs), []
     return train, valid
+
+
+def system_folders(path: str | os.PathLike) -> list[Path]:
+    """The dpdata system folders (holding ``type.raw``) at or below ``path``, sorted."""
+    path = Path(path)
+    if (path / "type.raw").is_file():
+        return [path]
+    return sorted(p.parent for p in path.glob("**/type.raw"))
+
+
+def _format_of(folder: Path, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    return "deepmd/npy" if any(folder.glob("set.*")) else "deepmd/raw"
+
+
+def labeled_systems(path: str | os.PathLike, type_map: list[str],
+                    fmt: str = "auto") -> Iterator[tuple[Path, dpdata.LabeledSystem]]:
+    """Each labeled dpdata system at or below ``path``, as ``(folder, LabeledSystem)``.
+
+    Args:
+        path: a deepmd/npy or deepmd/raw system folder, or a folder holding several.
+        type_map: element symbols in the campaign's type order (dpdata remaps the data's types).
+        fmt: ``"deepmd/npy"``, ``"deepmd/raw"`` or ``"auto"`` (npy when ``set.*`` exists).
+
+    Raises:
+        FileNotFoundError: no system (no ``type.raw``) at or below ``path``.
+    """
+    folders = system_folders(path)
+    if not folders:
+        raise FileNotFoundError(f"{path}: no deepmd/npy or deepmd/raw system (no type.raw) at or below it")
+    for folder in folders:
+        yield folder, dpdata.LabeledSystem(str(folder), fmt=_format_of(folder, fmt), type_map=list(type_map))

@@ -63,6 +63,7 @@ class CampaignConfig(_Model):
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="<config>")
+    _built: dict = PrivateAttr(default_factory=dict)  # system name -> BuiltSystem (built once per config)
 
     @field_validator("mass_list", mode="before")
     @classmethod
@@ -145,14 +146,17 @@ class CampaignConfig(_Model):
         """The system built by its pipeline (file or random packing → supercell → scale →
         defects): a `structure_builders.BuiltSystem` with ``atoms`` (Å), ``charge`` (net formal
         charge, e) and ``metadata()``. Raises `structure_builders.BuildError` (field relative
-        to the system) for a system that cannot be built."""
+        to the system) for a system that cannot be built. Built once per config object:
+        checking the references and preparing the init Firework share the result."""
         from .structure_builders import build_system
 
-        return build_system(self.system(name), self.path)
+        if name not in self._built:
+            self._built[name] = build_system(self.system(name), self.path)
+        return self._built[name]
 
     def system_atoms(self, name: str):
         """The system's starting structure (ase.Atoms): supercell, scale and defects applied."""
-        return self.build_system(name).atoms
+        return self.build_system(name).atoms.copy()
 
     def system_metadata(self, name: str) -> dict[str, Any]:
         """JSON-able bookkeeping of the built system: charge (e), formula, natoms, role,
@@ -272,7 +276,7 @@ def _loc_str(loc: tuple) -> str:
 def _line(source: str, loc: str, msg: str, got: Any = NOTHING, fix: str = "") -> str:
     where = f"{source}: {loc}: " if loc else f"{source}: "
     got_s = "" if got is NOTHING else f" (got {_show(got)})"
-    fix = fix.rstrip(".") or "see the field's description in firegen.orchestrator.config"
+    fix = fix.rstrip(".") or "see the field's description in firegen.campaign.config"
     return f"{where}{msg}{got_s}. Fix: {fix}."
 
 

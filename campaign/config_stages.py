@@ -10,6 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from firegen.campaign.conditions import MDCondition
+from firegen.campaign.protocols import condition_key, melt_quench_nsteps
+
 from .config_fields import NOTHING, SLUG_FIX, Problem, Slug, _Model, fail, fx
 from .config_loop import ConvergenceConfig
 
@@ -269,8 +272,6 @@ class StageConfig(_Model):
                                  "tau_t is in ps; use about 100 time steps, e.g. 0.1"))
         if probs:
             fail(*probs)
-        from firegen.workflows.steps.md import MDCondition
-
         for i, cond in enumerate(self.conditions()):  # what explore() will build, checked now
             try:
                 MDCondition(**cond)
@@ -332,8 +333,6 @@ class StageConfig(_Model):
         """
         base = dict(dt=self.dt, trj_freq=self.trj_freq, tau_t=self.tau_t, tau_p=self.tau_p)
         if self.melt_quench:
-            from firegen.workflows.steps.protocols import melt_quench_nsteps
-
             mq = self.melt_quench
             return [dict(ensemble=self.ensemble or "npt", temperature=mq.final_temperature,
                          pressure=mq.final_pressure,
@@ -359,8 +358,6 @@ class StageConfig(_Model):
     def condition_keys(self) -> list[str]:
         """Short human key of each condition (same order), e.g. `T300-P1`, `ramp10-2000K`,
         `T600-uniaxial_xx+0.05`; a repeated one gets `~2`, `~3` appended."""
-        from firegen.workflows.steps.protocols import condition_key
-
         keys, seen = [], {}
         for cond in self.conditions():
             key = condition_key(cond)

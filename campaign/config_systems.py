@@ -24,7 +24,7 @@ class DefectConfig(_Model):
     """One point-defect step, applied to the (supercell, scaled) structure in list order.
 
     Sites are drawn with numpy's ``default_rng(seed)`` (see
-    `firegen.orchestrator.structure_builders` for the exact rules): deterministic for a seed.
+    `firegen.campaign.structure_builders` for the exact rules): deterministic for a seed.
     """
 
     type: Literal["vacancy", "schottky", "substitution", "interstitial", "antisite"] = fx(
@@ -140,7 +140,7 @@ class RandomPackingConfig(_Model):
 class SystemConfig(_Model):
     """A starting structure, built in order: a file (`structure`) or a random packing, then
     `supercell`, `scale`, and `defects`; its net formal charge is computed from
-    `oxidation_states` (see `firegen.orchestrator.structure_builders.build_system`)."""
+    `oxidation_states` (see `firegen.campaign.structure_builders.build_system`)."""
 
     name: Slug = fx(desc="System name (unique), used by stages.", fix=SLUG_FIX)
     structure: str | None = fx(None, min_length=1, desc="Structure file (POSCAR/CIF/extxyz/...), "

@@ -2,7 +2,7 @@
 temperature ramps and multi-segment runs (melt-quench).
 
 Pure functions on plain data, shared by the config (`StageConfig.conditions`), the condition
-(:class:`~firegen.workflows.steps.md.MDCondition`) and both MD engines, so that a protocol means
+(:class:`~firegen.campaign.conditions.MDCondition`) and both MD engines, so that a protocol means
 the same everywhere.
 
 Strain specs are small JSON-able dicts ``{"mode": ..., "direction": ..., "value": ...}``:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from firegen.orchestrator.config import StageConfig
+from firegen.campaign.config import StageConfig
 
 
 @dataclass(frozen=True)
