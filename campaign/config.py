@@ -31,6 +31,9 @@ from .config_loop import (CommitteeConfig, ConvergenceConfig, ExplorationConfig,
                           TrustLevels)
 from .config_stages import StageConfig
 from .config_systems import InitialDataConfig, PerturbConfig, SystemConfig
+from .errors import FatalError
+from .structure_builders import BuildError, build_system
+from .structures import read_structure
 
 __all__ = ["CampaignConfig", "SystemConfig", "InitialDataConfig", "PerturbConfig",
            "CommitteeConfig", "SelectionConfig", "TrustLevels", "StageConfig",
@@ -148,8 +151,6 @@ class CampaignConfig(_Model):
         charge, e) and ``metadata()``. Raises `structure_builders.BuildError` (field relative
         to the system) for a system that cannot be built. Built once per config object:
         checking the references and preparing the init Firework share the result."""
-        from .structure_builders import build_system
-
         if name not in self._built:
             self._built[name] = build_system(self.system(name), self.path)
         return self._built[name]
@@ -176,9 +177,6 @@ class CampaignConfig(_Model):
         """Check everything the config points at: structure files (exist, readable), every
         system built (random packing, defects, charge neutrality where required; elements in
         type_map) and deepmd_npy folders. Raises ConfigError with one line per problem."""
-        from .structure_builders import BuildError
-        from .structures import read_structure
-
         probs: list[Problem] = []
         for i, s in enumerate(self.systems):
             loc = f"systems[{i}].structure"
@@ -226,7 +224,7 @@ def config_hash(cfg: CampaignConfig) -> str:
 
 
 # ---- errors --------------------------------------------------------------------------------
-class ConfigError(Exception):
+class ConfigError(FatalError):
     """A bad config; `str(err)` is one line per problem: `<file>: <field>: <msg>. Fix: <fix>.`"""
 
     def __init__(self, lines: list[str]):

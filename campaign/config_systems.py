@@ -14,6 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from .config_fields import (ELEMENTS, SLUG_FIX, Problem, Slug, Symbol, _as_triple, _check_symbol, _Model,
                             fail, fx, one_line)
+from .structure_builders import BuildError, formula_counts
 
 
 _DEFECT_SPECIES = {"vacancy": 1, "substitution": 1, "interstitial": 1,  # one element
@@ -119,8 +120,6 @@ class RandomPackingConfig(_Model):
             fail(Problem("density", "and volume_per_atom are both given" if both else
                          "is required (or volume_per_atom)", fix="give one of density (g/cm³), "
                          "e.g. 2.0, and volume_per_atom (Å³), e.g. 15.0"))
-        from .structure_builders import BuildError, formula_counts
-
         try:
             elements = list(formula_counts(self.formula, self.units))
         except BuildError as exc:

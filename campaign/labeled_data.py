@@ -12,9 +12,12 @@ import os
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dpdata
 import numpy as np
+
+if TYPE_CHECKING:
+    import dpdata
 
 LABELED_FIELDS = {"species": 1, "cell": 1, "positions": 1, "label": 1, "hash": 1, "pbc": 1}
 
@@ -26,6 +29,7 @@ def is_validation(config_hash: str, fraction: float) -> bool:
 
 def to_labeled_systems(docs, type_map: list[str]) -> list[dpdata.LabeledSystem]:
     """Group labeled configuration documents into dpdata systems (one per composition)."""
+    import dpdata  # 1.4 s (its plugins import matplotlib and ASE's io): only where data are converted
     groups: dict[tuple, list[dict]] = defaultdict(list)
     index = {el: i for i, el in enumerate(type_map)}
     for doc in docs:
@@ -107,6 +111,7 @@ def labeled_systems(path: str | os.PathLike, type_map: list[str],
     Raises:
         FileNotFoundError: no system (no ``type.raw``) at or below ``path``.
     """
+    import dpdata  # 1.4 s: only where data are read
     folders = system_folders(path)
     if not folders:
         raise FileNotFoundError(f"{path}: no deepmd/npy or deepmd/raw system (no type.raw) at or below it")

@@ -47,13 +47,14 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers, covalent_radii
 
+from .errors import FatalError
 from .structures import _plain, make_supercell, read_structure, scaled
 
 AMU_PER_A3_IN_G_PER_CM3 = 1.66053906660  # 1 amu/Å³ = 1.66054 g/cm³
 CLOSE_PACKING = 0.7405  # volume fraction of close-packed equal spheres
 
 
-class BuildError(ValueError):
+class BuildError(FatalError, ValueError):
     """A system that cannot be built as configured. ``field`` is the config field at fault,
     relative to the system (e.g. ``"random_packing.density"``, ``"defects[1].species"``);
     ``fix`` says what to change."""

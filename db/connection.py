@@ -21,7 +21,8 @@ import pymongo
 import yaml
 from fireworks import LaunchPad
 
-from firegen.db.errors import DatabaseUnreachable, FiregenError
+from firegen.campaign.errors import FiregenError
+from firegen.db.errors import DatabaseUnreachable
 from firegen.db.fireworks_keys import key_launchpad
 from firegen.db.server import EmbeddedServer
 from firegen.db.uri import database_name, mask_secrets, mask_uri

@@ -31,7 +31,7 @@ configuration), so they stay small.
 
 from __future__ import annotations
 
-from firegen.db.errors import FiregenError
+from firegen.campaign.errors import FiregenError
 from firegen.db.lookup import find_by_ids
 
 #: Collection of the pages.

@@ -1,21 +1,21 @@
-"""Errors that firegen reports to users as one line (the CLI prints ``str(err)``, no traceback)."""
+"""The database's errors (the CLI prints ``str(err)`` as one line, no traceback)."""
+
+from firegen.campaign.errors import FatalError, FiregenError, TransientError
+
+__all__ = ["DatabaseUnreachable", "FerretDBUnavailable", "FiregenError", "IntegrityError", "SchemaViolation"]
 
 
-class FiregenError(Exception):
-    """Base class of user-facing errors: the message names the problem and the fix."""
+class DatabaseUnreachable(TransientError):
+    """No MongoDB wire-protocol server answered at the resolved address (it may come back)."""
 
 
-class DatabaseUnreachable(FiregenError):
-    """No MongoDB wire-protocol server answered at the resolved address."""
-
-
-class FerretDBUnavailable(FiregenError):
+class FerretDBUnavailable(FatalError):
     """The embedded FerretDB server is not installed and cannot be installed here."""
 
 
-class IntegrityError(FiregenError):
+class IntegrityError(FatalError):
     """A stored blob does not match its recorded sha256 checksum."""
 
 
-class SchemaViolation(FiregenError):
+class SchemaViolation(FatalError):
     """A document does not satisfy its collection's JSON schema."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from bson import ObjectId
 
 from firegen.db.dataset_pages import LABELER_FIELDS, member_ids, read_members, size_of
-from firegen.db.errors import FiregenError
+from firegen.campaign.errors import FiregenError
 from firegen.db.lookup import find_by_ids
 
 

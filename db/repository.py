@@ -17,7 +17,10 @@ from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from firegen.db.dataset_pages import COLLECTION as PAGES
-from firegen.db.dataset_pages import MEMBER_FIELDS, new_pages, parts_with, split_by_previous
+from firegen.campaign.plain import plain
+from firegen.campaign.records import TrainingRecord
+from firegen.db import candidate_lists
+from firegen.db.dataset_pages import MEMBER_FIELDS, member_ids, new_pages, parts_with, read_members, split_by_previous
 from firegen.db.ferretdb_guard import exclusive
 from firegen.db.files import BlobStore
 from firegen.db.hashing import configuration_id, dataset_hash, structure_hash
@@ -29,19 +32,6 @@ from firegen.db.validation import validate_document, validate_label
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
-
-
-def plain(value):
-    """Convert numpy scalars/arrays (recursively) into BSON-friendly Python values."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 class ResultsStore:
@@ -69,6 +59,10 @@ class ResultsStore:
         """Create collections, indexes and validators (idempotent)."""
         return init_schema(self.db)
 
+    def document_counts(self, names: Iterable[str]) -> dict[str, int]:
+        """Documents per collection of this database (estimates, as ``db status`` prints them)."""
+        return {name: self.db[name].estimated_document_count() for name in names}
+
     # campaigns ---------------------------------------------------------------------------------
     def create_campaign(self, name: str, config: dict, type_map: Sequence[str], **fields) -> dict:
         """Insert the campaign (status ``queued``); an existing campaign of that name is returned as is."""
@@ -82,8 +76,21 @@ class ResultsStore:
     def get_campaign(self, name: str) -> dict | None:
         return self.campaigns.find_one({"name": name})
 
-    def update_campaign(self, name: str, **fields) -> None:
-        self.campaigns.update_one({"name": name}, {"$set": {**plain(fields), "updated": _now()}})
+    def update_campaign(self, name: str, unset: Sequence[str] = (), **fields) -> None:
+        """``$set`` ``fields`` on the campaign (dotted names reach into sub-documents); ``unset``: fields
+        to remove."""
+        update = {"$set": {**plain(fields), "updated": _now()}}
+        if unset:
+            update["$unset"] = {k: "" for k in unset}
+        self.campaigns.update_one({"name": name}, update)
+
+    def campaign_names(self) -> list[str]:
+        """Every campaign's name, sorted."""
+        return sorted(d["name"] for d in self.campaigns.find({}, {"name": 1}))
+
+    def add_campaign_seconds(self, name: str, key: str, seconds: float) -> None:
+        """Add ``seconds`` to the campaign's ``timings.<key>`` (work outside any iteration, e.g. initial labels)."""
+        self.campaigns.update_one({"name": name}, {"$inc": {f"timings.{key}": float(seconds)}})
 
     # configurations ----------------------------------------------------------------------------
     @staticmethod
@@ -230,7 +237,79 @@ class ResultsStore:
     def configurations_with_status(self, campaign: str, status: str, projection=None) -> list[dict]:
         return list(self.configurations.find({"campaign": campaign, "status": status}, projection))
 
+    def ids_with_status(self, campaign: str, status: str, iteration: int | None = None,
+                        origin_kind: str | None = None) -> list[ObjectId]:
+        """Ids of the campaign's configurations with ``status`` (found by ``iteration`` and/or of origin
+        ``origin_kind`` when given)."""
+        query = {"campaign": campaign, "status": status}
+        if iteration is not None:
+            query["origin.iteration"] = iteration
+        if origin_kind is not None:
+            query["origin.kind"] = origin_kind
+        return [d["_id"] for d in self.configurations.find(query, {"_id": 1})]
+
+    def configurations_by_ids(self, ids: Sequence, projection=None) -> list[dict]:
+        """The configurations with these ids, in the order given (see :func:`~firegen.db.lookup.find_by_ids`)."""
+        return find_by_ids(self.configurations, ids, projection)
+
+    def count_configurations(self, campaign: str, status: str) -> int:
+        return self.configurations.count_documents({"campaign": campaign, "status": status})
+
+    def label_counts_by_iteration(self, campaign: str) -> dict[tuple[int, str], int]:
+        """``(iteration that picked them, status) -> n`` over labeled and label_failed configurations."""
+        rows = self.configurations.aggregate([
+            {"$match": {"campaign": campaign, "status": {"$in": ["labeled", "label_failed"]}}},
+            {"$group": {"_id": {"iteration": "$origin.iteration", "status": "$status"}, "n": {"$sum": 1}}}])
+        return {(r["_id"]["iteration"], r["_id"]["status"]): r["n"] for r in rows}
+
+    # candidate lists (db/candidate_lists.py) ---------------------------------------------------
+    def store_candidate_list(self, campaign: str, iteration: int, task: str, stored: Sequence[tuple]) -> None:
+        """Record which of ``stored`` (``add_configurations`` results) are exploration ``task``'s candidates."""
+        candidate_lists.store_candidates(self.db, campaign, iteration, task,
+                                         candidate_lists.iteration_candidates(self.configurations, iteration, stored))
+
+    def candidate_ids(self, campaign: str, iteration: int, tasks: Sequence[str]) -> list[ObjectId]:
+        """The candidates of ``iteration``'s exploration ``tasks``, task by task, each once; for an
+        iteration explored before the candidate lists, its configurations still ``candidate``."""
+        ids = candidate_lists.read_candidates(self.db, campaign, iteration, tasks)
+        return self.ids_with_status(campaign, "candidate", iteration) if ids is None else ids
+
     # datasets and models -----------------------------------------------------------------------
+    def snapshot_members(self, snapshot: dict, projection=None) -> list[dict]:
+        """The configurations of a dataset snapshot (its pages, or a legacy inline id list)."""
+        return find_by_ids(self.configurations, member_ids(self.db, snapshot), projection)
+
+    def snapshots(self, campaign: str) -> list[dict]:
+        """The campaign's dataset snapshots (iteration and size), by iteration."""
+        return list(self.datasets.find({"campaign": campaign}, {"iteration": 1, "size": 1}).sort("iteration", 1))
+
+    def get_dataset(self, dataset_id) -> dict | None:
+        return self.datasets.find_one({"_id": dataset_id})
+
+    def snapshot_briefs(self, snapshot: dict) -> list[dict]:
+        """A snapshot's members as its pages hold them (id, hash, origin, label summary), no structures."""
+        return read_members(self.db, snapshot)
+
+    def committee(self, campaign: str, iteration: int) -> list[dict]:
+        """The models of ``iteration``, by member."""
+        return list(self.models.find({"campaign": campaign, "iteration": iteration}).sort("member", 1))
+
+    def find_model(self, campaign: str, iteration: int, member: int) -> dict | None:
+        return self.models.find_one({"campaign": campaign, "iteration": iteration, "member": member})
+
+    def trained_iterations(self, campaign: str) -> list[int]:
+        """Iterations with at least one model whose file is stored, ascending."""
+        return sorted({d["iteration"] for d in self.models.find({"campaign": campaign, "file_id": {"$ne": None}},
+                                                                {"iteration": 1})})
+
+    def trained_committee(self, campaign: str, iteration: int) -> list[dict]:
+        """The models of ``iteration`` whose files are stored, by member."""
+        return list(self.models.find({"campaign": campaign, "iteration": iteration,
+                                      "file_id": {"$ne": None}}).sort("member", 1))
+
+    def count_models(self, campaign: str) -> int:
+        return self.models.count_documents({"campaign": campaign})
+
     def label_rows(self, campaign: str) -> list[dict]:
         """The campaign's ``labeled`` and ``label_failed`` configurations (:data:`MEMBER_FIELDS` and
         ``status``), what the snapshot gate counts and the snapshot takes, read once for both: on the
@@ -290,9 +369,14 @@ class ResultsStore:
 
     def add_model(self, campaign: str, iteration: int, member: int, seed: int, backend: str,
                   dataset_id: ObjectId, model_file=None, **fields) -> ObjectId:
+        """:meth:`store_model` from keyword arguments (the other fields of :class:`TrainingRecord`)."""
+        return self.store_model(TrainingRecord(campaign, iteration, member, seed, backend, dataset_id,
+                                               **plain(fields)), model_file)
+
+    def store_model(self, record: TrainingRecord, model_file=None) -> ObjectId:
         """Store (or replace, on a rerun) one committee member, with its frozen model in GridFS."""
-        doc = {"campaign": campaign, "iteration": iteration, "member": member, "seed": seed, "backend": backend,
-               "dataset_id": dataset_id, **plain(fields)}
+        doc = {k: v for k, v in plain(record.as_dict()).items() if v is not None}
+        campaign, iteration, member = record.campaign, record.iteration, record.member
         if model_file is not None:
             doc["file_id"], doc["sha256"] = self.blobs.put(
                 model_file, filename=f"{campaign}-it{iteration:03d}-m{member}.pb",
@@ -302,9 +386,9 @@ class ResultsStore:
             {"campaign": campaign, "iteration": iteration, "member": member},
             {"$set": {**doc, "updated": _now()}}, upsert=True, return_document=ReturnDocument.AFTER)
         # the dataset lists the models trained on it: provenance then needs only _id look-ups
-        brief = {"iteration": iteration, "member": member, "seed": seed, "sha256": doc.get("sha256")}
-        self.datasets.update_one({"_id": dataset_id}, {"$addToSet": {"model_ids": found["_id"]},
-                                                       "$set": {f"models.{found['_id']}": brief}})
+        brief = {"iteration": iteration, "member": member, "seed": record.seed, "sha256": doc.get("sha256")}
+        self.datasets.update_one({"_id": record.dataset_id}, {"$addToSet": {"model_ids": found["_id"]},
+                                                              "$set": {f"models.{found['_id']}": brief}})
         return found["_id"]
 
     # iterations --------------------------------------------------------------------------------
@@ -314,6 +398,31 @@ class ResultsStore:
 
     def get_iteration(self, campaign: str, index: int) -> dict | None:
         return self.iterations.find_one({"campaign": campaign, "index": index})
+
+    def iterations_of(self, campaign: str, stage: int | None = None, before: int | None = None,
+                      decided: bool = False) -> list[dict]:
+        """The campaign's iterations by index: of ``stage`` only, before index ``before``, and only those
+        with a decision (their ratios stored) when ``decided``."""
+        query: dict = {"campaign": campaign}
+        if stage is not None:
+            query["stage"] = stage
+        if before is not None:
+            query["index"] = {"$lt": before}
+        if decided:
+            query["ratios"] = {"$exists": True}
+        return list(self.iterations.find(query).sort("index", 1))
+
+    def last_decided_iteration(self, campaign: str) -> dict | None:
+        return self.iterations.find_one({"campaign": campaign, "decision": {"$ne": None}}, sort=[("index", -1)])
+
+    def add_iteration_seconds(self, campaign: str, index: int, key: str, seconds: float,
+                              model_id: ObjectId | None = None) -> None:
+        """Add ``seconds`` to the iteration's ``timings.<key>`` (``train_s``, ``explore_s``, ``label_s``), and
+        list ``model_id`` in its committee when given."""
+        update: dict = {"$inc": {f"timings.{key}": float(seconds)}}
+        if model_id is not None:
+            update["$addToSet"] = {"model_ids": model_id}
+        self.iterations.update_one({"campaign": campaign, "index": index}, update)
 
     def update_iteration(self, campaign: str, index: int, stage: int, **fields) -> dict:
         doc = plain({"campaign": campaign, "index": index, "stage": stage, **fields})

@@ -5,7 +5,9 @@ One database per deployment, beside the LaunchPad's collections (``fireworks``, 
 
 Validators are installed on the server when it supports them (MongoDB); FerretDB 1.x answers
 ``NotImplemented`` to ``create``/``collMod`` with a ``validator``, so firegen always validates the
-same schemas on the client too (:mod:`firegen.db.validation`) before writing.
+same schemas on the client too (:mod:`firegen.db.validation`) before writing. The validators of
+``iterations`` and ``models`` are generated from the records the steps hand back
+(:mod:`firegen.campaign.records`); the others are written here.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from dataclasses import dataclass, field
 
 import pymongo
 from pymongo import ASCENDING, DESCENDING
+
+from firegen.campaign.records import IterationRecord, TrainingRecord
+from firegen.db.bson_schema import bson_schema
 
 NUM = {"bsonType": ["double", "int", "long", "decimal"]}
 NUM_OR_NULL = {"bsonType": ["double", "int", "long", "decimal", "null"]}
@@ -75,11 +80,7 @@ COLLECTIONS: list[CollectionSpec] = [
          ([("status", ASCENDING)], {"name": "status"})],
     ),
     CollectionSpec(
-        "iterations",
-        {"bsonType": "object", "required": ["campaign", "index", "stage"],
-         "properties": {"campaign": STR, "index": INT, "stage": INT,
-                        "model_ids": {"bsonType": "array"}, "counts": {"bsonType": "object"},
-                        "decision": {"bsonType": ["object", "null"]}}},
+        "iterations", bson_schema(IterationRecord),
         [([("campaign", ASCENDING), ("index", ASCENDING)], {"unique": True, "name": "campaign_index_unique"})],
     ),
     CollectionSpec(
@@ -103,10 +104,7 @@ COLLECTIONS: list[CollectionSpec] = [
          ([("label.settings_hash", ASCENDING)], {"name": "label_settings"})],
     ),
     CollectionSpec(
-        "models",
-        {"bsonType": "object", "required": ["campaign", "iteration", "member", "seed", "backend", "dataset_id"],
-         "properties": {"campaign": STR, "iteration": INT, "member": INT, "seed": INT, "backend": STR,
-                        "sha256": {"bsonType": ["string", "null"]}, "metrics": {"bsonType": ["object", "null"]}}},
+        "models", bson_schema(TrainingRecord),
         [([("campaign", ASCENDING), ("iteration", ASCENDING), ("member", ASCENDING)],
           {"unique": True, "name": "campaign_iteration_member_unique"}),
          ([("dataset_id", ASCENDING)], {"name": "dataset"})],

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from firegen.db.connection import firegen_home
+from firegen.db.files import BLOB_CACHE_ENV
 from firegen.launchers.worker import DEFAULT_SLEEP, command
 
 LAUNCHERS = Path(__file__).resolve().parent
@@ -46,9 +48,6 @@ def write_fworker(kind: str, launchpad_file: Path, out_dir: Path, name: str | No
 def worker_env(launchpad_file: Path) -> dict:
     """The environment of a worker: thread count, blob cache (``<home>/cache/blobs``) and ``FIREGEN_LAUNCHPAD``
     (read only by tasks of Fireworks queued before their spec had ``_add_launchpad_and_fw_id``)."""
-    from firegen.db.connection import firegen_home
-    from firegen.db.files import BLOB_CACHE_ENV
-
     env = dict(os.environ, FIREGEN_LAUNCHPAD=str(Path(launchpad_file).resolve()))
     env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     env.setdefault(BLOB_CACHE_ENV, str(firegen_home() / "cache" / "blobs"))

@@ -21,15 +21,17 @@ import sys
 import time
 from pathlib import Path
 
-#: Modules every firegen FireTask imports (workflow steps, dpdata via the dataset writer).
-COMMON_MODULES = ("firegen.workflows.tasks", "firegen.workflows.campaign_steps", "firegen.workflows.builders")
+from firegen.db.fireworks_keys import key_launchpad
+
+#: Modules of the FireTasks both categories run (dpdata via the labeled-data reader and writer).
+COMMON_MODULES = ("firegen.workflows.tasks", "firegen.workflows.jobs.init", "firegen.workflows.jobs.select")
 
 #: Extra modules per worker category: the gpu worker tests each trained model in-process with
 #: deepmd-kit's TensorFlow inference (``deepmd.tf.env`` loads TensorFlow and the op library, the slow
 #: part); the cpu worker labels with ASE calculators.
 CATEGORY_MODULES = {
-    "gpu": ("deepmd.infer", "deepmd.tf.env", "firegen.workflows.steps.explore"),
-    "cpu": ("firegen.workflows.steps.label", "firegen.workflows.steps.ase_labelers"),
+    "gpu": ("deepmd.infer", "deepmd.tf.env", "firegen.workflows.jobs.train", "firegen.workflows.jobs.explore"),
+    "cpu": ("firegen.workflows.jobs.label", "firegen.workflows.jobs.gate", "firegen.workflows.steps.ase_labelers"),
 }
 
 #: Default idle poll (s). Every poll is one query on the ``fireworks`` collection.
@@ -76,8 +78,6 @@ def run(launchpad_file: str | os.PathLike, fworker_file: str | os.PathLike, kind
     """
     from fireworks import FWorker, LaunchPad
     from fireworks.core.rocket_launcher import rapidfire
-
-    from firegen.db.fireworks_keys import key_launchpad
 
     if sleep <= 0:
         raise ValueError(f"sleep must be > 0 s, got {sleep} (FireWorks reads 0 as its 60 s default)")

@@ -12,11 +12,12 @@ from typing import Optional
 
 import typer
 
-from firegen.db.errors import FiregenError
+from firegen.campaign.errors import FiregenError
 from firegen.db.uri import mask_secrets
 from firegen.orchestrator.cli_campaign import register as register_campaign_commands
 from firegen.orchestrator.cli_db import db_app
 from firegen.orchestrator.cli_exchange import register as register_exchange_commands
+from firegen.workflows import claim_root_logger
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Active learning of DeePMD potentials as FireWorks workflows on MongoDB.")
@@ -40,27 +41,13 @@ def version():
     typer.echo(f"firegen {v('firegen')}")
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types whose message is the whole story for the user."""
-    errors: list[type[BaseException]] = [FiregenError]
-    try:
-        from firegen.campaign.config import ConfigError
-
-        errors.append(ConfigError)
-    except ImportError:  # pragma: no cover - config module not present yet
-        pass
-    return tuple(errors)
-
-
 def main(argv: list[str] | None = None) -> None:
-    from firegen.workflows import claim_root_logger
-
     claim_root_logger()
     try:
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
-    except user_errors() as exc:
+    except FiregenError as exc:  # its message is the whole story for the user (ConfigError included)
         for line in mask_secrets(str(exc)).splitlines() or [type(exc).__name__]:
             print(f"firegen: error: {line}", file=sys.stderr)
         sys.exit(2)

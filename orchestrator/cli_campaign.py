@@ -10,19 +10,25 @@ from typing import Optional
 
 import typer
 
-from firegen.db.connection import firegen_home, resolve_target, write_launchpad_file
-from firegen.db.errors import FiregenError
-from firegen.db.repository import ResultsStore
-from firegen.launchers.worker import DEFAULT_SLEEP
 from firegen.campaign.config import load_config
+from firegen.campaign.errors import FiregenError
+from firegen.db.connection import firegen_home, write_launchpad_file
+from firegen.db.launchpad_queries import firework_states
+from firegen.db.lostruns import detect_lostruns
+from firegen.db.provenance import configuration_provenance, failed_labels, model_provenance
+from firegen.db.repository import ResultsStore
+from firegen.launchers.local import start_worker, worker_env, write_fworker
+from firegen.launchers.worker import DEFAULT_SLEEP
+from firegen.launchers.worker import run as run_worker
+from firegen.orchestrator.cli_exchange import print_conversion_messages
+from firegen.orchestrator.database import bring_up, cli_target, prepare_database
+from firegen.orchestrator.dpgen_import import import_dpgen, is_dpgen_param
+from firegen.orchestrator.relabel import merge_settings, parse_assignments, relabel
 from firegen.orchestrator.report import campaign_summary
+from firegen.orchestrator.submit import submit, write_workflow
+from firegen.workflows.steps.label import get_labeler
 
 TERMINAL = {"converged", "max_iterations", "failed", "stopped", "done"}
-
-
-def _target(ctx: typer.Context):
-    obj = ctx.find_root().obj or {}
-    return resolve_target(uri=obj.get("uri"), launchpad=obj.get("launchpad"))
 
 
 def validate_everything(config: Path, machine: Path | None = None, ignore_unsupported: bool = False):
@@ -31,11 +37,7 @@ def validate_everything(config: Path, machine: Path | None = None, ignore_unsupp
     A DP-GEN ``param.json`` (a ``.json`` with ``model_devi_jobs``) is converted in memory first
     (:mod:`firegen.orchestrator.dpgen_import`; ``machine`` is its machine.json).
     """
-    from firegen.orchestrator.dpgen_import import import_dpgen, is_dpgen_param
-    from firegen.workflows.steps.label import get_labeler
-
     if is_dpgen_param(config):
-        from firegen.orchestrator.cli_exchange import print_conversion_messages
 
         conv = import_dpgen(config, machine, ignore_unsupported=ignore_unsupported, check_files=False)
         print_conversion_messages(conv, ignore_unsupported)
@@ -72,17 +74,13 @@ def submit_cmd(ctx: typer.Context, config: Path = typer.Argument(..., help="Camp
                output: Optional[Path] = typer.Option(None, "-o", "--output", help="Workflow file for --dry-run."),
                machine: Optional[Path] = _MACHINE, ignore_unsupported: bool = _IGNORE):
     """Validate and queue a campaign (or, with --dry-run -o wf.yaml, write what `lpad add` queues)."""
-    from firegen.orchestrator.submit import submit, write_workflow
-
     cfg = validate_everything(config, machine, ignore_unsupported)
     if dry_run:
         out = output or Path(f"{cfg.name}.wf.yaml")
         write_workflow(cfg, out)
         typer.echo(f"wrote {out}; queue it with: lpad add {out}")
         return
-    from firegen.orchestrator.cli_db import prepare_database
-
-    lp = _target(ctx).connect()
+    lp = cli_target(ctx).connect()
     prepare_database(lp)
     fw_id = submit(lp, cfg)
     typer.echo(f"queued campaign '{cfg.name}' (init Firework {fw_id}); start workers: firegen worker --gpu / --cpu")
@@ -90,8 +88,8 @@ def submit_cmd(ctx: typer.Context, config: Path = typer.Argument(..., help="Camp
 
 def status(ctx: typer.Context, campaign: Optional[str] = typer.Argument(None, help="Campaign name (default: all).")):
     """Print the per-iteration table of a campaign (or of every campaign)."""
-    store = ResultsStore.from_launchpad(_target(ctx).connect())
-    names = [campaign] if campaign else [d["name"] for d in store.campaigns.find({}, {"name": 1}).sort("name", 1)]
+    store = ResultsStore.from_launchpad(cli_target(ctx).connect())
+    names = [campaign] if campaign else store.campaign_names()
     if not names:
         typer.echo("no campaigns in the database")
     for name in names:
@@ -113,13 +111,10 @@ def worker(ctx: typer.Context, gpu: bool = typer.Option(False, "--gpu", help="Tr
            preload: bool = typer.Option(True, help="Import the category's libraries (TensorFlow, dpdata, ASE) "
                                         "before the first Firework instead of during it.")):
     """FireWorks' `rapidfire` for one category against the resolved database, in a preloaded process."""
-    from firegen.launchers.local import worker_env, write_fworker
-    from firegen.launchers.worker import run as run_worker
-
     if gpu == cpu:
         raise FiregenError("choose one of --gpu or --cpu. Fix: start one worker per category.")
     kind = "gpu" if gpu else "cpu"
-    target = _target(ctx)
+    target = cli_target(ctx)
     target.connect()
     lp_file = worker_launchpad(target)
     workdir = firegen_home() / "workers" / kind
@@ -133,9 +128,7 @@ def worker(ctx: typer.Context, gpu: bool = typer.Option(False, "--gpu", help="Tr
 def lostruns(ctx: typer.Context, rerun: bool = typer.Option(False, "--rerun", help="Requeue the lost runs."),
              expiration_secs: int = typer.Option(4 * 3600, help="A RUNNING launch not pinged for this long is lost.")):
     """`lpad detect_lostruns` that also works on FerretDB (tasks are idempotent, so --rerun is safe)."""
-    from firegen.db.lostruns import detect_lostruns
-
-    lp = _target(ctx).connect()
+    lp = cli_target(ctx).connect()
     lost_launches, lost_fws, inconsistent = detect_lostruns(lp, expiration_secs, rerun=rerun, refresh=rerun)
     typer.echo(f"lost launches: {lost_launches}; lost Fireworks: {lost_fws}; inconsistent: {inconsistent}"
                + ("; requeued" if rerun and lost_fws else ""))
@@ -148,10 +141,8 @@ def run(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YA
         stop_db: bool = typer.Option(False, "--stop-db", help="Stop the embedded database at the end when this run "
                                      "started it (the main job does).")):
     """All in one: database up, submit (or resume), local gpu + cpu workers, progress, the final table."""
-    from firegen.orchestrator.cli_db import bring_up
-
     cfg = validate_everything(config, machine, ignore_unsupported)
-    target = _target(ctx)
+    target = cli_target(ctx)
     started_here = target.embedded and not target.server.is_running()
     lp = bring_up(target)
     try:
@@ -178,9 +169,6 @@ def _leave_database(target, name: str, stop: bool) -> None:
 
 def _run_campaign(lp, target, cfg, timeout: float, sleep: float) -> int:
     """Submit or resume ``cfg`` on ``lp``, run local workers until it ends; the exit code (0 done)."""
-    from firegen.launchers.local import start_worker
-    from firegen.orchestrator.submit import submit
-
     store = ResultsStore.from_launchpad(lp)
     doc = store.get_campaign(cfg.name)
     if doc is None:
@@ -214,10 +202,7 @@ def _follow(lp, store, name: str, workers: dict, timeout: float) -> int:
     start, last = time.monotonic(), None
     while time.monotonic() - start < timeout:
         doc = store.get_campaign(name) or {}
-        states = {}
-        for fw in lp.fireworks.find({"spec.firegen.campaign": name}, {"state": 1, "spec.firegen.kind": 1}):
-            key = (fw["spec"]["firegen"]["kind"], fw["state"])
-            states[key] = states.get(key, 0) + 1
+        states = firework_states(lp, name)
         active = sum(n for (_, s), n in states.items() if s in ("READY", "RESERVED", "RUNNING", "WAITING"))
         line = (f"[{time.monotonic() - start:6.0f} s] {name}: {doc.get('status')} stage {doc.get('stage')} "
                 f"iteration {doc.get('iteration')}; running: "
@@ -262,25 +247,19 @@ def provenance_model(ctx: typer.Context, model_id: str,
                      skip: int = typer.Option(0, min=0, help="Labels to skip (the previous answer's next_skip)."),
                      all_labels: bool = typer.Option(False, "--all", help="Every label, in one answer.")):
     """The dataset, the labeler settings and the labels behind a model (a page of them; --all for every one)."""
-    from firegen.db.provenance import model_provenance
-
-    _print_json(model_provenance(_target(ctx).connect().db, model_id, None if all_labels else limit, skip))
+    _print_json(model_provenance(cli_target(ctx).connect().db, model_id, None if all_labels else limit, skip))
 
 
 @provenance_app.command("config")
 def provenance_config(ctx: typer.Context, config_id: str):
     """A configuration's origin chain and the models later trained on it."""
-    from firegen.db.provenance import configuration_provenance
-
-    _print_json(configuration_provenance(_target(ctx).connect().db, config_id))
+    _print_json(configuration_provenance(cli_target(ctx).connect().db, config_id))
 
 
 @provenance_app.command("failures")
 def provenance_failures(ctx: typer.Context, campaign: str):
     """Every configuration of a campaign whose label failed, and why."""
-    from firegen.db.provenance import failed_labels
-
-    _print_json(failed_labels(_target(ctx).connect().db, campaign))
+    _print_json(failed_labels(cli_target(ctx).connect().db, campaign))
 
 
 def relabel_cmd(ctx: typer.Context, campaign: str = typer.Argument(..., help="Campaign name."),
@@ -297,7 +276,6 @@ def relabel_cmd(ctx: typer.Context, campaign: str = typer.Argument(..., help="Ca
     a campaign stopped by labeler.max_failed_ratio resumes by itself once they are labeled."""
     import yaml
 
-    from firegen.orchestrator.relabel import merge_settings, parse_assignments, relabel
 
     changes = {}
     if settings_file is not None:
@@ -305,7 +283,7 @@ def relabel_cmd(ctx: typer.Context, campaign: str = typer.Argument(..., help="Ca
         if not isinstance(changes, dict):
             raise FiregenError(f"{settings_file}: expected a mapping of labeler settings")
     changes = merge_settings(changes, parse_assignments(set_))
-    done = relabel(_target(ctx).connect(), campaign, changes, kind=kind, iteration=iteration, persist=persist)
+    done = relabel(cli_target(ctx).connect(), campaign, changes, kind=kind, iteration=iteration, persist=persist)
     resumed = (f"; iteration {done['resumed_iteration']} is queued again behind them"
                if done["resumed_iteration"] is not None else "")
     typer.echo(f"queued {done['configurations']} configuration(s) for relabeling with {done['labeler']['kind']} "

@@ -7,14 +7,12 @@ from typing import Optional
 
 import typer
 
+from firegen.db.repository import ResultsStore
+from firegen.orchestrator.database import cli_target
+from firegen.orchestrator.dpgen_import import import_dpgen
+from firegen.orchestrator.export import export_data, export_model
+
 export_app = typer.Typer(no_args_is_help=True, help="Export a campaign's data (dpdata) or its frozen committee.")
-
-
-def _target(ctx: typer.Context):
-    from firegen.db.connection import resolve_target
-
-    obj = ctx.find_root().obj or {}
-    return resolve_target(uri=obj.get("uri"), launchpad=obj.get("launchpad"))
 
 
 def print_conversion_messages(conv, ignored: bool) -> None:
@@ -36,8 +34,6 @@ def import_dpgen_cmd(
         ignore_unsupported: bool = typer.Option(False, "--ignore-unsupported", help="Convert without the DP-GEN "
                                                 "settings firegen does not support (listed as a warning).")):
     """Convert a DP-GEN campaign (param.json, optionally machine.json) into a firegen campaign YAML."""
-    from firegen.orchestrator.dpgen_import import import_dpgen
-
     conv = import_dpgen(param, machine, output=output, run_dir=run_dir, name=name,
                         ignore_unsupported=ignore_unsupported)
     print_conversion_messages(conv, ignore_unsupported)
@@ -60,10 +56,7 @@ def export_data_cmd(
                                    "(structures only)."),
         fmt: str = typer.Option("deepmd/npy", "--format", help="deepmd/npy or extxyz.")):
     """Write configurations with dpdata, grouped by formula, plus manifest.json (ids and content hashes)."""
-    from firegen.db.repository import ResultsStore
-    from firegen.orchestrator.export import export_data
-
-    store = ResultsStore.from_launchpad(_target(ctx).connect())
+    store = ResultsStore.from_launchpad(cli_target(ctx).connect())
     result = export_data(store, campaign, output, iteration=iteration, status=status, fmt=fmt)
     n = len(result.manifest["configurations"])
     typer.echo(f"wrote {n} configuration(s) in {len(result.manifest['systems'])} system(s) ({fmt}) to {output}")
@@ -76,10 +69,7 @@ def export_model_cmd(
         output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
         iteration: Optional[int] = typer.Option(None, "--iteration", help="Iteration (default: the latest trained).")):
     """Write a frozen committee (sha256-checked) and manifest.json (seeds, metrics, dataset ids + hashes)."""
-    from firegen.db.repository import ResultsStore
-    from firegen.orchestrator.export import export_model
-
-    store = ResultsStore.from_launchpad(_target(ctx).connect())
+    store = ResultsStore.from_launchpad(cli_target(ctx).connect())
     result = export_model(store, campaign, output, iteration=iteration)
     typer.echo(f"wrote {len(result.manifest['models'])} model(s) of iteration {result.manifest['iteration']} "
                f"and manifest.json to {output}")

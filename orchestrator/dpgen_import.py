@@ -131,10 +131,12 @@ import yaml
 
 from firegen.campaign.config import CampaignConfig, _line, validate_dict
 from firegen.campaign.config_loop import LabelerConfig
+from firegen.campaign.config_fields import NOTHING
 from firegen.campaign.config_stages import StageConfig
 from firegen.orchestrator.dpgen_errors import DPGenImportError
 from firegen.orchestrator.dpgen_machine import check_machine
 from firegen.orchestrator.dpgen_param import check_param, is_dpgen_param, load_dpgen_file
+from firegen.orchestrator.dpgen_run import read_record, resume_job, run_data
 from firegen.orchestrator.dpgen_workers import split_mpi_command, worker_files
 
 __all__ = ["Conversion", "DPGenImportError", "campaign_from_param", "check_machine", "check_param",
@@ -327,8 +329,6 @@ class _Converter:
 
     # helpers
     def err(self, loc: str, msg: str, got: Any = None, fix: str = "") -> None:
-        from firegen.campaign.config_fields import NOTHING
-
         self.errors.append(_line(self.source, loc, msg, NOTHING if got is None else got, fix))
 
     def path(self, value: str, root: Path | None = None) -> Path:
@@ -564,8 +564,6 @@ class _Converter:
         return out
 
     def run_data(self) -> tuple[list[dict], int]:
-        from firegen.orchestrator.dpgen_run import read_record, resume_job, run_data
-
         if self.run_dir is None:
             return [], 0
         if not self.run_dir.is_dir():

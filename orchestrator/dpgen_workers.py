@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from firegen.launchers.local import LAUNCHERS
+
 __all__ = ["split_mpi_command", "walltime_seconds", "worker_files"]
 
 
@@ -149,8 +151,6 @@ def _adapter(h: dict, category: str, worker: Path) -> dict | None:
              "cpus_per_task": h["cpus"] if category == "gpu" else 1,
              "gres": f"gpu:{h['gpus']}" if h["gpus"] else None}
     elif h["batch"] == "PBS":
-        from firegen.launchers.local import LAUNCHERS
-
         select = h.get("select") or (f"{h['nodes']}:ncpus={h['cpus']}" + (
             f":ngpus={h['gpus']}" if h["gpus"] else f":mpiprocs={h['cpus']}") + (
             f":mem={str(h['mem']).lower().rstrip('b')}b" if h.get("mem") else ""))
@@ -173,8 +173,6 @@ def worker_files(tasks: dict[str, dict], workers_dir: Path) -> tuple[dict[str, d
     else ``gpu_train_queue.yaml`` and ``gpu_model_devi_queue.yaml``), fp becomes ``cpu``.
     Batch systems other than Slurm/PBS/Torque get no adapter (a note says to run ``rlaunch``).
     """
-    from firegen.launchers.local import LAUNCHERS
-
     files: dict[str, dict] = {}
     notes: list[str] = []
     hints = {name: _hints(task) for name, task in tasks.items()}

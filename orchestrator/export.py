@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from firegen.db.dataset_pages import member_ids, read_members
-from firegen.db.errors import FiregenError
-from firegen.db.lookup import find_by_ids
+from firegen.campaign.errors import FiregenError
+from firegen.campaign.labeled_data import to_labeled_systems
 from firegen.db.repository import ResultsStore
 
 __all__ = ["DATA_FORMATS", "Export", "export_data", "export_model"]
@@ -55,7 +54,7 @@ def _version(dist: str) -> str | None:
 def _campaign(store: ResultsStore, campaign: str) -> dict:
     doc = store.get_campaign(campaign)
     if doc is None:
-        names = sorted(d["name"] for d in store.campaigns.find({}, {"name": 1}))
+        names = store.campaign_names()
         raise FiregenError(f"campaign '{campaign}' is not in the database. Fix: use one of: "
                            f"{', '.join(names) or '(none yet)'}")
     return doc
@@ -98,8 +97,6 @@ def export_data(store: ResultsStore, campaign: str, out_dir: str | os.PathLike, 
     Raises:
         FiregenError: unknown campaign, iteration without a snapshot, bad format/status, nothing to export.
     """
-    from firegen.campaign.labeled_data import to_labeled_systems
-
     if fmt not in DATA_FORMATS:
         raise FiregenError(f"unknown export format '{fmt}'. Fix: use one of {', '.join(DATA_FORMATS)}")
     if status not in _STATUSES:
@@ -111,14 +108,14 @@ def export_data(store: ResultsStore, campaign: str, out_dir: str | os.PathLike, 
         if status != "labeled":
             raise FiregenError("--iteration exports a training snapshot, which holds labeled configurations only. "
                                "Fix: drop --status or --iteration")
-        dataset = store.datasets.find_one({"campaign": campaign, "iteration": iteration})
+        dataset = store.find_snapshot(campaign, iteration)
         if dataset is None:
-            known = sorted(d["iteration"] for d in store.datasets.find({"campaign": campaign}, {"iteration": 1}))
+            known = [d["iteration"] for d in store.snapshots(campaign)]
             raise FiregenError(f"campaign '{campaign}' has no training snapshot for iteration {iteration}. Fix: use "
                                f"one of: {', '.join(map(str, known)) or '(none yet: no iteration trained)'}")
-        docs = find_by_ids(store.configurations, member_ids(store.db, dataset))
+        docs = store.snapshot_members(dataset)
     else:
-        docs = list(store.configurations.find({"campaign": campaign, "status": status}))
+        docs = store.configurations_with_status(campaign, status)
     docs.sort(key=lambda d: d["hash"])
     if not docs:
         raise FiregenError(f"campaign '{campaign}' has no {status} configurations to export"
@@ -171,15 +168,13 @@ def export_model(store: ResultsStore, campaign: str, out_dir: str | os.PathLike,
         FiregenError: unknown campaign, no (such) trained committee, a file failing its check.
     """
     _campaign(store, campaign)
-    stored = {"campaign": campaign, "file_id": {"$ne": None}}
+    known = store.trained_iterations(campaign)
     if iteration is None:
-        latest = list(store.models.find(stored, {"iteration": 1}).sort("iteration", -1).limit(1))
-        if not latest:
+        if not known:
             raise FiregenError(f"campaign '{campaign}' has no trained model yet. Fix: export after iteration 0 trains")
-        iteration = latest[0]["iteration"]
-    models = list(store.models.find({**stored, "iteration": iteration}).sort("member", 1))
+        iteration = known[-1]
+    models = store.trained_committee(campaign, iteration)
     if not models:
-        known = sorted({d["iteration"] for d in store.models.find(stored, {"iteration": 1})})
         raise FiregenError(f"campaign '{campaign}' has no trained models for iteration {iteration}. Fix: use one of: "
                            f"{', '.join(map(str, known)) or '(none yet)'}")
     out_dir = Path(out_dir)
@@ -202,8 +197,8 @@ def export_model(store: ResultsStore, campaign: str, out_dir: str | os.PathLike,
     dataset_ids = {m["dataset_id"] for m in models}
     datasets = []
     for ds_id in sorted(dataset_ids, key=str):
-        ds = store.datasets.find_one({"_id": ds_id}) or {}
-        members = read_members(store.db, ds) if ds else []
+        ds = store.get_dataset(ds_id) or {}
+        members = store.snapshot_briefs(ds) if ds else []
         datasets.append({"id": str(ds_id), "iteration": ds.get("iteration"), "hash": ds.get("hash"),
                          "size": len(members),
                          "configurations": [{"id": str(m["_id"]), "hash": m.get("hash")} for m in members]})

@@ -17,12 +17,16 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from fireworks import Workflow
 
-from firegen.db.errors import FiregenError
-from firegen.db.repository import ResultsStore
 from firegen.campaign.config import CampaignConfig
+from firegen.campaign.errors import FiregenError
 # nested labeler settings merge like deepmd inputs: mappings key by key, anything else replaced
 from firegen.campaign.mappings import deep_merge as merge_settings
+from firegen.db.launchpad_queries import unfinished_fireworks
+from firegen.db.repository import ResultsStore
+from firegen.workflows.steps.label import get_labeler
+from firegen.workflows.tasks import label_fireworks, labels_then_iteration
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, Any]:
@@ -54,17 +58,15 @@ def defuse_unfinished(lp, campaign: str, iteration: int) -> list[int]:
     it first, which also resets its children to WAITING. So parents go first (gate → train →
     explore → select), and the pass repeats until nothing of the iteration is left to run.
     """
-    query = {"spec.firegen.campaign": campaign, "spec.firegen.iteration": iteration,
-             "state": {"$nin": ["COMPLETED", "DEFUSED"]}}
     defused: set[int] = set()
     for _ in range(5):
-        left = sorted(lp.fireworks.find(query, {"fw_id": 1, "spec.firegen.kind": 1}),
-                      key=lambda fw: (_PARENTS_FIRST.get(fw["spec"]["firegen"]["kind"], 9), fw["fw_id"]))
+        left = sorted(unfinished_fireworks(lp, campaign, iteration),
+                      key=lambda fw: (_PARENTS_FIRST.get(fw[1], 9), fw[0]))
         if not left:
             break
-        for fw in left:
-            lp.defuse_fw(fw["fw_id"])
-            defused.add(fw["fw_id"])
+        for fw_id, _kind in left:
+            lp.defuse_fw(fw_id)
+            defused.add(fw_id)
     return sorted(defused)
 
 
@@ -75,9 +77,6 @@ def relabel(lp, campaign: str, changes: dict, kind: str | None = None, iteration
     Returns what was done: ``configurations``, ``labeler`` (kind, settings), ``resumed_iteration``
     (None when the campaign was not stopped), ``defused`` (Firework ids), ``fw_ids`` queued.
     """
-    from firegen.workflows.builders import label_fireworks, labels_then_iteration
-    from firegen.workflows.steps.label import get_labeler
-
     store = ResultsStore.from_launchpad(lp)
     doc = store.get_campaign(campaign)
     if doc is None:
@@ -88,17 +87,14 @@ def relabel(lp, campaign: str, changes: dict, kind: str | None = None, iteration
         get_labeler(spec["kind"], spec["settings"])
     except (ValueError, ImportError) as exc:
         raise FiregenError(f"relabel {campaign}: labeler {spec['kind']}: {exc}") from None
-    query = {"campaign": campaign, "status": "label_failed"}
-    if iteration is not None:
-        query["origin.iteration"] = iteration
-    ids = [d["_id"] for d in store.configurations.find(query, {"_id": 1})]
+    ids = store.ids_with_status(campaign, "label_failed", iteration)
     if not ids:
         where = f" from iteration {iteration}" if iteration is not None else ""
         raise FiregenError(f"campaign {campaign} has no label_failed configurations{where}; nothing to relabel")
     store.set_status(ids, "selected", relabel={"kind": spec["kind"], "settings": spec["settings"]})
     if persist:
-        store.campaigns.update_one({"name": campaign}, {"$set": {"config.labeler.kind": spec["kind"],
-                                                                 "config.labeler.settings": spec["settings"]}})
+        store.update_campaign(campaign, **{"config.labeler.kind": spec["kind"],
+                                           "config.labeler.settings": spec["settings"]})
     str_ids = [str(i) for i in ids]
     resumed, defused = None, []
     if doc.get("status") == "stopped" and doc.get("stopped_iteration") is not None:
@@ -107,11 +103,8 @@ def relabel(lp, campaign: str, changes: dict, kind: str | None = None, iteration
         defused = defuse_unfinished(lp, campaign, resumed)
         wf = labels_then_iteration(cfg, str_ids, resumed - 1, resumed, int(it.get("stage", doc.get("stage") or 0)),
                                    it.get("explore"), labeler=spec)
-        store.campaigns.update_one({"name": campaign}, {"$set": {"status": "running"},
-                                                        "$unset": {"stop_reason": "", "stopped_iteration": ""}})
+        store.update_campaign(campaign, status="running", unset=("stop_reason", "stopped_iteration"))
     else:
-        from fireworks import Workflow
-
         wf = Workflow(label_fireworks(campaign, str_ids, -1 if iteration is None else iteration, spec),
                       name=f"{campaign}/relabel", metadata={"firegen_campaign": campaign})
     old_new = lp.add_wf(wf)

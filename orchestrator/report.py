@@ -10,11 +10,9 @@ COLUMNS = ["iteration", "stage", "ensemble", "T (K)", "P (bar)", "MD steps", "ta
 
 def iteration_rows(store: ResultsStore, campaign: str) -> list[dict]:
     """One row per iteration: conditions explored, counts, labels, accurate ratio, decision."""
-    per_iteration = {(r["_id"]["iteration"], r["_id"]["status"]): r["n"] for r in store.configurations.aggregate([
-        {"$match": {"campaign": campaign, "status": {"$in": ["labeled", "label_failed"]}}},
-        {"$group": {"_id": {"iteration": "$origin.iteration", "status": "$status"}, "n": {"$sum": 1}}}])}
+    per_iteration = store.label_counts_by_iteration(campaign)
     rows = []
-    for it in store.iterations.find({"campaign": campaign}).sort("index", 1):
+    for it in store.iterations_of(campaign):
         counts = it.get("counts") or {}
         ratios = it.get("ratios") or {}
         rows.append({
@@ -46,11 +44,11 @@ def campaign_summary(store: ResultsStore, campaign: str) -> str:
     doc = store.get_campaign(campaign)
     if doc is None:
         return f"campaign '{campaign}' is not in the database"
-    n_labeled = store.configurations.count_documents({"campaign": campaign, "status": "labeled"})
-    n_models = store.models.count_documents({"campaign": campaign})
+    n_labeled = store.count_configurations(campaign, "labeled")
+    n_models = store.count_models(campaign)
     head = (f"campaign {campaign}: status {doc['status']}, stage {doc.get('stage')}, iteration {doc.get('iteration')}; "
             f"{n_labeled} labeled configurations, {n_models} models")
-    last = store.iterations.find_one({"campaign": campaign, "decision": {"$ne": None}}, sort=[("index", -1)])
+    last = store.last_decided_iteration(campaign)
     why = [f"last decision (iteration {last['index']}): {last['decision']['reason']}"] if last else []
     if doc.get("stop_reason"):
         why.append(f"stopped: {doc['stop_reason']}")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from firegen.db.errors import FiregenError
-from firegen.db.repository import ResultsStore, plain
+from firegen.campaign.errors import FiregenError
+from firegen.campaign.plain import plain
+from firegen.db.repository import ResultsStore
 from firegen.campaign.config import CampaignConfig
-from firegen.workflows.builders import campaign_workflow
+from firegen.workflows.tasks import campaign_workflow
 
 
 def prepared_systems(cfg: CampaignConfig) -> dict:

@@ -11,13 +11,17 @@ from fireworks import FWorker
 from fireworks.core.rocket_launcher import rapidfire
 
 from campaign_helpers import small_cu_config
-from firegen.db.errors import FiregenError
+from firegen.campaign.errors import FiregenError
 from firegen.db.repository import ResultsStore
 from firegen.campaign.config import load_config
 from firegen.campaign.convergence import decide, stage_task_keys
 from firegen.orchestrator.relabel import merge_settings, parse_assignments, relabel
-from firegen.workflows import campaign_steps
-from firegen.workflows.builders import iteration_fireworks, labels_then_iteration
+from firegen.workflows.jobs.gate import LabelFailuresExceeded, label_failures
+from firegen.workflows.jobs.init import open_iteration
+from firegen.workflows.jobs.label import label_batch
+from firegen.workflows.jobs.select import select_and_decide
+from firegen.workflows.jobs.train import train_member
+from firegen.workflows.tasks import iteration_fireworks, labels_then_iteration
 
 GOOD = {"accurate_ratio": 0.99, "candidate_ratio": 0.01}
 BAD = {"accurate_ratio": 0.60, "candidate_ratio": 0.30}
@@ -53,7 +57,7 @@ def test_each_task_converges_on_its_own_and_only_unconverged_tasks_are_explored_
 
 
 def _explored(store, cfg, iteration, stage, per_key):
-    campaign_steps.open_iteration(store, cfg, iteration, stage)
+    open_iteration(store, cfg, iteration, stage)
     for key, (accurate, candidate) in per_key.items():
         store.set_iteration_fields(cfg.name, iteration, {f"explorations.{key}": {
             "accurate": accurate, "candidate": candidate, "failed": 0, "total": accurate + candidate}})
@@ -65,10 +69,10 @@ def test_select_tracks_tasks_across_iterations_and_the_next_iteration_explores_t
     store.init()
     store.create_campaign(cfg.name, cfg.frozen(), cfg.type_map)
     _explored(store, cfg, 0, 0, {"fcc|c0": (99, 1), "fcc|c1": (40, 60)})
-    d0, _ = campaign_steps.select_and_decide(store, cfg, 0, 0)
+    d0, _ = select_and_decide(store, cfg, 0, 0)
     assert d0.action == "continue" and sorted(d0.explore) == ["fcc|c0", "fcc|c1"]
     _explored(store, cfg, 1, 0, {"fcc|c0": (98, 2), "fcc|c1": (50, 50)})
-    d1, _ = campaign_steps.select_and_decide(store, cfg, 1, 0)
+    d1, _ = select_and_decide(store, cfg, 1, 0)
     assert (d1.action, d1.explore) == ("continue", ["fcc|c1"])
     stored = store.get_iteration(cfg.name, 1)["decision"]
     assert stored["tasks"] == {"fcc|c0": "converged", "fcc|c1": "running"} and "1 of 2 tasks" in stored["reason"]
@@ -78,8 +82,8 @@ def test_select_tracks_tasks_across_iterations_and_the_next_iteration_explores_t
     assert len(iteration_fireworks(cfg, 2, 0)[0]) == len(fws) + 1  # without a list: every task
     _explored(store, cfg, 2, 0, {"fcc|c1": (97, 3)})
     _explored(store, cfg, 3, 0, {"fcc|c1": (99, 1)})
-    campaign_steps.select_and_decide(store, cfg, 2, 0)
-    d3, _ = campaign_steps.select_and_decide(store, cfg, 3, 0)
+    select_and_decide(store, cfg, 2, 0)
+    d3, _ = select_and_decide(store, cfg, 3, 0)
     assert (d3.action, d3.stage, d3.stage_status) == ("next_stage", 1, "converged")
     assert store.get_campaign(cfg.name)["stage_status"] == ["converged"]
 
@@ -104,8 +108,8 @@ def test_too_many_failed_labels_stop_the_campaign_and_relabel_resumes_it(launchp
     ids = [store.add_atoms(cfg.name, atoms, {"kind": "init", "iteration": -1, "frame": k}, status="selected")[0]
            for k, atoms in enumerate([bulk("Cu", "fcc", a=3.61, cubic=True), bulk("Ar", "fcc", a=5.26, cubic=True),
                                       bulk("Ar", "fcc", a=5.40, cubic=True)])]
-    assert campaign_steps.label_batch(store, cfg, ids)["failed"] == 2
-    campaign_steps.open_iteration(store, cfg, 0, 0)
+    assert label_batch(store, cfg, ids).failed == 2
+    open_iteration(store, cfg, 0, 0)
     stopped = launchpad.add_wf(labels_then_iteration(cfg, [], -1, 0, 0))  # what init appended: gate → train → ...
     os.chdir(tmp_path)
     rapidfire(launchpad, FWorker(category="cpu"), nlaunches=1, sleep_time=0, strm_lvl="ERROR")  # the snapshot gate
@@ -118,8 +122,8 @@ def test_too_many_failed_labels_stop_the_campaign_and_relabel_resumes_it(launchp
     assert doc["stop_reason"].startswith("2 of 3 initial labels failed (67% > labeler.max_failed_ratio 50%)")
     assert store.find_snapshot(cfg.name, 0) is None  # no snapshot of the broken data
     # a train Firework queued before the gate existed (no snapshot in its spec) applies the same policy itself
-    with pytest.raises(campaign_steps.LabelFailuresExceeded, match="2 of 3 initial labels failed"):
-        campaign_steps.train_member(store, cfg, 0, 0, tmp_path / "train")
+    with pytest.raises(LabelFailuresExceeded, match="2 of 3 initial labels failed"):
+        train_member(store, cfg, 0, 0, tmp_path / "train")
     assert store.models.count_documents({}) == 0  # nothing was trained on the broken data
 
     with pytest.raises(FiregenError, match="unknown setting"):  # a bad change is refused before anything moves
@@ -137,10 +141,10 @@ def test_too_many_failed_labels_stop_the_campaign_and_relabel_resumes_it(launchp
     assert all(d["status"] == "labeled" and d["label"]["kind"] == "lj" for d in retried)
     assert all(d["label_attempts"][0]["code"] for d in retried)  # the EMT failure stays on record
     assert mongo_db.configurations.find_one({"_id": ids[0]})["label"]["code"] != "lj"  # untouched
-    assert campaign_steps.label_failures(store, cfg.name, -1) == (0, 3)
+    assert label_failures(store, cfg.name, -1) == (0, 3)
     read = list(mongo_db.configurations.find({}, {"status": 1, "origin": 1}))  # as snapshot_dataset reads them
-    assert campaign_steps.label_failures(store, cfg.name, -1, read) == (0, 3)
-    assert campaign_steps.label_failures(store, cfg.name, 0, read) == (0, 0)
+    assert label_failures(store, cfg.name, -1, read) == (0, 3)
+    assert label_failures(store, cfg.name, 0, read) == (0, 0)
     trains = list(launchpad.fireworks.find({"spec.firegen.kind": "train", "fw_id": {"$in": done["fw_ids"]}}))
     assert len(trains) == cfg.committee.size and all(fw["state"] == "READY" for fw in trains)
     snapshot = store.find_snapshot(cfg.name, 0)  # the gate that ran after the retry took it, with the new labels

@@ -14,7 +14,11 @@ from firegen.db.repository import ResultsStore
 from firegen.campaign.config import load_config
 from firegen.campaign.convergence import decide
 from firegen.orchestrator.submit import prepared_systems
-from firegen.workflows import campaign_steps
+from firegen.workflows.jobs.explore import deviation_edges, keep_candidates
+from firegen.workflows.jobs.init import initial_configurations, open_iteration
+from firegen.workflows.jobs.label import label_batch
+from firegen.workflows.jobs.select import select_and_decide
+from firegen.workflows.jobs.train import snapshot_documents
 from science_data import make_emt_dataset
 
 
@@ -34,23 +38,23 @@ def test_imported_deepmd_data_become_labeled_configurations_once(mongo_db, tmp_p
     cfg = load_config(path)
     store = _store(mongo_db, cfg)
     systems = prepared_systems(cfg)
-    to_label = campaign_steps.initial_configurations(store, cfg, systems, [str(data)])
+    to_label = initial_configurations(store, cfg, systems, [str(data)])
     assert to_label == []  # imported frames come labeled
     docs = list(mongo_db.configurations.find({"campaign": "cu-import"}))
     assert len(docs) == 5 and all(d["status"] == "labeled" and d["origin"]["kind"] == "imported" for d in docs)
     energies = sorted(np.load(next(data.glob("set.*")) / "energy.npy").ravel())
     assert np.allclose(sorted(d["label"]["energy"] for d in docs), energies)
-    campaign_steps.initial_configurations(store, cfg, systems, [str(data)])  # a rerun adds nothing
+    initial_configurations(store, cfg, systems, [str(data)])  # a rerun adds nothing
     assert mongo_db.configurations.count_documents({}) == 5
     assert all(d["label_writes"] == 1 for d in mongo_db.configurations.find())
     # the committee members of an iteration read the snapshot's documents once per worker process
     snapshot = store.snapshot_dataset("cu-import", 0)
-    first = campaign_steps.snapshot_documents(store, snapshot)
+    first = snapshot_documents(store, snapshot)
     assert sorted(d["_id"] for d in first) == sorted(d["_id"] for d in docs) and "label" in first[0]
     mongo_db.configurations.delete_one({"_id": first[0]["_id"]})
-    assert campaign_steps.snapshot_documents(store, snapshot) is first  # not read again
+    assert snapshot_documents(store, snapshot) is first  # not read again
     other = store.snapshot_dataset("cu-import", 1)  # a new snapshot is read from the database
-    assert len(campaign_steps.snapshot_documents(store, other)) == 4
+    assert len(snapshot_documents(store, other)) == 4
 
 
 def test_a_failed_label_is_quarantined_and_the_batch_goes_on(mongo_db, tmp_path):
@@ -58,13 +62,13 @@ def test_a_failed_label_is_quarantined_and_the_batch_goes_on(mongo_db, tmp_path)
     store = _store(mongo_db, cfg)
     good, _ = store.add_atoms(cfg.name, bulk("Cu", "fcc", a=3.61, cubic=True), {"kind": "init"}, status="selected")
     bad, _ = store.add_atoms(cfg.name, bulk("Ar", "fcc", a=5.26, cubic=True), {"kind": "init"}, status="selected")
-    result = campaign_steps.label_batch(store, cfg, [good, bad])
-    assert (result["labeled"], result["failed"]) == (1, 1)
+    result = label_batch(store, cfg, [good, bad])
+    assert (result.labeled, result.failed) == (1, 1)
     assert mongo_db.configurations.find_one({"_id": good})["status"] == "labeled"
     failed = mongo_db.configurations.find_one({"_id": bad})
     assert failed["status"] == "label_failed" and failed["label_attempts"][0]["reason"]
-    again = campaign_steps.label_batch(store, cfg, [good, bad])  # rerun: nothing is labeled twice
-    assert (again["labeled"], again["failed"]) == (0, 0)
+    again = label_batch(store, cfg, [good, bad])  # rerun: nothing is labeled twice
+    assert (again.labeled, again.failed) == (0, 0)
 
 
 def test_decisions_follow_the_stage_policy(tmp_path):
@@ -88,7 +92,7 @@ def test_decisions_follow_the_stage_policy(tmp_path):
 
 def test_deviation_histogram_edges_hold_any_trust_levels():
     for lo, hi in [(0.15, 0.35), (0.02, 0.08), (0.3, 1.5), (0.05, 0.1)]:
-        edges = campaign_steps.deviation_edges(lo, hi)
+        edges = deviation_edges(lo, hi)
         assert edges == sorted(set(edges)) and lo in edges and hi in edges
         np.histogram([0.01, 0.2, 3.0], bins=edges)  # strictly increasing: numpy accepts them
 
@@ -126,17 +130,17 @@ def test_select_reads_the_candidates_explorations_listed_by_id(ferretdb, db_name
         cfg = load_config(small_cu_config(tmp_path, "cu-lists"))
         store = _store(client[db_name], cfg)
         earlier, _ = store.add_configuration(cfg.name, **{**_frame(0), "status": "labeled"}, origin={"kind": "init"})
-        campaign_steps.open_iteration(store, cfg, 0, 0)
+        open_iteration(store, cfg, 0, 0)
         origin = {"kind": "explored", "iteration": 0}
         frames = {k: _frame(k) for k in range(1, 5)}
         tasks = {"fcc|c0": [1, 2, 0, 2], "fcc|c1": [2, 3, 4]}  # frame 0: stored before; 2: in both tasks
-        new = {task: campaign_steps.keep_candidates(store, cfg.name, 0, task, [
+        new = {task: keep_candidates(store, cfg.name, 0, task, [
             {**(frames[k] if k else _frame(0)), "origin": origin} for k in ks]) for task, ks in tasks.items()}
         assert new == {"fcc|c0": 2, "fcc|c1": 2}
         ids = {k: configuration_id(cfg.name, structure_hash(f["species"], f["cell"], f["positions"], (True,) * 3))
                for k, f in frames.items()}
         # a rerun of an exploration (crash after storing its frames) lists the same candidates again
-        assert campaign_steps.keep_candidates(store, cfg.name, 0, "fcc|c0",
+        assert keep_candidates(store, cfg.name, 0, "fcc|c0",
                                               [{**frames[k], "origin": origin} for k in (1, 2)]) == 0
         listed = candidate_lists.read_candidates(store.db, cfg.name, 0, sorted(tasks))
         assert listed == [ids[1], ids[2], ids[3], ids[4]] and earlier not in listed
@@ -145,7 +149,7 @@ def test_select_reads_the_candidates_explorations_listed_by_id(ferretdb, db_name
             store.set_iteration_fields(cfg.name, 0, {f"explorations.{task}": {
                 "accurate": 10, "candidate": len(ks), "failed": 0, "total": 10 + len(ks)}})
         listener.filters.clear()
-        decision, picked = campaign_steps.select_and_decide(store, cfg, 0, 0)
+        decision, picked = select_and_decide(store, cfg, 0, 0)
         asked = [f for coll, f in listener.filters if coll == "configurations"]
         # no query for candidates (the embedded FerretDB would read every configuration): only _id look-ups
         assert all(list(f) == ["_id"] and not isinstance(f["_id"], dict) for f in asked)

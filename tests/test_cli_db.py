@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from firegen.db.connection import resolve_target
-from firegen.db.errors import FiregenError
+from firegen.campaign.errors import FiregenError
 from firegen.db.ferretdb_sqlite import INDEX_SUFFIX
 from firegen.db.server import free_port
 

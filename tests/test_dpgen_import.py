@@ -302,7 +302,7 @@ def test_bad_record_line_names_the_line(tmp_path):
 
 def test_run_directory_imports_with_dpgen_provenance(dpgen_dir, mongo_db):
     from firegen.db.repository import ResultsStore
-    from firegen.workflows.campaign_steps import initial_configurations
+    from firegen.workflows.jobs.init import initial_configurations
 
     run = _fake_run(dpgen_dir)
     assert [(d.iteration, d.system_index) for d in run_data(run)] == [(0, 0)]

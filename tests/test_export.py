@@ -21,7 +21,7 @@ from campaign_helpers import ROOT, firegen
 from science_data import make_emt_dataset, train_tiny_model
 
 from firegen.db.dataset_pages import member_ids
-from firegen.db.errors import FiregenError
+from firegen.campaign.errors import FiregenError
 from firegen.db.repository import ResultsStore
 from firegen.campaign.config import validate_dict
 from firegen.orchestrator.export import export_data, export_model
@@ -70,7 +70,7 @@ def store(mongo_db):
 
 def _import(store: ResultsStore, folder: Path, name: str) -> dict:
     """Import an exported deepmd/npy folder into a new campaign, as the init Firework does."""
-    from firegen.workflows.campaign_steps import initial_configurations
+    from firegen.workflows.jobs.init import initial_configurations
 
     raw = yaml.safe_load((ROOT / "configs" / "cu_emt.yaml").read_text())
     raw.update(name=name, type_map=TYPE_MAP, initial_data={"deepmd_npy": [str(folder)]})

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from firegen.db.errors import FiregenError
+from firegen.campaign.errors import FiregenError
 from firegen.db.ferretdb_sqlite import INDEX_SUFFIX, index_id_lookups
 from firegen.db.lookup import find_by_ids, is_ferretdb
 from firegen.db.provenance import configuration_provenance, model_provenance

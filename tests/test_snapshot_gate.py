@@ -6,9 +6,9 @@ from ase.build import bulk
 from campaign_helpers import small_cu_config
 from firegen.db.repository import ResultsStore
 from firegen.campaign.config import load_config
-from firegen.workflows import campaign_steps
-from firegen.workflows.builders import labels_then_iteration
-from firegen.workflows.snapshot_gate import pass_gate, snapshot_to_train
+from firegen.workflows.jobs.label import label_batch
+from firegen.workflows.tasks import labels_then_iteration
+from firegen.workflows.jobs.gate import pass_gate, snapshot_to_train
 
 
 def _campaign(mongo_db, tmp_path, structures, name="cu-gate", **labeler):
@@ -20,7 +20,7 @@ def _campaign(mongo_db, tmp_path, structures, name="cu-gate", **labeler):
     store.create_campaign(cfg.name, cfg.frozen(), cfg.type_map)
     ids = [store.add_atoms(cfg.name, atoms, {"kind": "init", "iteration": -1, "frame": k}, status="selected")[0]
            for k, atoms in enumerate(structures)]
-    campaign_steps.label_batch(store, cfg, ids)  # EMT: Cu labels, Ar fails (outside EMT's elements)
+    label_batch(store, cfg, ids)  # EMT: Cu labels, Ar fails (outside EMT's elements)
     return store, cfg
 
 

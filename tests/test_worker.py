@@ -49,4 +49,4 @@ def test_worker_runs_fireworks_of_its_category_with_a_short_poll(launchpad, ferr
         proc.terminate()
         proc.wait(timeout=30)
     log = (tmp_path / "cpu" / "worker.log").read_text()
-    assert "import firegen.workflows.campaign_steps:" in log and "import firegen.workflows.steps.label:" in log
+    assert "import firegen.workflows.jobs.init:" in log and "import firegen.workflows.jobs.label:" in log

@@ -11,13 +11,16 @@ firegen's usual lookup (:func:`firegen.db.connection.resolve_target`: ``FIREGEN_
 
 from __future__ import annotations
 
+import json
 import os
 import weakref
 from functools import lru_cache
 from pathlib import Path
 
+from firegen.campaign.errors import FatalError
 from firegen.db.connection import resolve_target
 from firegen.db.files import BLOB_CACHE_ENV
+from firegen.db.launchpad_queries import running_launch_fw_id
 from firegen.db.repository import ResultsStore
 from firegen.campaign.config import CampaignConfig
 
@@ -46,7 +49,7 @@ def campaign_config(store: ResultsStore, campaign: str) -> tuple[dict, CampaignC
     """The campaign document and its frozen config, validated again."""
     doc = store.get_campaign(campaign)
     if doc is None:
-        raise LookupError(f"campaign {campaign!r} is not in the database; was its init Firework run?")
+        raise FatalError(f"campaign {campaign!r} is not in the database; was its init Firework run?")
     return doc, CampaignConfig.model_validate(doc["config"])
 
 
@@ -59,8 +62,6 @@ def current_fw_id(task, store: ResultsStore) -> int | None:
     """
     if getattr(task, "fw_id", None) is not None:
         return int(task.fw_id)
-    import json
-
     from fireworks.fw_config import PRINT_FW_JSON
 
     written = Path.cwd() / "FW.json"
@@ -69,5 +70,4 @@ def current_fw_id(task, store: ResultsStore) -> int | None:
             return int(json.loads(written.read_text())["fw_id"])
         except (ValueError, KeyError, TypeError):
             pass
-    launch = store.db["launches"].find_one({"launch_dir": str(Path.cwd()), "state": "RUNNING"}, {"fw_id": 1})
-    return launch["fw_id"] if launch else None
+    return running_launch_fw_id(store.db, Path.cwd())

@@ -1,37 +1,124 @@
-"""The FireTasks of a campaign. Each fetches its inputs, calls a pure step, stores the outputs, and
-returns an :class:`~fireworks.FWAction`. All are idempotent: a rerun (``lpad detect_lostruns
---rerun``, ``lpad rerun_fws``) finds what the first run stored and neither repeats it nor stores it twice.
+"""A campaign's Fireworks: the FireTasks, and the workflows they make up.
+
+Each FireTask fetches its inputs, calls its job (:mod:`firegen.workflows.jobs`), stores the outputs
+and returns an :class:`~fireworks.FWAction`. All are idempotent: a rerun (``lpad detect_lostruns
+--rerun``, ``lpad rerun_fws``) finds what the first run stored and neither repeats it nor stores it
+twice. Errors follow :mod:`firegen.campaign.errors`: a transient failure is retried in place
+(:data:`RETRY_DELAYS_S`); a fatal one, or a transient one that kept failing, is recorded on the
+campaign (status ``failed``, ``stop_reason`` naming the Firework and the fix) and fizzles the
+Firework, which ``lpad rerun_fws -i <fw_id>`` runs again once the cause is fixed.
+
+The workflow of one iteration, appended by ``select`` (and by ``init`` for iteration 0)::
+
+    labels (cpu, batches) ─> gate (cpu) ─┬─> train × N (gpu) ─┬─> explore × (systems × conditions) (gpu) ─┬─> select (cpu)
+                                         └─> ...              └─> ...                                    └─> appends the next
+
+Specs carry ids only (campaign name, iteration, stage, system, condition index, configuration ids);
+structures, labels and models live in the results collections. Each Firework's ``spec.firegen``
+says what it is, for queries and for ``firegen status``. Building these Fireworks (``firegen
+submit``) imports no science code: the jobs are imported when a task runs.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from pathlib import Path
 
 from bson import ObjectId
-from fireworks import FiretaskBase, FWAction, explicit_serialize
+from fireworks import Firework, FiretaskBase, FWAction, Workflow, explicit_serialize
 
-from firegen.db.repository import ResultsStore
+from firegen.campaign.config import CampaignConfig
+from firegen.campaign.convergence import task_key
+from firegen.campaign.errors import is_transient
 from firegen.workflows.context import campaign_config, current_fw_id, open_store
-from firegen.workflows.snapshot_gate import SNAPSHOT_SPEC_KEY
+
+SNAPSHOT_SPEC_KEY = "firegen_snapshot"
+"""The spec key through which the gate hands its snapshot's id to the train Fireworks."""
+
+LABEL_BATCH = 25
+"""Configurations per label Firework, raised so that one iteration has at most MAX_LABEL_FWS of them."""
+MAX_LABEL_FWS = 8
+
+RETRY_DELAYS_S: tuple[float, ...] = (5.0, 30.0)
+"""Seconds to wait before each retry of a transient failure (so at most ``1 + len`` attempts)."""
+
+_log = logging.getLogger(__name__)
 
 
-def _atoms(structure: dict):
-    return ResultsStore.atoms(structure)
+class CampaignTask(FiretaskBase):
+    """A FireTask of a campaign: :meth:`execute` does the work; :meth:`run_task` retries transient
+    failures and records fatal ones on the campaign (see the module docstring)."""
+
+    kind = "task"
+
+    def execute(self, fw_spec) -> FWAction:  # pragma: no cover - every task defines it
+        raise NotImplementedError
+
+    def campaign_name(self) -> str:
+        return self["campaign"]
+
+    def run_task(self, fw_spec):
+        for attempt in range(1, len(RETRY_DELAYS_S) + 2):
+            try:
+                return self.execute(fw_spec)
+            except Exception as exc:
+                if is_transient(exc) and attempt <= len(RETRY_DELAYS_S):
+                    delay = RETRY_DELAYS_S[attempt - 1]
+                    _log.warning("%s Firework %s: %s; retrying in %g s (attempt %d of %d)", self.kind,
+                                 getattr(self, "fw_id", None), _first_line(exc), delay, attempt + 1,
+                                 len(RETRY_DELAYS_S) + 1)
+                    time.sleep(delay)
+                    continue
+                self._record_failure(exc, attempt)
+                raise
+
+    def _record_failure(self, exc: BaseException, attempts: int) -> None:
+        """Say on the campaign why this Firework failed and how to go on (best effort: the database may
+        be what failed). A campaign the snapshot gate stopped keeps its own reason."""
+        fw_id = getattr(self, "fw_id", None)
+        again = f" after {attempts} attempts" if attempts > 1 else ""
+        reason = (f"{self.kind} Firework {fw_id} failed{again}: {_first_line(exc)}. Fix the cause, then "
+                  f"`lpad rerun_fws -i {fw_id}` (see `lpad get_fws -i {fw_id} -d all` for the traceback)")
+        try:
+            store = open_store(self)
+            doc = store.get_campaign(self.campaign_name()) or {}
+            if doc and doc.get("status") != "stopped":
+                store.update_campaign(self.campaign_name(), status="failed", stop_reason=reason, failed_fw_id=fw_id)
+        except Exception as record_exc:  # noqa: BLE001 - the original failure is what the Rocket must see
+            _log.warning("could not record the failure on campaign %s: %s", self.campaign_name(), record_exc)
+
+    def context(self):
+        """The results store and the campaign's config; a campaign marked failed by an earlier attempt of
+        this Firework is running again (``lpad rerun_fws``), and says so."""
+        store = open_store(self)
+        doc, cfg = campaign_config(store, self.campaign_name())
+        fw_id = getattr(self, "fw_id", None)
+        if doc.get("status") == "failed" and fw_id is not None and doc.get("failed_fw_id") == fw_id:
+            store.update_campaign(cfg.name, status="running", unset=("stop_reason", "failed_fw_id"))
+        return store, cfg
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 @explicit_serialize
-class InitCampaignTask(FiretaskBase):
+class InitCampaignTask(CampaignTask):
     """Create the campaign, its initial configurations (perturbed systems, imported data), then
     append: label the initial configurations → iteration 0."""
 
+    kind = "init"
     required_params = ["config", "systems"]
     optional_params = ["imported"]
 
-    def run_task(self, fw_spec):
-        from firegen.campaign.config import CampaignConfig
-        from firegen.workflows import campaign_steps
-        from firegen.workflows.builders import labels_then_iteration
+    def campaign_name(self) -> str:
+        return self["config"]["name"]
+
+    def execute(self, fw_spec):
+        from firegen.workflows.jobs import init  # the jobs import the science: not when submit builds Fireworks
 
         cfg = CampaignConfig.model_validate(self["config"])
         store = open_store(self)
@@ -39,62 +126,45 @@ class InitCampaignTask(FiretaskBase):
         store.create_campaign(cfg.name, cfg.frozen(), cfg.type_map)
         store.update_campaign(cfg.name, systems=self["systems"], status="running", stage=0, iteration=0,
                               stage_status=[], init_fw_id=current_fw_id(self, store))
-        to_label = campaign_steps.initial_configurations(store, cfg, self["systems"], self.get("imported", []))
-        campaign_steps.open_iteration(store, cfg, 0, 0)
+        to_label = init.initial_configurations(store, cfg, self["systems"], self.get("imported", []))
+        init.open_iteration(store, cfg, 0, 0)
         wf = labels_then_iteration(cfg, [str(i) for i in to_label], -1, 0, 0)
         return FWAction(additions=[wf], stored_data={"initial_to_label": len(to_label)})
 
 
 @explicit_serialize
-class LabelTask(FiretaskBase):
+class LabelTask(CampaignTask):
     """Label a batch of selected configurations; a failure quarantines that one configuration."""
 
+    kind = "label"
     required_params = ["campaign", "iteration", "config_ids"]
     optional_params = ["labeler"]
 
-    def run_task(self, fw_spec):
-        from firegen.workflows import campaign_steps
+    def execute(self, fw_spec):
+        from firegen.workflows.jobs.label import label_batch
 
-        store = open_store(self)
-        _, cfg = campaign_config(store, self["campaign"])
+        store, cfg = self.context()
         ids = [ObjectId(i) for i in self["config_ids"]]
-        result = campaign_steps.label_batch(store, cfg, ids, current_fw_id(self, store), self.get("labeler"))
+        outcome = label_batch(store, cfg, ids, current_fw_id(self, store), self.get("labeler"))
         if self["iteration"] >= 0:
-            store.iterations.update_one({"campaign": self["campaign"], "index": self["iteration"]},
-                                        {"$inc": {"timings.label_s": result["seconds"]}})
+            store.add_iteration_seconds(cfg.name, self["iteration"], "label_s", outcome.seconds)
         else:  # labels of the initial data
-            store.campaigns.update_one({"name": self["campaign"]}, {"$inc": {"timings.init_label_s": result["seconds"]}})
-        return FWAction(stored_data=result)
+            store.add_campaign_seconds(cfg.name, "init_label_s", outcome.seconds)
+        return FWAction(stored_data=outcome.as_dict())
 
 
 @explicit_serialize
-class TrainTask(FiretaskBase):
-    """Train, freeze and test one committee member on the iteration's dataset snapshot."""
-
-    required_params = ["campaign", "iteration", "member"]
-
-    def run_task(self, fw_spec):
-        from firegen.workflows import campaign_steps
-
-        store = open_store(self)
-        _, cfg = campaign_config(store, self["campaign"])
-        info = campaign_steps.train_member(store, cfg, self["iteration"], self["member"], Path.cwd(),
-                                           fw_spec.get(SNAPSHOT_SPEC_KEY))
-        return FWAction(stored_data=info)
-
-
-@explicit_serialize
-class SnapshotGateTask(FiretaskBase):
+class SnapshotGateTask(CampaignTask):
     """Take the iteration's dataset snapshot and apply the label-failure policy: hand the snapshot to
     the train Fireworks, or stop the campaign (with the reason) and defuse them."""
 
+    kind = "gate"
     required_params = ["campaign", "iteration"]
 
-    def run_task(self, fw_spec):
-        from firegen.workflows.snapshot_gate import pass_gate
+    def execute(self, fw_spec):
+        from firegen.workflows.jobs.gate import pass_gate
 
-        store = open_store(self)
-        _, cfg = campaign_config(store, self["campaign"])
+        store, cfg = self.context()
         outcome = pass_gate(store, cfg, self["iteration"])
         if not outcome.passed:
             return FWAction(stored_data=outcome.as_dict(), defuse_children=True)
@@ -102,44 +172,135 @@ class SnapshotGateTask(FiretaskBase):
 
 
 @explicit_serialize
-class ExploreTask(FiretaskBase):
-    """MD with the iteration's committee for one (system, condition); store candidates and counts."""
+class TrainTask(CampaignTask):
+    """Train, freeze and test one committee member on the iteration's dataset snapshot."""
 
-    required_params = ["campaign", "iteration", "stage", "system", "condition"]
+    kind = "train"
+    required_params = ["campaign", "iteration", "member"]
 
-    def run_task(self, fw_spec):
-        from firegen.workflows import campaign_steps
+    def execute(self, fw_spec):
+        from firegen.workflows.jobs.train import train_member
 
-        store = open_store(self)
-        _, cfg = campaign_config(store, self["campaign"])
-        counts = campaign_steps.explore(store, cfg, self["iteration"], self["stage"], self["system"],
-                                        self["condition"], Path.cwd(), current_fw_id(self, store),
-                                        lmp=(fw_spec.get("_fw_env") or {}).get("lmp", "lmp"))
-        return FWAction(stored_data=counts)
+        store, cfg = self.context()
+        info = train_member(store, cfg, self["iteration"], self["member"], Path.cwd(), fw_spec.get(SNAPSHOT_SPEC_KEY))
+        return FWAction(stored_data=info)
 
 
 @explicit_serialize
-class SelectTask(FiretaskBase):
+class ExploreTask(CampaignTask):
+    """MD with the iteration's committee for one (system, condition); store candidates and counts."""
+
+    kind = "explore"
+    required_params = ["campaign", "iteration", "stage", "system", "condition"]
+
+    def execute(self, fw_spec):
+        from firegen.workflows.jobs.explore import explore
+
+        store, cfg = self.context()
+        summary = explore(store, cfg, self["iteration"], self["stage"], self["system"], self["condition"],
+                          Path.cwd(), current_fw_id(self, store), lmp=(fw_spec.get("_fw_env") or {}).get("lmp", "lmp"))
+        return FWAction(stored_data=summary.counts())
+
+
+@explicit_serialize
+class SelectTask(CampaignTask):
     """Count, pick candidates, decide (continue / next stage / done) and append what comes next."""
 
+    kind = "select"
     required_params = ["campaign", "iteration", "stage"]
 
-    def run_task(self, fw_spec):
-        from firegen.workflows import campaign_steps
-        from firegen.workflows.builders import labels_then_iteration
+    def execute(self, fw_spec):
+        from firegen.workflows.jobs.init import open_iteration
+        from firegen.workflows.jobs.select import select_and_decide
 
-        store = open_store(self)
-        _, cfg = campaign_config(store, self["campaign"])
+        store, cfg = self.context()
         t0 = time.perf_counter()
-        decision, selected = campaign_steps.select_and_decide(store, cfg, self["iteration"], self["stage"])
-        store.set_iteration_fields(self["campaign"], self["iteration"], {"timings.select_s": time.perf_counter() - t0})
+        decision, selected = select_and_decide(store, cfg, self["iteration"], self["stage"])
+        store.set_iteration_fields(cfg.name, self["iteration"], {"timings.select_s": time.perf_counter() - t0})
         if decision.action == "done":
             return FWAction(stored_data={"decision": decision.as_dict()})
         nxt = self["iteration"] + 1
-        campaign_steps.open_iteration(store, cfg, nxt, decision.stage, decision.explore)
+        open_iteration(store, cfg, nxt, decision.stage, decision.explore)
         wf = labels_then_iteration(cfg, [str(i) for i in selected], self["iteration"], nxt, decision.stage,
                                    decision.explore)
         return FWAction(additions=[wf], stored_data={"decision": decision.as_dict(), "selected": len(selected)})
 
 
-__all__ = ["InitCampaignTask", "LabelTask", "SnapshotGateTask", "TrainTask", "ExploreTask", "SelectTask"]
+# ---- workflows ------------------------------------------------------------------------------------------------
+def _fw(task, name: str, category: str, kind: str, campaign: str, **ids) -> Firework:
+    # the Rocket hands each task its LaunchPad and fw_id (workflows/context.py): no database lookup of our own
+    spec = {"_category": category, "_add_launchpad_and_fw_id": True,
+            "firegen": {"kind": kind, "campaign": campaign, **ids}}
+    return Firework([task], spec=spec, name=name)
+
+
+def label_fireworks(campaign: str, config_ids: list[str], iteration: int,
+                    labeler: dict | None = None) -> list[Firework]:
+    """Label Fireworks for ``config_ids``, in at most :data:`MAX_LABEL_FWS` batches; ``labeler``
+    (``{"kind", "settings"}``) replaces the campaign's labeler (``firegen relabel``)."""
+    if not config_ids:
+        return []
+    size = max(LABEL_BATCH, math.ceil(len(config_ids) / MAX_LABEL_FWS))
+    batches = [config_ids[i:i + size] for i in range(0, len(config_ids), size)]
+    extra = {"labeler": labeler} if labeler else {}
+    return [_fw(LabelTask(campaign=campaign, iteration=iteration, config_ids=batch, **extra),
+                f"{campaign}/it{iteration:03d}/label{b}", "cpu", "label", campaign, iteration=iteration, batch=b)
+            for b, batch in enumerate(batches)]
+
+
+def iteration_fireworks(cfg: CampaignConfig, iteration: int, stage: int,
+                        explore: list[str] | None = None) -> tuple[list[Firework], dict]:
+    """The gate → train → explore → select Fireworks of one iteration, and their links.
+
+    ``explore`` limits the explore Fireworks to those task keys (``"<system>|c<k>"``, the tasks of the
+    stage not yet converged); empty or None explores every (system, condition) of the stage.
+    """
+    name = cfg.name
+    gate = _fw(SnapshotGateTask(campaign=name, iteration=iteration), f"{name}/it{iteration:03d}/gate", "cpu", "gate",
+               name, iteration=iteration)
+    trains = [_fw(TrainTask(campaign=name, iteration=iteration, member=m), f"{name}/it{iteration:03d}/train{m}",
+                  "gpu", "train", name, iteration=iteration, member=m) for m in range(cfg.committee.size)]
+    st = cfg.stages[stage]
+    explores = [_fw(ExploreTask(campaign=name, iteration=iteration, stage=stage, system=system, condition=c),
+                    f"{name}/it{iteration:03d}/explore-{system}-c{c}", "gpu", "explore", name,
+                    iteration=iteration, stage=stage, system=system, condition=c)
+                for system in st.systems for c in range(len(st.conditions()))
+                if not explore or task_key(system, c) in explore]
+    select = _fw(SelectTask(campaign=name, iteration=iteration, stage=stage), f"{name}/it{iteration:03d}/select",
+                 "cpu", "select", name, iteration=iteration, stage=stage)
+    links = {gate: trains}
+    links.update({t: explores for t in trains})
+    links.update({e: [select] for e in explores})
+    return [gate] + trains + explores + [select], links
+
+
+def labels_then_iteration(cfg: CampaignConfig, config_ids: list[str], label_iteration: int,
+                          next_iteration: int, stage: int, explore: list[str] | None = None,
+                          labeler: dict | None = None) -> Workflow:
+    """Label ``config_ids`` then run iteration ``next_iteration`` of ``stage`` (what ``select`` appends),
+    exploring only the task keys in ``explore`` when given."""
+    labels = label_fireworks(cfg.name, config_ids, label_iteration, labeler)
+    fws, links = iteration_fireworks(cfg, next_iteration, stage, explore)
+    gate = fws[0]
+    links = {fw: list(children) for fw, children in links.items()}
+    for label in labels:
+        links[label] = [gate]
+    return Workflow(labels + fws, links_dict=links, name=f"{cfg.name}/it{next_iteration:03d}",
+                    metadata={"firegen_campaign": cfg.name})
+
+
+def campaign_workflow(cfg: CampaignConfig, systems: dict, imported: list[str] | None = None) -> Workflow:
+    """The workflow ``firegen submit`` queues: one init Firework; the rest is appended as it runs.
+
+    Args:
+        cfg: the validated campaign config.
+        systems: prepared starting structures by system name (flat arrays: species, cell, positions).
+        imported: absolute paths of ``deepmd/npy`` folders to import as labeled data.
+    """
+    init = _fw(InitCampaignTask(config=cfg.frozen(), systems=systems, imported=imported or []),
+               f"{cfg.name}/init", "cpu", "init", cfg.name, iteration=-1)
+    return Workflow([init], name=cfg.name, metadata={"firegen_campaign": cfg.name})
+
+
+__all__ = ["InitCampaignTask", "LabelTask", "SnapshotGateTask", "TrainTask", "ExploreTask", "SelectTask",
+           "campaign_workflow", "iteration_fireworks", "label_fireworks", "labels_then_iteration"]

@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from firegen.campaign.errors import FatalError
+from firegen.workflows.steps import log_tail
 from firegen.workflows.steps.label import (_HOST, Label, Labeler, NonFiniteLabelError, _as_bool, _as_float,
                                            _check_keys, _jsonable, _package_version, register_labeler, settings_hash)
 
@@ -56,17 +58,8 @@ _TAIL_CHARS = 2000
 MATCH_TOLERANCE = 1e-3
 
 
-class CommandLabelError(RuntimeError):
+class CommandLabelError(FatalError, RuntimeError):
     """The labeling command failed (exit code, timeout, missing/unreadable/mismatched output)."""
-
-
-def _tail(text: str | bytes | None, limit: int = _TAIL_CHARS) -> str:
-    if text is None:
-        return ""
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    text = text.strip()
-    return text if len(text) <= limit else "…" + text[-limit:]
 
 
 def match_atoms(species_in, frac_in: np.ndarray, species_out, frac_out: np.ndarray,
@@ -146,10 +139,10 @@ class CommandLabeler(Labeler):
                                       timeout=s.get("walltime"))
             except subprocess.TimeoutExpired as exc:
                 raise CommandLabelError(f"command {s['command']!r} exceeded walltime {s['walltime']} s in {work}; "
-                                        f"stderr tail: {_tail(exc.stderr)}") from None
+                                        f"stderr tail: {log_tail(exc.stderr, None, _TAIL_CHARS)}") from None
             if proc.returncode != 0:
                 raise CommandLabelError(f"command {s['command']!r} exited with code {proc.returncode} in {work}; "
-                                        f"stderr tail: {_tail(proc.stderr) or '(empty)'}")
+                                        f"stderr tail: {log_tail(proc.stderr, None, _TAIL_CHARS) or '(empty)'}")
             label = self._read(atoms, work, proc.stderr, t0)
         except (CommandLabelError, NonFiniteLabelError):
             raise  # their messages name the work folder, which is kept for inspection
@@ -166,14 +159,14 @@ class CommandLabeler(Labeler):
         out = work / s["output_fn"]
         if not out.exists():
             raise CommandLabelError(f"command {s['command']!r} wrote no {s['output_fn']} in {work}; "
-                                    f"stderr tail: {_tail(stderr) or '(empty)'}")
+                                    f"stderr tail: {log_tail(stderr, None, _TAIL_CHARS) or '(empty)'}")
         try:
             with warnings.catch_warnings():  # ASE's extxyz carries per-atom energies dpdata does not use
                 warnings.filterwarnings("ignore", message="Skipping unknown per-atom property")
                 system = dpdata.LabeledSystem(str(out), fmt=s["output_fmt"])
         except Exception as exc:
             raise CommandLabelError(f"cannot read {out} as dpdata '{s['output_fmt']}' ({type(exc).__name__}: "
-                                    f"{exc}); stderr tail: {_tail(stderr) or '(empty)'}") from exc
+                                    f"{exc}); stderr tail: {log_tail(stderr, None, _TAIL_CHARS) or '(empty)'}") from exc
         if len(system) != 1:
             raise CommandLabelError(f"{out} holds {len(system)} labeled frames; the command must write exactly one")
         cell_in = np.asarray(atoms.cell.array, dtype=float)

@@ -38,6 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from firegen.campaign.errors import FatalError
+from firegen.campaign.plain import plain
+
 from firegen.workflows.steps.label import (_HOST, Label, Labeler, NonFiniteLabelError, _as_bool, _as_float, _as_int,
                                            _jsonable, settings_hash)
 
@@ -65,7 +68,7 @@ __all__ = [
 RUN_KEYS = ("command", "mpi_ranks", "omp_threads", "walltime", "max_errors", "workdir", "keep_files")
 
 
-class DFTRunError(RuntimeError):
+class DFTRunError(FatalError, RuntimeError):
     """A DFT calculation gave no usable label.
 
     Attributes:
@@ -323,16 +326,9 @@ def history_from_run_log(run_log: Sequence[Mapping[str, Any]]) -> list[dict]:
                 "job": job_n,
                 "handler": _class_name(corr.get("handler")),
                 "errors": [str(e) for e in corr.get("errors", [])],
-                "actions": json.dumps(_jsonable_loose(corr.get("actions", [])), sort_keys=True),
+                "actions": json.dumps(plain(corr.get("actions", []), other="text"), sort_keys=True),
             })
     return out
-
-
-def _jsonable_loose(obj):
-    try:
-        return _jsonable(obj)
-    except TypeError:
-        return json.loads(json.dumps(obj, default=str))
 
 
 # --------------------------------------------------------------------------------------------

@@ -60,6 +60,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from firegen.campaign.errors import FatalError
+from firegen.campaign.plain import plain
+
 __all__ = [
     "ASELabeler",
     "Label",
@@ -197,11 +200,11 @@ class LabelFailure:
         return out
 
 
-class NonFiniteLabelError(ValueError):
+class NonFiniteLabelError(FatalError, ValueError):
     """The calculator returned NaN or infinite energy, forces or virial."""
 
 
-class LabelerUnavailableError(ImportError):
+class LabelerUnavailableError(FatalError, ImportError):
     """The package behind a labeler kind is not installed."""
 
 
@@ -210,18 +213,8 @@ class LabelerUnavailableError(ImportError):
 
 
 def _jsonable(obj: Any) -> Any:
-    """Plain-Python copy of settings (numpy scalars/arrays, tuples -> JSON types)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    raise TypeError(f"setting value {obj!r} of type {type(obj).__name__} is not JSON-serialisable")
+    """Plain-Python copy of settings (numpy scalars/arrays, tuples -> JSON types); TypeError otherwise."""
+    return plain(obj, other="raise")
 
 
 def settings_hash(kind: str, settings: Mapping[str, Any]) -> str:
@@ -334,8 +327,6 @@ def get_labeler(kind: str, settings: Mapping[str, Any] | None = None) -> Labeler
     settings = dict(settings or {})
     stripped = kind.strip()
     if stripped[: len(_GENERIC_PREFIX)].lower() == _GENERIC_PREFIX:
-        from firegen.workflows.steps.ase_labelers import generic_ase_labeler
-
         return generic_ase_labeler(stripped[len(_GENERIC_PREFIX):], settings)
     factory = _REGISTRY.get(stripped.lower())
     if factory is None:
@@ -426,7 +417,7 @@ def _as_list_or_none(value) -> list | None:
 
 
 # The ASE-calculator labelers register themselves on import (kept in their own module).
-from firegen.workflows.steps.ase_labelers import ASELabeler  # noqa: E402
+from firegen.workflows.steps.ase_labelers import ASELabeler, generic_ase_labeler  # noqa: E402
 from firegen.workflows.steps import command_labeler as _command_labeler  # noqa: E402,F401  (kind "command")
 
 # The DFT labelers (external codes) register lazy factories: importing this module stays cheap

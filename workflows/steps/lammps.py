@@ -22,10 +22,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 from firegen.workflows.steps.md import (CONF_FILE, DEVI_FILE, DUMP_FILE, ExplorationError, ExplorationResult,
                                          INPUT_FILE, LOG_FILE, MANIFEST_FILE, MDCondition, SCREEN_FILE,
-                                         _check_atoms, _check_models, _check_type_map, _result, _tail,
+                                         _check_atoms, _check_models, _check_type_map, _result,
                                          parse_model_devi)
 from firegen.campaign import protocols
 from firegen.campaign.protocols import Segment
+from firegen.workflows.steps import log_tail
 
 
 def find_lmp(lmp: str = "lmp") -> list[str]:
@@ -376,7 +377,7 @@ def run_lammps(
         raise ExplorationError(
             f"LAMMPS did not finish within {timeout} s in {workdir}",
             log_path=log,
-            log_tail=_tail([log, screen]),
+            log_tail=log_tail([log, screen]),
         ) from exc
     wall = time.perf_counter() - start
     if proc.returncode != 0:
@@ -385,14 +386,15 @@ def run_lammps(
             f"LAMMPS failed with exit code {proc.returncode} in {workdir} ({' '.join(cmd)})"
             + (f": {error}" if error else ""),
             log_path=log,
-            log_tail=_tail([log, screen]),
+            log_tail=log_tail([log, screen]),
+            transient=proc.returncode < 0,
         )
 
     try:
         devi = _drop_repeated_steps(parse_model_devi(workdir / DEVI_FILE))
         frames, dump_steps = read_dump_frames(workdir / DUMP_FILE, type_map)
     except ExplorationError as exc:
-        raise ExplorationError(str(exc), log_path=log, log_tail=_tail([log, screen])) from exc
+        raise ExplorationError(str(exc), log_path=log, log_tail=log_tail([log, screen])) from exc
     if len(frames) != len(devi["steps"]):
         raise ExplorationError(
             f"{len(frames)} dumped frames but {len(devi['steps'])} model deviation rows in "

@@ -119,18 +119,6 @@ def _check_models(models: Sequence[str | os.PathLike]) -> list[Path]:
     return paths
 
 
-def _tail(paths: Sequence[Path], n_lines: int = 30) -> str:
-    chunks = []
-    for path in paths:
-        try:
-            lines = Path(path).read_text(errors="replace").splitlines()
-        except OSError:
-            continue
-        if lines:
-            chunks.append(f"[{Path(path).name}]\n" + "\n".join(lines[-n_lines:]))
-    return "\n".join(chunks)
-
-
 def parse_model_devi(path: Path) -> dict[str, np.ndarray | None]:
     """Read a deepmd-kit ``model_devi.out`` into named columns.
 

@@ -15,7 +15,7 @@ force RMSEs per component (eV/Å); wall times in seconds.
 
 from __future__ import annotations
 
-from firegen.workflows.steps import StepError
+from firegen.workflows.steps import StepError, log_tail
 
 import copy
 import functools
@@ -140,14 +140,6 @@ def find_dp() -> str:
     return str(beside) if beside.is_file() else "dp"
 
 
-def _tail(path: Path, n_lines: int = 40) -> str:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return ""
-    return "\n".join(lines[-n_lines:])
-
-
 def _run(cmd: list[str], workdir: Path, log: Path, env: dict[str, str], what: str) -> float:
     """Run ``cmd`` in ``workdir`` appending its output to ``log``; return wall time (s)."""
     start = time.perf_counter()
@@ -167,7 +159,8 @@ def _run(cmd: list[str], workdir: Path, log: Path, env: dict[str, str], what: st
             raise TrainingError(
                 f"{what} failed with exit code {exc.returncode} in {workdir}",
                 log_path=log,
-                log_tail=_tail(log),
+                log_tail=log_tail(log, n_lines=40),
+                transient=exc.returncode < 0,
             ) from exc
     return time.perf_counter() - start
 
@@ -234,7 +227,7 @@ def train_model(
     )
     if not frozen.is_file():
         raise TrainingError(
-            f"dp freeze produced no {FROZEN_MODEL_NAME}", log_path=log, log_tail=_tail(log)
+            f"dp freeze produced no {FROZEN_MODEL_NAME}", log_path=log, log_tail=log_tail(log, n_lines=40)
         )
 
     disp_file = workdir / input_dict.get("training", {}).get("disp_file", "lcurve.out")

@@ -3,7 +3,8 @@
 It takes iteration *i*'s dataset snapshot and applies the label-failure policy
 (``labeler.max_failed_ratio``) to the labels that snapshot would train on (those picked by iteration
 *i − 1*; the initial data for iteration 0). Then either the snapshot passes to the train Fireworks
-(``SnapshotGateTask`` puts its id in their spec under :data:`SNAPSHOT_SPEC_KEY`), or the campaign
+(``SnapshotGateTask`` puts its id in their spec under
+:data:`firegen.workflows.tasks.SNAPSHOT_SPEC_KEY`), or the campaign
 stops with the reason (status ``stopped``, ``stop_reason``, ``stopped_iteration``) and the gate defuses
 its children. ``firegen relabel`` retries the failed labels and queues iteration *i* again behind
 them, gate first. No snapshot is stored for a stopped iteration, so the gate that runs after the
@@ -12,47 +13,13 @@ retry takes it with the new labels.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
-from firegen.db.errors import FiregenError
-from firegen.db.repository import ResultsStore
 from firegen.campaign.config import CampaignConfig
+from firegen.campaign.errors import FatalError
+from firegen.campaign.records import GateOutcome
+from firegen.db.repository import ResultsStore
 
-SNAPSHOT_SPEC_KEY = "firegen_snapshot"
-"""The spec key through which the gate hands its snapshot's id to the train Fireworks."""
-
-
-class LabelFailuresExceeded(FiregenError):
+class LabelFailuresExceeded(FatalError):
     """Too many of one iteration's labels failed: the campaign stops (``firegen relabel`` resumes it)."""
-
-
-@dataclass(frozen=True)
-class GateOutcome:
-    """What the gate decided for one iteration.
-
-    Attributes:
-        iteration: the iteration about to be trained.
-        snapshot_id: its dataset snapshot (as text); None when the campaign stopped.
-        size: labeled configurations in the snapshot (0 when stopped).
-        failed: failed labels among those the policy judged; None when the snapshot existed already
-            (a rerun of the gate, or a train Firework queued before the gate).
-        attempted: labels attempted among those (failed + labeled); None as for ``failed``.
-        stop_reason: why the campaign stopped (one sentence with the fix), or None.
-    """
-
-    iteration: int
-    snapshot_id: str | None
-    size: int
-    failed: int | None = None
-    attempted: int | None = None
-    stop_reason: str | None = None
-
-    @property
-    def passed(self) -> bool:
-        return self.stop_reason is None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def label_failures(store: ResultsStore, campaign: str, label_iteration: int, rows=None) -> tuple[int, int]:

@@ -1,0 +1,58 @@
+"""The select Firework: count an iteration's frames, pick candidates to label, decide what comes next."""
+
+from __future__ import annotations
+
+from bson import ObjectId
+
+from firegen.campaign.config import CampaignConfig
+from firegen.campaign.convergence import Decision, decide, stage_task_keys
+from firegen.campaign.seeds import selection_seed
+from firegen.db.repository import ResultsStore
+from firegen.workflows.steps import select as selection
+
+
+def task_histories(stage_cfg, iterations: list[dict]) -> dict[str, list[dict]]:
+    """Per exploration task of the stage, the ratios of each time it was explored (``iterations`` in order)."""
+    out: dict[str, list[dict]] = {key: [] for key in stage_task_keys(stage_cfg)}
+    for it in iterations:
+        for key, counts in (it.get("explorations") or {}).items():
+            if key in out:
+                r = selection.ratios(counts)
+                out[key].append({"accurate_ratio": r["accurate"], "candidate_ratio": r["candidate"]})
+    return out
+
+
+def select_and_decide(store: ResultsStore, cfg: CampaignConfig, iteration: int,
+                      stage: int) -> tuple[Decision, list[ObjectId]]:
+    """Totals, the capped pick, and the convergence decision of one iteration (stored on it)."""
+    it = store.get_iteration(cfg.name, iteration)
+    if it.get("decision"):  # rerun: the first run decided
+        return Decision(**it["decision"]), store.ids_with_status(cfg.name, "selected", iteration)
+    totals = {k: sum(e[k] for e in it.get("explorations", {}).values())
+              for k in ("accurate", "candidate", "failed", "total")}
+    ratio = selection.ratios(totals)
+    earlier = store.iterations_of(cfg.name, stage=stage, before=iteration, decided=True)
+    history = [{"accurate_ratio": h["ratios"]["accurate"], "candidate_ratio": h["ratios"]["candidate"]}
+               for h in earlier]
+    history.append({"accurate_ratio": ratio["accurate"], "candidate_ratio": ratio["candidate"]})
+    tasks = task_histories(cfg.stages[stage], earlier + [it])
+    campaign = store.get_campaign(cfg.name)
+    decision = decide(stage, cfg.stages, history, campaign.get("stage_status", [])[:stage], tasks)
+    keys = store.candidate_ids(cfg.name, iteration, sorted(it.get("explorations", {})))
+    sel_cfg = cfg.selection
+    cap = selection.labeling_cap(sel_cfg.max_per_iteration, ratio["accurate"],
+                                 sel_cfg.skip_when_accurate_above, sel_cfg.soft_accurate_ratio)
+    picked = selection.select_candidates(keys, cap, selection_seed(cfg.name, iteration, sel_cfg.seed))
+    if decision.action == "done" or len(picked) < sel_cfg.min_per_iteration:
+        picked = []
+    picked_set = set(picked)
+    store.set_status(picked, "selected")
+    store.set_status([k for k in keys if k not in picked_set], "rejected",
+                     rejected_reason="campaign ended" if decision.action == "done" else "over the per-iteration cap")
+    statuses = campaign.get("stage_status", [])[:stage]
+    if decision.stage_status != "running":
+        statuses = statuses + [decision.stage_status]
+    store.update_iteration(cfg.name, iteration, stage, counts=totals, ratios=ratio, selected=len(picked),
+                           decision=decision.as_dict(), status="done")
+    store.update_campaign(cfg.name, status=decision.campaign_status, stage_status=statuses)
+    return decision, picked

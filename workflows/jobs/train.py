@@ -1,0 +1,77 @@
+"""A train Firework: one committee member on the dataset snapshot its gate passed."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from firegen.campaign.config import CampaignConfig
+from firegen.campaign.errors import FatalError
+from firegen.campaign.labeled_data import LABELED_FIELDS, split_train_validation, write_deepmd_npy
+from firegen.campaign.plain import plain
+from firegen.campaign.records import TrainingRecord
+from firegen.campaign.seeds import training_seed
+from firegen.db.repository import ResultsStore
+from firegen.workflows.jobs.gate import snapshot_to_train
+from firegen.workflows.steps import train as training
+
+_SNAPSHOT_DOCUMENTS: dict = {}  # (dataset id, content hash) -> its labeled documents; the last snapshot read
+
+
+def snapshot_documents(store: ResultsStore, snapshot: dict) -> list[dict]:
+    """The labeled configurations of a dataset snapshot (:data:`LABELED_FIELDS`), read from the database
+    once per worker process: a snapshot never changes, and the committee members of an iteration
+    usually train one after another on the same worker."""
+    key = (snapshot["_id"], snapshot["hash"])
+    if key not in _SNAPSHOT_DOCUMENTS:
+        docs = store.snapshot_members(snapshot, LABELED_FIELDS)
+        _SNAPSHOT_DOCUMENTS.clear()
+        _SNAPSHOT_DOCUMENTS[key] = docs
+    return _SNAPSHOT_DOCUMENTS[key]
+
+
+def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, member: int, workdir: Path,
+                 snapshot_id: str | None = None) -> dict:
+    """Train one committee member on the iteration's dataset snapshot, the one the snapshot gate passed
+    (``snapshot_id``; see :func:`~firegen.workflows.jobs.gate.snapshot_to_train` when None).
+    Skipped when the member is already stored.
+
+    Returns:
+        ``{"model_id", "seconds", "metrics"}``, or ``{"model_id", "skipped": True}`` for a stored member.
+    """
+    existing = store.find_model(cfg.name, iteration, member)
+    if existing and existing.get("file_id"):
+        return {"model_id": str(existing["_id"]), "skipped": True}
+    snapshot = snapshot_to_train(store, cfg, iteration, snapshot_id)
+    docs = snapshot_documents(store, snapshot)
+    if not docs:
+        raise FatalError(f"campaign {cfg.name}: no labeled configurations to train iteration {iteration} on; "
+                         "every initial label failed? see `firegen provenance failures`")
+    train_docs, valid_docs = split_train_validation(docs)
+    data_dir = workdir / "data"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    train_sys = write_deepmd_npy(train_docs, cfg.type_map, data_dir / "train")
+    valid_sys = write_deepmd_npy(valid_docs, cfg.type_map, data_dir / "valid") if valid_docs else None
+    seed = training_seed(cfg.name, iteration, member)
+    input_dict = training.make_training_input(cfg.committee.training, train_sys, cfg.type_map, seed,
+                                              cfg.committee.numb_steps, valid_sys)
+    parent = None
+    init_model = None
+    if cfg.committee.init_from_previous and iteration > 0:
+        parent = store.find_model(cfg.name, iteration - 1, member)
+        if parent and parent.get("file_id"):
+            init_model = store.blobs.fetch(parent["file_id"], workdir / "parent.pb")
+    t0 = time.perf_counter()
+    result = training.train_model(workdir / "train", input_dict, init_model=init_model)
+    metrics = {"train": training.evaluate_model(result.frozen_model, train_sys, cfg.type_map)}
+    if valid_sys:
+        metrics["validation"] = training.evaluate_model(result.frozen_model, valid_sys, cfg.type_map)
+    science = time.perf_counter() - t0  # dp train + dp freeze + testing
+    record = TrainingRecord(cfg.name, iteration, member, seed=seed, backend=cfg.committee.backend,
+                            dataset_id=snapshot["_id"], parent=parent["_id"] if parent else None,
+                            input=plain(result.input_dict, nested_lists=False), metrics=plain(metrics),
+                            train_seconds=result.wall_time, n_train=len(train_docs), n_validation=len(valid_docs))
+    model_id = store.store_model(record, result.frozen_model)
+    store.add_iteration_seconds(cfg.name, iteration, "train_s", science, model_id=model_id)
+    return {"model_id": str(model_id), "seconds": science, "metrics": metrics}
