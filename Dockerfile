@@ -4,6 +4,7 @@ ARG DEEPMD_EXTRAS="cpu,lmp"
 RUN apt-get update && apt-get install -y --no-install-recommends cp2k openmpi-bin && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY campaign campaign
 COPY orchestrator orchestrator
 COPY workflows workflows
 COPY launchers launchers

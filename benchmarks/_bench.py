@@ -23,11 +23,11 @@ VENV_BIN = REPO / ".venv" / "bin"
 def private_ferretdb(prefix: str = "firegen-bench-", keep: bool = False) -> Iterator:
     """A FerretDB (SQLite) of our own on a free loopback port, in a fresh temporary folder.
 
-    Yields the :class:`firegen.db.server.EmbeddedServer` (``.uri``, ``.root``); stops it and removes
+    Yields the :class:`firegen.db.embedded.server.EmbeddedServer` (``.uri``, ``.root``); stops it and removes
     the folder afterwards (also after an error or Ctrl-C), unless ``keep``.
     """
-    from firegen.db.ferretdb_install import find_ferretdb
-    from firegen.db.server import EmbeddedServer, free_port
+    from firegen.db.embedded.install import find_ferretdb
+    from firegen.db.embedded.server import EmbeddedServer, free_port
 
     if find_ferretdb() is None:
         raise SystemExit("FerretDB is not installed; run `.venv/bin/firegen db install` (or scripts/bootstrap.sh)")

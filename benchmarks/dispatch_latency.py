@@ -6,7 +6,7 @@ embedded server) gets a fresh LaunchPad; ``--workers`` (default 8) workers, each
 name, are started and warmed up (trivial Fireworks until every worker has run one). Workers are
 plain ``rlaunch rapidfire --nlaunches infinite --sleep 1`` (``--launcher rlaunch``, stock FireWorks),
 or ``--launcher firegen``: the loop of ``firegen worker`` (FireWorks' ``rapidfire`` on a LaunchPad
-whose Fireworks and launches are keyed by ``_id``, :mod:`firegen.db.fireworks_keys`), without the
+whose Fireworks and launches are keyed by ``_id``, :mod:`firegen.db.embedded.fireworks_keys`), without the
 preload; the harness then queues through such a LaunchPad too, as ``firegen submit`` does.
 Then trivial Fireworks (``ScriptTask`` ``true``, one workflow each) are queued:
 
@@ -243,7 +243,7 @@ def run_benchmark(args) -> list[dict]:
     from fireworks import LaunchPad
 
     from firegen.db.connection import write_launchpad_file
-    from firegen.db.fireworks_keys import key_launchpad
+    from firegen.db.embedded.fireworks_keys import key_launchpad
 
     rows = []
     with _bench.private_ferretdb("firegen-dispatch-", keep=args.keep) as server:

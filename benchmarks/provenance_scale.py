@@ -255,7 +255,7 @@ def run_benchmark(args) -> dict:
     """Build the database, time the queries, print everything; return the figures (for tests and scripts)."""
     import pymongo
 
-    from firegen.db.ferretdb_sqlite import index_id_lookups
+    from firegen.db.embedded.id_index import index_id_lookups
     from firegen.db.dataset_pages import LABEL_VIEW, member_ids, page_refs
     from firegen.db.lookup import find_by_ids
     from firegen.db.provenance import configuration_provenance, model_provenance
@@ -268,7 +268,7 @@ def run_benchmark(args) -> dict:
         db = client[DB_NAME]
         init_schema(db)
         indexed = index_id_lookups(server.root / "data", DB_NAME)  # what `firegen db up` does
-        print(f"_id look-up index (db/ferretdb_sqlite.py) on {len(indexed)} tables", flush=True)
+        print(f"_id look-up index (db/embedded/id_index.py) on {len(indexed)} tables", flush=True)
         print(f"inserting {args.n:,} configurations ({args.natoms} atoms, {args.campaigns} campaigns x "
               f"{args.iterations} iterations, {args.labeled:.0%} labeled) in batches of {args.batch}", flush=True)
         seconds, sample, ids_by_ci = insert_all(db, shape, args.natoms, args.batch, datasets, models, args.seed)

@@ -1,5 +1,6 @@
 """Results schema, connections and the embedded database server."""
 
-from firegen.db import ferretdb_guard as _ferretdb_guard
+from firegen.db.embedded import write_lock as _write_lock
 
-_ferretdb_guard.install_lazy()
+if _write_lock.registered():  # an embedded FerretDB runs on this host: serialize its read-modify-writes
+    _write_lock.install_lazy()

@@ -23,8 +23,8 @@ from fireworks import LaunchPad
 
 from firegen.campaign.errors import FiregenError
 from firegen.db.errors import DatabaseUnreachable
-from firegen.db.fireworks_keys import key_launchpad
-from firegen.db.server import EmbeddedServer
+from firegen.db.embedded.capabilities import adapt_launchpad
+from firegen.db.embedded.server import EmbeddedServer
 from firegen.db.uri import database_name, mask_secrets, mask_uri
 
 EMBEDDED_MARK = "# written by firegen for its embedded FerretDB"
@@ -84,7 +84,7 @@ class DBTarget:
 
     def connect(self) -> LaunchPad:
         """The LaunchPad, after checking that the server answers (one clear error otherwise); on FerretDB
-        with Fireworks and launches addressed by ``_id`` (:mod:`firegen.db.fireworks_keys`)."""
+        with Fireworks and launches addressed by ``_id`` (:mod:`firegen.db.embedded.fireworks_keys`)."""
         if self.server is not None and not self.server.is_running():
             raise DatabaseUnreachable(f"the embedded FerretDB under {self.server.root} is not running. "
                                       "Fix: start it with `firegen db up` (or give --uri / FIREGEN_MONGO_URI).")
@@ -95,7 +95,7 @@ class DBTarget:
             reason = mask_secrets(str(exc).split(" (configured timeouts")[0].split(", Timeout")[0])[:300]
             hint = "start it with `firegen db up`" if self.embedded else "check that the server runs and the address"
             raise DatabaseUnreachable(f"cannot reach the database at {self.describe()}: {reason}. Fix: {hint}.") from None
-        return key_launchpad(lp)
+        return adapt_launchpad(lp)
 
 
 def _fireworks_lookup() -> tuple[Path, str] | None:

@@ -21,7 +21,7 @@ from firegen.campaign.plain import plain
 from firegen.campaign.records import TrainingRecord
 from firegen.db import candidate_lists
 from firegen.db.dataset_pages import MEMBER_FIELDS, member_ids, new_pages, parts_with, read_members, split_by_previous
-from firegen.db.ferretdb_guard import exclusive
+from firegen.db.embedded.capabilities import update_unless
 from firegen.db.files import BlobStore
 from firegen.db.hashing import configuration_id, dataset_hash, structure_hash
 from firegen.db.lookup import find_by_ids
@@ -203,14 +203,7 @@ class ResultsStore:
         """
         label = self._label_doc(label)
         update = {"$set": {"label": label, "status": "labeled", "labeled_at": _now()}, "$inc": {"label_writes": 1}}
-        with exclusive(self.configurations) as locked:
-            if locked:  # the embedded FerretDB: a lone {_id} filter is its only indexed one (db/ferretdb_sqlite.py)
-                doc = self.configurations.find_one({"_id": config_id}, {"status": 1})
-                if doc is None or doc.get("status") == "labeled":
-                    return False
-                return self.configurations.update_one({"_id": config_id}, update).modified_count == 1
-        return self.configurations.update_one({"_id": config_id, "status": {"$ne": "labeled"}},
-                                              update).modified_count == 1
+        return update_unless(self.configurations, config_id, "status", "labeled", update)
 
     @staticmethod
     def _label_doc(label: dict) -> dict:

@@ -143,6 +143,8 @@ SPECS = {spec.name: spec for spec in COLLECTIONS}
 GRIDFS_BUCKET = "blobs"
 GRIDFS_INDEXES = [([("metadata.sha256", ASCENDING)], {"name": "sha256"}),
                   ([("uploadDate", DESCENDING)], {"name": "upload_date"})]
+#: GridFS's own chunk index (pymongo creates it at the first upload; created here with the bucket).
+GRIDFS_CHUNK_INDEXES = [([("files_id", ASCENDING), ("n", ASCENDING)], {"unique": True, "name": "files_id_1_n_1"})]
 
 
 @dataclass
@@ -172,6 +174,11 @@ def init_schema(db) -> SchemaReport:
             created.append(spec.name)
         validators = _install_validator(db, spec) and validators
         indexes[spec.name] = [db[spec.name].create_index(keys, **opts) for keys, opts in spec.indexes]
-    files = f"{GRIDFS_BUCKET}.files"
-    indexes[files] = [db[files].create_index(keys, **opts) for keys, opts in GRIDFS_INDEXES]
+    # the GridFS bucket too, so that every collection exists from the start (the embedded server's
+    # look-up index is made for the collections that exist, db/embedded/id_index.py)
+    for name, specs in ((f"{GRIDFS_BUCKET}.files", GRIDFS_INDEXES), (f"{GRIDFS_BUCKET}.chunks", GRIDFS_CHUNK_INDEXES)):
+        if name not in existing:
+            db.create_collection(name)
+            created.append(name)
+        indexes[name] = [db[name].create_index(keys, **opts) for keys, opts in specs]
     return SchemaReport(created=created, indexes=indexes, server_validators=validators)

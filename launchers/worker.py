@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from firegen.db.fireworks_keys import key_launchpad
+from firegen.db.embedded.capabilities import adapt_launchpad
 
 #: Modules of the FireTasks both categories run (dpdata via the labeled-data reader and writer).
 COMMON_MODULES = ("firegen.workflows.tasks", "firegen.workflows.jobs.init", "firegen.workflows.jobs.select")
@@ -85,7 +85,7 @@ def run(launchpad_file: str | os.PathLike, fworker_file: str | os.PathLike, kind
         for name, value in preload(kind).items():
             what = f"{value:.1f} s" if isinstance(value, float) else f"not loaded ({value})"
             print(f"firegen worker ({kind}): import {name}: {what}", file=sys.stderr, flush=True)
-    launchpad = key_launchpad(LaunchPad.from_file(str(launchpad_file)))
+    launchpad = adapt_launchpad(LaunchPad.from_file(str(launchpad_file)))
     fworker = FWorker.from_file(str(fworker_file))
     rapidfire(launchpad, fworker=fworker, nlaunches=nlaunches, sleep_time=sleep, strm_lvl=log_level,
               timeout=timeout)

@@ -14,7 +14,7 @@ from firegen.campaign.config import load_config
 from firegen.campaign.errors import FiregenError
 from firegen.db.connection import firegen_home, write_launchpad_file
 from firegen.db.launchpad_queries import firework_states
-from firegen.db.lostruns import detect_lostruns
+from firegen.db.embedded.lostruns import detect_lostruns
 from firegen.db.provenance import configuration_provenance, failed_labels, model_provenance
 from firegen.db.repository import ResultsStore
 from firegen.launchers.local import start_worker, worker_env, write_fworker
@@ -210,8 +210,8 @@ def _follow(lp, store, name: str, workers: dict, timeout: float) -> int:
         if line.split("] ", 1)[1] != last:
             typer.echo(line)
             last = line.split("] ", 1)[1]
-        if doc.get("status") == "stopped":
-            typer.echo(f"campaign {name} stopped: {doc.get('stop_reason', 'see firegen status')}", err=True)
+        if doc.get("status") in ("stopped", "failed"):
+            typer.echo(f"campaign {name} {doc['status']}: {doc.get('stop_reason', 'see firegen status')}", err=True)
             return 1
         fizzled = [k for (k, s) in states if s == "FIZZLED"]
         if fizzled:

@@ -8,7 +8,7 @@ import typer
 
 from firegen.campaign.errors import FiregenError
 from firegen.db.connection import LAUNCHPAD_FILE, write_launchpad_file
-from firegen.db.ferretdb_install import FERRETDB_VERSION, install_ferretdb
+from firegen.db.embedded.install import FERRETDB_VERSION, install_ferretdb
 from firegen.db.repository import ResultsStore
 from firegen.orchestrator.database import bring_up, cli_target, prepare_database
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from firegen.db.connection import DEFAULT_DB_NAME, LAUNCHPAD_FILE, DBTarget, resolve_target, write_launchpad_file
-from firegen.db.ferretdb_install import FERRETDB_VERSION
-from firegen.db.ferretdb_sqlite import index_id_lookups
+from firegen.db.embedded.install import FERRETDB_VERSION
 from firegen.db.repository import ResultsStore
 
 
@@ -42,6 +41,6 @@ def bring_up(target: DBTarget, launchpad_path: Path = Path(LAUNCHPAD_FILE), echo
         echo(f"using {target.describe()}; starting nothing")
     lp = target.connect()
     prepare_database(lp)
-    if target.embedded:  # FerretDB's _id pushdown uses no index of its own (see db/ferretdb_sqlite.py)
-        index_id_lookups(target.server.root / "data", lp.db.name)
+    if target.embedded:  # collections made just now get the server's _id look-up index too
+        target.server.index_lookups(lp.db.name)
     return lp

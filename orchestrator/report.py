@@ -51,5 +51,5 @@ def campaign_summary(store: ResultsStore, campaign: str) -> str:
     last = store.last_decided_iteration(campaign)
     why = [f"last decision (iteration {last['index']}): {last['decision']['reason']}"] if last else []
     if doc.get("stop_reason"):
-        why.append(f"stopped: {doc['stop_reason']}")
+        why.append(f"{doc['status']}: {doc['stop_reason']}")
     return "\n".join([render_table(iteration_rows(store, campaign), head)] + why)

@@ -37,10 +37,11 @@ if [ ! -f "$stamp" ]; then
     rm -f .venv/.firegen-* && touch "$stamp"
 fi
 
-# FerretDB 1.x updates are not atomic; this hook makes plain rlaunch/lpad in the venv serialize
-# their read-modify-write calls to the embedded server (see db/ferretdb_guard.py).
+# FerretDB 1.x updates are not atomic; this hook makes plain rlaunch/lpad in the venv serialize their
+# read-modify-write calls to an embedded server running on this host (see db/embedded/write_lock.py)
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-echo 'import sys; exec("try:\n import firegen.db\nexcept ImportError:\n pass")' > "$site/firegen_ferretdb_guard.pth"
+.venv/bin/python -c 'from firegen.db.embedded.write_lock import pth_hook; print(pth_hook())' \
+    > "$site/firegen_ferretdb_guard.pth"
 
 .venv/bin/firegen db install
 echo "bootstrap: ready ($(.venv/bin/firegen version), $(.venv/bin/python -c 'import deepmd; print("deepmd-kit", deepmd.__version__)'))"

@@ -9,7 +9,9 @@ tmp=$(mktemp -d)
 trap 'git worktree remove --force "$tmp/tree" >/dev/null 2>&1; rm -rf "$tmp"' EXIT
 git worktree add -q "$tmp/tree" "$rev"
 mkdir -p "$tmp/pkg/firegen" "$tmp/old" "$tmp/new"
-for d in orchestrator workflows launchers db; do ln -s "$tmp/tree/$d" "$tmp/pkg/firegen/$d"; done
+for d in campaign orchestrator workflows launchers db; do
+    if [ -d "$tmp/tree/$d" ]; then ln -s "$tmp/tree/$d" "$tmp/pkg/firegen/$d"; fi
+done
 status=0
 for config in configs/*.yaml; do
     name=$(basename "$config")

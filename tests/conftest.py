@@ -11,8 +11,8 @@ import uuid
 import pymongo
 import pytest
 
-from firegen.db.ferretdb_install import install_ferretdb
-from firegen.db.server import EmbeddedServer, free_port
+from firegen.db.embedded.install import install_ferretdb
+from firegen.db.embedded.server import EmbeddedServer, free_port
 
 FIREGEN_ENV = ("FIREGEN_MONGO_URI", "FIREGEN_LAUNCHPAD", "FIREGEN_HOME", "FW_CONFIG_FILE")
 

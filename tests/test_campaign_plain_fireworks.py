@@ -13,7 +13,7 @@ import pymongo
 import yaml
 
 from campaign_helpers import BIN, ROOT, small_cu_config
-from firegen.db.server import free_port
+from firegen.db.embedded.server import free_port
 
 TERMINAL = {"converged", "max_iterations", "failed", "stopped", "done"}
 

@@ -9,8 +9,8 @@ import pytest
 
 from firegen.db.connection import resolve_target
 from firegen.campaign.errors import FiregenError
-from firegen.db.ferretdb_sqlite import INDEX_SUFFIX
-from firegen.db.server import free_port
+from firegen.db.embedded.id_index import INDEX_SUFFIX
+from firegen.db.embedded.server import free_port
 
 BIN = Path(sys.executable).parent
 
@@ -33,13 +33,14 @@ def test_db_up_status_init_down(clean_env, tmp_path):
                                 env=env, capture_output=True, text=True, timeout=60)
         assert wflows.returncode == 0, wflows.stderr
         assert wflows.stdout.strip() == "[]"
-        # every collection got firegen's _id look-up index (db/ferretdb_sqlite.py)
+        # every collection got firegen's _id look-up index (db/embedded/id_index.py)
         con = sqlite3.connect(tmp_path / "home" / "db" / "data" / "firegen.sqlite")
         tables = {t for (t,) in con.execute("SELECT table_name FROM _ferretdb_collections")}
         indexed = {n[: -len(INDEX_SUFFIX)] for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type='index'")
                    if n.endswith(INDEX_SUFFIX)}
         con.close()
         assert tables and indexed == tables and any(t.startswith("configurations_") for t in tables)
+        assert any(t.startswith("blobs.chunks_") for t in tables)  # GridFS made at init, indexed with the rest
         # a database made by `db up` takes workflows without an `lpad reset`
         (tmp_path / "wf.yaml").write_text("fws:\n- fw_id: 1\n  spec: {_tasks: [{_fw_name: ScriptTask, script: 'true'}]}\nlinks: {}\nmetadata: {}\n")
         added = subprocess.run([str(BIN / "lpad"), "-l", "my_launchpad.yaml", "add", "wf.yaml"], cwd=tmp_path,

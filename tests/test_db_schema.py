@@ -170,7 +170,7 @@ def test_blob_cache_serves_reads_and_never_serves_damaged_bytes(mongo_db, tmp_pa
 def test_a_configuration_is_labeled_once_under_concurrent_writers(mongo_db):
     from concurrent.futures import ThreadPoolExecutor
 
-    from firegen.db.ferretdb_guard import exclusive
+    from firegen.db.embedded.write_lock import exclusive
 
     store = ResultsStore(mongo_db)
     store.init()
@@ -212,3 +212,52 @@ def test_dataset_snapshot_and_model_record(mongo_db, tmp_path):
     model = mongo_db.models.find_one({"_id": model_id})
     trained_on = mongo_db.configurations.find({"datasets": model["dataset_id"]}, {"_id": 1})
     assert sorted(d["_id"] for d in trained_on) == sorted(ids)
+
+
+def test_iteration_and_model_validators_come_from_the_records(mongo_db):
+    from dataclasses import fields
+
+    from bson import ObjectId
+
+    from firegen.campaign.records import ExplorationSummary, IterationRecord, TrainingRecord
+    from firegen.db.schema import SPECS
+
+    for collection, record in (("iterations", IterationRecord), ("models", TrainingRecord)):
+        schema = SPECS[collection].validator
+        assert set(schema["properties"]) == {f.name for f in fields(record)}
+    explorations = SPECS["iterations"].validator["properties"]["explorations"]
+    assert set(explorations["additionalProperties"]["required"]) >= {"system", "accurate", "max_devi_f_hist"}
+    assert len(fields(ExplorationSummary)) == len(explorations["additionalProperties"]["properties"])
+    store = ResultsStore(mongo_db)
+    with pytest.raises(SchemaViolation, match="iterations.selected"):
+        store.update_iteration("c", 0, 0, selected="twelve")
+    summary = ExplorationSummary("fcc", {"ensemble": "nvt"}, "lammps", 1, 2, 0, 3, 2, 0.5, [0.0, 1e10], [3])
+    store.update_iteration("c", 0, 0, explorations={"fcc|c0": summary.as_dict()})
+    with pytest.raises(SchemaViolation, match=r"iterations.explorations.fcc\|c0.accurate"):
+        store.update_iteration("c", 0, 0, explorations={"fcc|c0": {**summary.as_dict(), "accurate": 1.5}})
+    with pytest.raises(SchemaViolation, match="models.seed"):
+        store.add_model("c", 0, 0, seed="eleven", backend="tensorflow", dataset_id=ObjectId())
+    doc = store.update_iteration("c", 0, 0, selected=12, counts={"accurate": 3, "candidate": 1, "failed": 0, "total": 4})
+    assert (doc["selected"], doc["counts"]["total"]) == (12, 4)
+
+
+def test_bson_schema_of_a_record_names_types_nullability_and_ids():
+    from dataclasses import dataclass
+
+    from firegen.campaign.records import Ref
+    from firegen.db.bson_schema import bson_schema
+
+    @dataclass
+    class Probe:
+        name: str
+        ids: list[Ref]
+        energies: dict[str, float]
+        parent: Ref | None = None
+        note: str | None = None
+
+    schema = bson_schema(Probe)
+    assert schema["required"] == ["name", "ids", "energies"]
+    assert schema["properties"]["ids"] == {"bsonType": "array", "items": {"bsonType": "objectId"}}
+    assert schema["properties"]["energies"]["additionalProperties"] == {"bsonType": ["double", "int", "long", "decimal"]}
+    assert schema["properties"]["parent"] == {"bsonType": ["objectId", "null"]}
+    assert schema["properties"]["note"] == {"bsonType": ["string", "null"]}

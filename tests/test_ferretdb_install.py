@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from firegen.db import ferretdb_install
+from firegen.db.embedded import install as ferretdb_install
 from firegen.db.errors import FerretDBUnavailable
-from firegen.db.ferretdb_install import (FERRETDB_VERSION, build_from_source, build_with_go_install, check_ferretdb,
+from firegen.db.embedded.install import (FERRETDB_VERSION, build_from_source, build_with_go_install, check_ferretdb,
                                          find_ferretdb, install_ferretdb)
-from firegen.db.server import EmbeddedServer, free_port, ping
+from firegen.db.embedded.server import EmbeddedServer, free_port, ping
 
 FAKE_GO = Path(__file__).parent / "fixtures" / "fake_go"
 BIN = Path(sys.executable).parent

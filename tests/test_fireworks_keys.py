@@ -1,4 +1,4 @@
-"""FireWorks' Fireworks and launches addressed by a derived ``_id`` on FerretDB (db/fireworks_keys.py):
+"""FireWorks' Fireworks and launches addressed by a derived ``_id`` on FerretDB (db/embedded/fireworks_keys.py):
 the same FireWorks behaviour, documents from stock FireWorks still found, look-ups sent by ``_id``."""
 
 import os
@@ -7,7 +7,7 @@ import pymongo
 from fireworks import Firework, FWorker, LaunchPad, ScriptTask, Workflow
 from fireworks.core.rocket_launcher import rapidfire
 
-from firegen.db.fireworks_keys import KeyedCollection, key_launchpad, keyed_id
+from firegen.db.embedded.fireworks_keys import KeyedCollection, key_launchpad, keyed_id
 
 
 class _Filters(pymongo.monitoring.CommandListener):

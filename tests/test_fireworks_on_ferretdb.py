@@ -66,7 +66,7 @@ def test_conditional_update_has_exactly_one_winner(mongo_db):
     """FireWorks' workflow lock pattern: concurrent find_one_and_update on one document."""
     import threading
 
-    from firegen.db.ferretdb_guard import GUARDED_METHODS
+    from firegen.db.embedded.write_lock import GUARDED_METHODS
 
     from pymongo.collection import Collection
 

@@ -1,6 +1,5 @@
 """Pure helpers: structure hashing tolerance and credential masking."""
 
-import numpy as np
 from ase.build import bulk
 
 from firegen.db.hashing import LENGTH_TOLERANCE, atoms_hash, dataset_hash

@@ -5,8 +5,9 @@ import pytest
 from ase.build import bulk
 
 from firegen.campaign.errors import FiregenError
-from firegen.db.ferretdb_sqlite import INDEX_SUFFIX, index_id_lookups
-from firegen.db.lookup import find_by_ids, is_ferretdb
+from firegen.db.embedded.id_index import INDEX_SUFFIX, index_id_lookups
+from firegen.db.embedded.capabilities import capabilities
+from firegen.db.lookup import find_by_ids
 from firegen.db.provenance import configuration_provenance, model_provenance
 from firegen.db.repository import ResultsStore
 
@@ -55,7 +56,7 @@ def test_find_by_ids_keeps_order_and_skips_missing(mongo_db):
     got = find_by_ids(mongo_db.configurations, [ids[2], ObjectId(), ids[0]], {"hash": 1})
     assert [d["_id"] for d in got] == [ids[2], ids[0]] and set(got[0]) == {"_id", "hash"}
     assert find_by_ids(mongo_db.configurations, []) == []
-    assert is_ferretdb(mongo_db.client)  # the suite runs on FerretDB: one indexed find_one per id
+    assert capabilities(mongo_db.client).engine == "ferretdb"  # the suite runs on FerretDB: one indexed find_one per id
 
 
 def test_model_provenance_pages_and_config_provenance_lists_trained_models(mongo_db, tmp_path):

@@ -118,7 +118,7 @@ class InitCampaignTask(CampaignTask):
         return self["config"]["name"]
 
     def execute(self, fw_spec):
-        from firegen.workflows.jobs import init  # the jobs import the science: not when submit builds Fireworks
+        from firegen.workflows.jobs import init  # start-up: the jobs import the science; submit only builds
 
         cfg = CampaignConfig.model_validate(self["config"])
         store = open_store(self)
@@ -141,7 +141,7 @@ class LabelTask(CampaignTask):
     optional_params = ["labeler"]
 
     def execute(self, fw_spec):
-        from firegen.workflows.jobs.label import label_batch
+        from firegen.workflows.jobs.label import label_batch  # start-up, as above
 
         store, cfg = self.context()
         ids = [ObjectId(i) for i in self["config_ids"]]
@@ -162,7 +162,7 @@ class SnapshotGateTask(CampaignTask):
     required_params = ["campaign", "iteration"]
 
     def execute(self, fw_spec):
-        from firegen.workflows.jobs.gate import pass_gate
+        from firegen.workflows.jobs.gate import pass_gate  # start-up, as above
 
         store, cfg = self.context()
         outcome = pass_gate(store, cfg, self["iteration"])
@@ -179,7 +179,7 @@ class TrainTask(CampaignTask):
     required_params = ["campaign", "iteration", "member"]
 
     def execute(self, fw_spec):
-        from firegen.workflows.jobs.train import train_member
+        from firegen.workflows.jobs.train import train_member  # start-up, as above
 
         store, cfg = self.context()
         info = train_member(store, cfg, self["iteration"], self["member"], Path.cwd(), fw_spec.get(SNAPSHOT_SPEC_KEY))
@@ -194,7 +194,7 @@ class ExploreTask(CampaignTask):
     required_params = ["campaign", "iteration", "stage", "system", "condition"]
 
     def execute(self, fw_spec):
-        from firegen.workflows.jobs.explore import explore
+        from firegen.workflows.jobs.explore import explore  # start-up, as above
 
         store, cfg = self.context()
         summary = explore(store, cfg, self["iteration"], self["stage"], self["system"], self["condition"],
@@ -210,8 +210,8 @@ class SelectTask(CampaignTask):
     required_params = ["campaign", "iteration", "stage"]
 
     def execute(self, fw_spec):
-        from firegen.workflows.jobs.init import open_iteration
-        from firegen.workflows.jobs.select import select_and_decide
+        from firegen.workflows.jobs.init import open_iteration  # start-up, as above
+        from firegen.workflows.jobs.select import select_and_decide  # start-up, as above
 
         store, cfg = self.context()
         t0 = time.perf_counter()

@@ -27,6 +27,12 @@ INDEX_SUFFIX = "_firegen_id_lookup"
 ID_EXPRESSION = "_ferretdb_sjson->'$._id'"
 
 
+def index_every_database(data_dir: str | Path, timeout: float = 60.0) -> dict[str, list[str]]:
+    """:func:`index_id_lookups` for every database under ``data_dir`` (what a server start does, so that
+    collections created since the last start are indexed too)."""
+    return {path.stem: index_id_lookups(data_dir, path.stem, timeout) for path in sorted(Path(data_dir).glob("*.sqlite"))}
+
+
 def index_id_lookups(data_dir: str | Path, database: str, timeout: float = 60.0) -> list[str]:
     """Create the ``_id`` look-up index on every collection of ``database``; return the tables indexed now.
 

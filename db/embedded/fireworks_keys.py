@@ -3,7 +3,7 @@
 FireWorks reads and writes a Firework as ``{fw_id: n}`` and a launch as ``{launch_id: n}``: about
 25 such calls per launch (checkout, three pings, completion, the workflow refresh). MongoDB answers
 them from the indexes ``lpad tuneup`` builds. FerretDB 1.24 pushes only a lone ``{_id: <ObjectId or
-string>}`` filter down to SQLite (which firegen's look-up index answers, :mod:`firegen.db.ferretdb_sqlite`)
+string>}`` filter down to SQLite (which firegen's look-up index answers, :mod:`firegen.db.embedded.id_index`)
 and reads and decodes every document of the collection for any other filter: 7 ms per launch look-up
 at 30 launches, growing with every launch the database holds.
 
@@ -14,11 +14,11 @@ at 30 launches, growing with every launch the database holds.
   ``{_id: keyed_id(n)}``, and answers ``{$in: []}`` without reading anything;
 * falls back to the original filter when the derived ``_id`` finds nothing, so documents stored
   without one (``lpad add`` of stock FireWorks, databases from before) are found as before; a
-  write that falls back runs under the server's write lock (:func:`firegen.db.ferretdb_guard.exclusive`).
+  write that falls back runs under the server's write lock (:func:`firegen.db.embedded.write_lock.exclusive`).
 
 Every other call (other filters, deletes, aggregations) goes to pymongo unchanged. ``firegen
-worker`` and the LaunchPads of the ``firegen`` commands use it on the embedded FerretDB; a LaunchPad
-on MongoDB is left alone.
+worker`` and the LaunchPads of the ``firegen`` commands use it on the embedded FerretDB
+(:func:`~firegen.db.embedded.capabilities.adapt_launchpad`); a LaunchPad on MongoDB is left alone.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from __future__ import annotations
 from bson import ObjectId
 from pymongo.collection import Collection
 
-from firegen.db.ferretdb_guard import exclusive
-from firegen.db.lookup import is_ferretdb
+from firegen.db.embedded.write_lock import exclusive
 
 #: collection -> (first two bytes of its derived ids, its integer key). ObjectIds that pymongo or a
 #: server makes start with a timestamp; 0xfff1... is the year 2106, so no generated id collides.
@@ -169,9 +168,9 @@ class KeyedCollection(Collection):
 
 
 def key_launchpad(lp):
-    """Give ``lp`` (a FireWorks LaunchPad) keyed ``fireworks`` and ``launches`` collections when its
-    server is FerretDB (one ``buildInfo`` round trip per client); returns ``lp``."""
-    if not isinstance(lp.fireworks, KeyedCollection) and is_ferretdb(lp.connection):
+    """Give ``lp`` (a FireWorks LaunchPad on FerretDB) keyed ``fireworks`` and ``launches`` collections;
+    returns ``lp``. :func:`firegen.db.embedded.capabilities.adapt_launchpad` calls it for FerretDB only."""
+    if not isinstance(lp.fireworks, KeyedCollection):
         lp.fireworks = KeyedCollection(lp.db, "fireworks")
         lp.launches = KeyedCollection(lp.db, "launches")
     return lp

@@ -19,8 +19,9 @@ from pathlib import Path
 import pymongo
 
 from firegen.db.errors import DatabaseUnreachable, FerretDBUnavailable
-from firegen.db.ferretdb_guard import register_server, unregister_server
-from firegen.db.ferretdb_install import find_ferretdb, install_ferretdb
+from firegen.db.embedded.id_index import index_every_database, index_id_lookups
+from firegen.db.embedded.write_lock import register_server, unregister_server
+from firegen.db.embedded.install import find_ferretdb, install_ferretdb
 
 DEFAULT_PORT = 27117
 """Preferred loopback port; the next free port is taken when it is busy."""
@@ -99,7 +100,7 @@ class EmbeddedServer:
     def start(self, timeout: float = 60.0, install: bool = True) -> str:
         """Start FerretDB (installing it first when missing and ``install``); return its URI."""
         if self.is_running():
-            register_server(self._state()["port"])
+            register_server(self._state()["port"], self._state()["pid"])
             return self._state()["uri"]
         binary = install_ferretdb() if install else find_ferretdb()
         if binary is None:
@@ -122,7 +123,7 @@ class EmbeddedServer:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
         uri = f"mongodb://127.0.0.1:{port}/"
-        register_server(port)
+        register_server(port, proc.pid)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -131,12 +132,18 @@ class EmbeddedServer:
                     f"{self.log_file.read_text(errors='replace')[-500:].strip()}"
                 )
             if ping(uri, 500):
+                index_every_database(data_dir)  # collections created while it was down (or by an older firegen)
                 self.state_file.write_text(json.dumps(
                     {"pid": proc.pid, "port": port, "uri": uri, "binary": str(binary), "started": time.time()}))
                 return uri
             time.sleep(0.2)
         proc.kill()
         raise DatabaseUnreachable(f"FerretDB did not answer on {uri} within {timeout:.0f} s; see {self.log_file}")
+
+    def index_lookups(self, database: str) -> list[str]:
+        """Give every collection of ``database`` the ``_id`` look-up index (:mod:`firegen.db.embedded.id_index`);
+        returns the collection tables indexed now."""
+        return index_id_lookups(self.root / "data", database)
 
     def stop(self, timeout: float = 15.0) -> bool:
         """Stop the server; True when one was running. Data stay on disk."""
