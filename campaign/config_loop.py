@@ -4,8 +4,6 @@ convergence rule, the labeler and the exploration engine. `config.py` assembles 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, Literal
 
 from pydantic import model_validator
@@ -78,15 +76,6 @@ class TrustLevels(_Model):
         if probs:
             fail(*probs)
         return self
-
-    def classify(self, max_devi_f: float, max_devi_v: float | None = None) -> str:
-        """'accurate', 'candidate' or 'failed' for one frame (DP-GEN's rule)."""
-        use_v = self.v_lo is not None and max_devi_v is not None
-        if max_devi_f >= self.f_hi or (use_v and max_devi_v >= self.v_hi):
-            return "failed"
-        if max_devi_f < self.f_lo and (not use_v or max_devi_v < self.v_lo):
-            return "accurate"
-        return "candidate"
 
 
 class SelectionConfig(_Model):
@@ -179,12 +168,6 @@ class LabelerConfig(_Model):
         "fraction of one iteration's labels failed (DP-GEN's ratio_failed); null never stops. "
         "Failed configurations are quarantined either way; `firegen relabel` retries them.",
         fix="use a fraction such as 0.5, or null to never stop")
-
-    def settings_hash(self) -> str:
-        """sha256 of the canonical JSON of kind and settings (stored with each label)."""
-        blob = json.dumps({"kind": self.kind, "settings": self.settings}, sort_keys=True,
-                          default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()
 
 
 class ExplorationConfig(_Model):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from firegen.workflows.steps.select import STATUS_NAMES, classify
 from firegen.campaign.config import (CampaignConfig, ConfigError, StageConfig, TrustLevels,
                                          config_hash, load_config, validate_dict)
 from firegen.campaign.structures import (make_supercell, perturbed_copies, read_structure,
@@ -113,8 +114,8 @@ def test_convergence_and_trust_helpers(workdir):
     assert conv.accurate_ratio is None and conv.for_iterations == 2
     assert conv.met_by(accurate_ratio=0.5, candidate_ratio=0.005)
     assert not conv.met_by(accurate_ratio=1.0, candidate_ratio=0.02)
-    trust = TrustLevels()
-    assert [trust.classify(f) for f in (0.1, 0.15, 0.34, 0.35)] == [
+    trust = TrustLevels()  # its defaults, through the one classifier (workflows/steps/select.py)
+    assert [STATUS_NAMES[c] for c in classify([0.1, 0.15, 0.34, 0.35], trust.f_lo, trust.f_hi)] == [
         "accurate", "candidate", "candidate", "failed"]
 
 
