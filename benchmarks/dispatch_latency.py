@@ -32,6 +32,12 @@ Usage (from the repository root; prints figures, asserts nothing)::
     .venv/bin/python benchmarks/dispatch_latency.py                    # 8 workers, 1000 + 200 Fireworks
     .venv/bin/python benchmarks/dispatch_latency.py --n 100 --workers 8 --mode burst
     .venv/bin/python benchmarks/dispatch_latency.py --n 100 --workers 8 --mode burst --launcher firegen
+    .venv/bin/python benchmarks/dispatch_latency.py --n 100 --workers 8 --mode burst --launcher firegen --prefill 5000
+
+``--prefill N`` first puts N COMPLETED Fireworks (workflows of 30) on the LaunchPad, what a long
+campaign leaves behind unless its finished iterations are archived: how dispatch degrades with the
+LaunchPad's size. The hand-off gap of a burst (a worker's previous launch end -> its next launch's
+start: completion, workflow refresh, the next checkout) is the checkout latency.
 """
 
 from __future__ import annotations
@@ -141,6 +147,24 @@ def warm_up(lp, procs, timeout: float = 300.0) -> float:
     return time.time() - t
 
 
+def prefill(lp, n: int, per_workflow: int = 30) -> float:
+    """``n`` finished Fireworks already on the LaunchPad, as a long campaign leaves them: trivial
+    Fireworks in workflows of ``per_workflow`` (one iteration's worth), all COMPLETED. Returns seconds."""
+    from fireworks import Firework, ScriptTask, Workflow
+
+    t = time.perf_counter()
+    wfs = []
+    for w in range(0, n, per_workflow):
+        fws = [Firework(ScriptTask.from_str("true"), name=f"done-{w + k}") for k in range(min(per_workflow, n - w))]
+        wfs.append(Workflow(fws, name=f"done-wf-{w // per_workflow}"))
+    lp.bulk_add_wfs(wfs)
+    lp.fireworks.update_many({"name": {"$regex": "^done-"}}, {"$set": {"state": "COMPLETED"}})
+    for wf in lp.workflows.find({"name": {"$regex": "^done-wf-"}}, {"nodes": 1}):
+        lp.workflows.update_one({"_id": wf["_id"]}, {"$set": {
+            "state": "COMPLETED", "fw_states": {str(i): "COMPLETED" for i in wf["nodes"]}}})
+    return time.perf_counter() - t
+
+
 def queue_burst(lp, n: int) -> tuple[list[int], float]:
     """``n`` trivial workflows in one ``bulk_add_wfs``; returns their fw_ids and the insert's seconds."""
     wfs = [trivial_workflow(f"bench-{i}") for i in range(n)]
@@ -218,6 +242,8 @@ def main(argv=None) -> int:
     p.add_argument("--paced-n", type=int, help="Fireworks queued one by one (default min(n, 60))")
     p.add_argument("--rate", type=float, help="paced: Fireworks queued per second (default: half the burst's "
                                               "throughput; 0.5 without a burst)")
+    p.add_argument("--prefill", type=int, default=0, help="COMPLETED Fireworks on the LaunchPad before the "
+                                                          "measurement, in workflows of 30 (a long campaign's past)")
     p.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds per mode")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (worker logs, database)")
     args = p.parse_args(argv)
@@ -257,6 +283,9 @@ def run_benchmark(args) -> list[dict]:
         env = {k: v for k, v in os.environ.items() if k not in ("FW_CONFIG_FILE", "FIREGEN_LAUNCHPAD")}
         procs = start_workers(args.workers, lp_file, root / "workers", args.sleep, env, args.launcher)
         try:
+            if args.prefill:
+                print(f"{args.prefill} COMPLETED Fireworks on the LaunchPad ({prefill(lp, args.prefill):.1f} s)",
+                      flush=True)
             warm = warm_up(lp, procs)
             print(f"{args.workers} {args.launcher} workers started and warmed up in {warm:.1f} s "
                   f"(FerretDB {server.uri})", flush=True)

@@ -61,6 +61,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402  (benchmarks/_bench.py: shared helpers)
+from firegen.db.fireworks_archive import campaign_fireworks, launches_of  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "cu_emt.yaml"
@@ -171,11 +172,10 @@ def read_database(folder: Path, campaign: str) -> dict:
     client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10000)
     try:
         db = client["firegen"]
-        fws = {d["fw_id"]: d for d in db.fireworks.find({"spec.firegen.campaign": campaign},
-                                                        {"fw_id": 1, "name": 1, "state": 1, "spec.firegen": 1})}
-        launches = list(db.launches.find({"fw_id": {"$in": list(fws)}},
-                                         {"fw_id": 1, "launch_id": 1, "state": 1, "time_start": 1, "time_end": 1,
-                                          "runtime_secs": 1, "action.stored_data": 1}))
+        fws = {d["fw_id"]: d for d in campaign_fireworks(db, campaign,  # live and archived
+                                                         {"fw_id": 1, "name": 1, "state": 1, "spec.firegen": 1})}
+        launches = launches_of(db, fws, {"fw_id": 1, "launch_id": 1, "state": 1, "time_start": 1, "time_end": 1,
+                                         "runtime_secs": 1, "action.stored_data": 1, "fworker.name": 1})
         iterations = {d["index"]: d for d in db.iterations.find({"campaign": campaign})}
         camp = db.campaigns.find_one({"name": campaign}, {"status": 1, "iteration": 1}) or {}
     finally:

@@ -23,6 +23,7 @@ from fireworks import LaunchPad
 
 from firegen.campaign.errors import FiregenError
 from firegen.db.errors import DatabaseUnreachable
+from firegen.db.fireworks_archive import ARCHIVE_SUFFIX
 from firegen.db.embedded.capabilities import adapt_launchpad
 from firegen.db.embedded.server import EmbeddedServer
 from firegen.db.uri import database_name, mask_secrets, mask_uri
@@ -155,11 +156,28 @@ def write_launchpad_file(path: Path, uri: str, embedded: bool = False) -> Path:
     spec = {"host": uri, "name": database_name(uri, DEFAULT_DB_NAME), "uri_mode": True,
             "user_indices": USER_INDICES, "wf_user_indices": WF_USER_INDICES,
             "mongoclient_kwargs": {"serverSelectionTimeoutMS": SERVER_SELECTION_MS}}
+    return _write_private(path, spec, EMBEDDED_MARK if embedded else None)
+
+
+def write_archive_launchpad_file(path: Path, target: DBTarget) -> Path:
+    """A launchpad file for the archive of finished iterations beside ``target``'s LaunchPad (database
+    ``<name>_archive``, :mod:`firegen.db.fireworks_archive`), so that ``lpad -l FILE get_fws`` reads it."""
+    if target.launchpad_file is not None:
+        spec = yaml.safe_load(target.launchpad_file.read_text()) or {}
+        spec["name"] = spec.get("name", DEFAULT_DB_NAME) + ARCHIVE_SUFFIX
+    else:
+        spec = {"host": target.uri, "name": database_name(target.uri, DEFAULT_DB_NAME) + ARCHIVE_SUFFIX,
+                "uri_mode": True, "mongoclient_kwargs": {"serverSelectionTimeoutMS": SERVER_SELECTION_MS}}
+    return _write_private(path, spec, None)
+
+
+def _write_private(path: Path, spec: dict, mark: str | None) -> Path:
+    """Write ``spec`` as YAML readable by its owner only (0600), after ``mark`` as a first line when given."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        if embedded:
-            fh.write(EMBEDDED_MARK + "\n")
+        if mark:
+            fh.write(mark + "\n")
         yaml.safe_dump(spec, fh, sort_keys=False)
     return path

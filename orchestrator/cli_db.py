@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from firegen.campaign.errors import FiregenError
-from firegen.db.connection import LAUNCHPAD_FILE, write_launchpad_file
+from firegen.db.connection import LAUNCHPAD_FILE, write_archive_launchpad_file, write_launchpad_file
 from firegen.db.embedded.install import FERRETDB_VERSION, install_ferretdb
 from firegen.db.repository import ResultsStore
 from firegen.orchestrator.database import bring_up, cli_target, prepare_database
@@ -68,10 +68,16 @@ def install():
 
 
 @db_app.command("launchpad")
-def launchpad(ctx: typer.Context, output: Path = typer.Option(..., "-o", "--output", help="File to write.")):
-    """Write a FireWorks launchpad file for the resolved database (mode 0600), for rlaunch/qlaunch."""
+def launchpad(ctx: typer.Context, output: Path = typer.Option(..., "-o", "--output", help="File to write."),
+              archive: bool = typer.Option(False, "--archive", help="For the archive of finished iterations "
+                                           "(database <name>_archive): `lpad -l FILE get_fws` shows them.")):
+    """Write a FireWorks launchpad file for the resolved database (mode 0600), for rlaunch/qlaunch/lpad."""
     target = cli_target(ctx)
-    if target.launchpad_file is not None:
+    if target.launchpad_file is not None and not archive:
         raise FiregenError(f"the database already comes from the launchpad file {target.launchpad_file}; use that file.")
-    write_launchpad_file(output, target.uri)
-    typer.echo(f"launchpad file for {target.describe()}: {output}")
+    if archive:
+        write_archive_launchpad_file(output, target)
+    else:
+        write_launchpad_file(output, target.uri)
+    typer.echo(f"launchpad file for {target.describe()}{' (its archive of finished iterations)' if archive else ''}: "
+               f"{output}")

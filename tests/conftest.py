@@ -38,6 +38,7 @@ def mongo_db(ferretdb, db_name):
     client = pymongo.MongoClient(ferretdb.uri, serverSelectionTimeoutMS=5000)
     yield client[db_name]
     client.drop_database(db_name)
+    client.drop_database(db_name + "_archive")  # finished iterations' Fireworks (db/fireworks_archive.py)
     client.close()
 
 
@@ -50,6 +51,7 @@ def launchpad(ferretdb, db_name):
     lp.reset("", require_password=False)
     yield lp
     lp.connection.drop_database(db_name)
+    lp.connection.drop_database(db_name + "_archive")
 
 
 @pytest.fixture

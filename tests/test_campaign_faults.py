@@ -7,6 +7,7 @@ import subprocess
 import time
 
 from campaign_helpers import BIN, campaign_db, cli_env, firegen, small_cu_config
+from firegen.db.fireworks_archive import find_firework
 
 
 def _start_worker(folder, kind):
@@ -59,7 +60,7 @@ def test_sigkill_during_label_then_rerun_lost_runs(tmp_path):
         init = list(db.configurations.find({"campaign": "cu-kill", "origin.kind": "init"}))
         assert init and all(d["status"] == "labeled" and d["label_writes"] == 1 for d in init)
         assert not db.configurations.count_documents({"status": "label_failed"})
-        fw = db.fireworks.find_one({"fw_id": label_fw["fw_id"]})
+        fw = find_firework(db, {"fw_id": label_fw["fw_id"]})  # live, or archived with its finished iteration
         assert fw["state"] == "COMPLETED" and len(fw["launches"]) + len(fw.get("archived_launches", [])) == 2
         assert db.fireworks.count_documents({"state": "FIZZLED"}) == 0
         (exploration,) = db.iterations.find_one({"campaign": "cu-kill", "index": 0})["explorations"].values()

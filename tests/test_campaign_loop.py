@@ -3,12 +3,16 @@ a gpu and a cpu worker in separate processes, the workflow driving itself throug
 (warm 300/600 K, then hot 900 K) to convergence, judging each (system, condition) task on its own."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from bson import ObjectId
 
 from campaign_helpers import campaign_db, firegen, small_cu_config
+from firegen.db.fireworks_archive import find_firework
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +111,30 @@ def test_provenance_answers_match_the_history(finished_campaign):
     assert {m["iteration"] for m in answer["explored_with"]} == {i}
     trained_iterations = {m["iteration"] for m in answer["trained_models"]}
     assert trained_iterations == set(range(i + 1, last + 1))
-    fw = db.fireworks.find_one({"fw_id": explored["origin"]["fw_id"]})
+    fw = find_firework(db, {"fw_id": explored["origin"]["fw_id"]})  # finished iterations are archived
     assert fw["spec"]["firegen"]["kind"] == "explore" and fw["spec"]["firegen"]["iteration"] == i
+
+
+def test_each_iteration_is_a_workflow_and_finished_ones_leave_the_launchpad(finished_campaign):
+    folder, _, db = finished_campaign
+    archive = db.client[db.name + "_archive"]
+    last = db.campaigns.find_one({"name": "cu-loop"})["iteration"]
+    live = {wf["metadata"].get("firegen_iteration", "init") for wf in db.workflows.find({}, {"metadata": 1})}
+    archived = {wf["metadata"].get("firegen_iteration", "init") for wf in archive.workflows.find({}, {"metadata": 1})}
+    assert live | archived == {"init", *range(last + 1)} and not live & archived
+    assert "init" in archived and last in live  # finished iterations moved; the last select's own stays
+    assert len(live) <= 2
+    assert archive.fireworks.count_documents({}) and archive.launches.count_documents({})
+    assert {fw["state"] for fw in archive.fireworks.find({}, {"state": 1})} == {"COMPLETED"}
+    moved = {fw["fw_id"] for fw in archive.fireworks.find({}, {"fw_id": 1})}
+    assert not db.fireworks.count_documents({"fw_id": {"$in": sorted(moved)}})  # not in both places
+    out = firegen(folder, "db", "launchpad", "--archive", "-o", "archive.yaml", check=True)
+    assert "archive" in out.stdout
+    assert (folder / "archive.yaml").stat().st_mode & 0o777 == 0o600
+    shown = subprocess.run([str(Path(sys.executable).parent / "lpad"), "-l", "archive.yaml", "get_fws", "-d", "ids"],
+                           cwd=folder, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert sorted(json.loads(shown.stdout)) == sorted(moved)
 
 
 def test_run_says_the_database_still_runs_and_stop_db_stops_only_a_server_it_started(finished_campaign):

@@ -14,6 +14,7 @@ import yaml
 
 from campaign_helpers import BIN, ROOT, small_cu_config
 from firegen.db.embedded.server import free_port
+from firegen.db.fireworks_archive import find_firework
 
 TERMINAL = {"converged", "max_iterations", "failed", "stopped", "done"}
 
@@ -68,10 +69,10 @@ def test_lpad_add_and_plain_rlaunch_workers_run_a_campaign_to_its_end(tmp_path):
         # the Firework ids came from the Rocket: each explored frame names the explore Firework it came from
         explored = db.configurations.find_one({"campaign": "cu-plain", "origin.kind": "explored"})
         assert explored is not None
-        fw = db.fireworks.find_one({"fw_id": explored["origin"]["fw_id"]})
+        fw = find_firework(db, {"fw_id": explored["origin"]["fw_id"]})  # finished iterations are archived
         assert fw["spec"]["firegen"]["kind"] == "explore"
         assert db.campaigns.find_one({"name": "cu-plain"})["init_fw_id"] == \
-            db.fireworks.find_one({"spec.firegen.kind": "init"})["fw_id"]
+            find_firework(db, {"spec.firegen.kind": "init"})["fw_id"]
     finally:
         for proc in workers:
             if proc.poll() is None:

@@ -306,3 +306,19 @@ def test_perturbed_copies_count_and_bounds():
     assert not np.allclose(other[0].positions, frames[5].positions)
     with_base = perturbed_copies(base, count=2, scales=[1.0], include_unperturbed=True)
     assert len(with_base) == 3 and np.allclose(with_base[0].positions, base.positions)
+
+
+def test_yaml_merge_keys_share_stage_settings_and_duplicates_are_still_refused(workdir):
+    base = yaml.safe_dump(dict(MINIMAL, stages=[]), sort_keys=False).replace("stages: []\n", "")
+    stage = MINIMAL["stages"][0]
+    text = base + "stages:\n  - &first\n" + "".join(
+        f"    {k}: {json.dumps(v)}\n" for k, v in stage.items() if k != "name") + "    name: one\n"
+    text += "  - {<<: *first, name: two, temperatures: [900]}\n"  # a merged key given again overrides it
+    path = workdir / "merge.yaml"
+    path.write_text(text)
+    cfg = load_config(path)
+    assert [s.name for s in cfg.stages] == ["one", "two"]
+    assert cfg.stages[1].temperatures == [900] and cfg.stages[1].nsteps == cfg.stages[0].nsteps
+    path.write_text(text + "name: again\n")  # a key written twice in one mapping
+    with pytest.raises(ConfigError, match="duplicate key 'name'"):
+        load_config(path)

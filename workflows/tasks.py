@@ -8,7 +8,9 @@ twice. Errors follow :mod:`firegen.campaign.errors`: a transient failure is retr
 campaign (status ``failed``, ``stop_reason`` naming the Firework and the fix) and fizzles the
 Firework, which ``lpad rerun_fws -i <fw_id>`` runs again once the cause is fixed.
 
-The workflow of one iteration, appended by ``select`` (and by ``init`` for iteration 0)::
+A campaign is one workflow per iteration: ``init`` queues iteration 0's, each ``select`` the next
+one's (:meth:`CampaignTask.queue`), and finished iterations move to the archive LaunchPad. The
+workflow of one iteration::
 
     labels (cpu, batches) ─> gate (cpu) ─┬─> train × N (gpu) ─┬─> explore × (systems × conditions) (gpu) ─┬─> select (cpu)
                                          └─> ...              └─> ...                                    └─> appends the next
@@ -32,6 +34,7 @@ from fireworks import Firework, FiretaskBase, FWAction, Workflow, explicit_seria
 from firegen.campaign.config import CampaignConfig
 from firegen.campaign.convergence import task_key
 from firegen.campaign.errors import is_transient
+from firegen.db.fireworks_archive import archive_completed, iteration_queued
 from firegen.workflows.context import campaign_config, current_fw_id, open_store
 
 SNAPSHOT_SPEC_KEY = "firegen_snapshot"
@@ -89,6 +92,19 @@ class CampaignTask(FiretaskBase):
         except Exception as record_exc:  # noqa: BLE001 - the original failure is what the Rocket must see
             _log.warning("could not record the failure on campaign %s: %s", self.campaign_name(), record_exc)
 
+    def queue(self, wf: Workflow, campaign: str, iteration: int, stored_data: dict) -> FWAction:
+        """Queue iteration ``iteration``'s workflow as a workflow of its own on this task's LaunchPad (once:
+        a rerun finds it queued), then move the campaign's finished iterations to the archive
+        (:mod:`firegen.db.fireworks_archive`): what FireWorks scans stays the size of about two iterations.
+        Without a LaunchPad (``rlaunch --offline``) the workflow is appended to this one instead."""
+        lp = getattr(self, "launchpad", None)
+        if lp is None:
+            return FWAction(additions=[wf], stored_data=stored_data)
+        if not iteration_queued(lp, campaign, iteration):
+            lp.add_wf(wf)
+        archived = archive_completed(lp, campaign, keep={self.fw_id} if getattr(self, "fw_id", None) else set())
+        return FWAction(stored_data={**stored_data, "queued_iteration": iteration, "archived_fireworks": len(archived)})
+
     def context(self):
         """The results store and the campaign's config; a campaign marked failed by an earlier attempt of
         this Firework is running again (``lpad rerun_fws``), and says so."""
@@ -129,7 +145,7 @@ class InitCampaignTask(CampaignTask):
         to_label = init.initial_configurations(store, cfg, self["systems"], self.get("imported", []))
         init.open_iteration(store, cfg, 0, 0)
         wf = labels_then_iteration(cfg, [str(i) for i in to_label], -1, 0, 0)
-        return FWAction(additions=[wf], stored_data={"initial_to_label": len(to_label)})
+        return self.queue(wf, cfg.name, 0, stored_data={"initial_to_label": len(to_label)})
 
 
 @explicit_serialize
@@ -223,7 +239,7 @@ class SelectTask(CampaignTask):
         open_iteration(store, cfg, nxt, decision.stage, decision.explore)
         wf = labels_then_iteration(cfg, [str(i) for i in selected], self["iteration"], nxt, decision.stage,
                                    decision.explore)
-        return FWAction(additions=[wf], stored_data={"decision": decision.as_dict(), "selected": len(selected)})
+        return self.queue(wf, cfg.name, nxt, stored_data={"decision": decision.as_dict(), "selected": len(selected)})
 
 
 # ---- workflows ------------------------------------------------------------------------------------------------
@@ -286,7 +302,7 @@ def labels_then_iteration(cfg: CampaignConfig, config_ids: list[str], label_iter
     for label in labels:
         links[label] = [gate]
     return Workflow(labels + fws, links_dict=links, name=f"{cfg.name}/it{next_iteration:03d}",
-                    metadata={"firegen_campaign": cfg.name})
+                    metadata={"firegen_campaign": cfg.name, "firegen_iteration": next_iteration})
 
 
 def campaign_workflow(cfg: CampaignConfig, systems: dict, imported: list[str] | None = None) -> Workflow:

@@ -78,6 +78,7 @@ sys.path.insert(0, str(HERE))
 
 import _bench  # noqa: E402
 import make_init_data  # noqa: E402
+from firegen.db.fireworks_archive import campaign_fireworks, launches_of  # noqa: E402
 
 REPO = _bench.REPO
 TOOLS = ("dp", "lmp", "emt_label")
@@ -447,7 +448,7 @@ def _wait_firegen(db, name: str, workers: dict, timeout: float, t0: float) -> in
     while time.time() - t0 < timeout:
         doc = db.campaigns.find_one({"name": name}, {"status": 1, "iteration": 1}) or {}
         states: dict[str, int] = {}
-        for fw in db.fireworks.find({"spec.firegen.campaign": name}, {"state": 1}):
+        for fw in campaign_fireworks(db, name, {"state": 1}):  # live and archived (finished iterations)
             states[fw["state"]] = states.get(fw["state"], 0) + 1
         line = f"{doc.get('status')} iteration {doc.get('iteration')}; Fireworks {dict(sorted(states.items()))}"
         if line != last:
@@ -469,10 +470,9 @@ def _wait_firegen(db, name: str, workers: dict, timeout: float, t0: float) -> in
 
 def _firegen_tables(folder: Path, db, name: str | None, t0: float, calls: list[dict]) -> dict:
     """Rows from the campaign's launches (iteration *i* = first train start of *i* -> of *i+1*)."""
-    fws = {d["fw_id"]: d["spec"]["firegen"] for d in
-           db.fireworks.find({"spec.firegen.campaign": name}, {"fw_id": 1, "spec.firegen": 1})}
+    fws = {d["fw_id"]: d["spec"]["firegen"] for d in campaign_fireworks(db, name, {"fw_id": 1, "spec.firegen": 1})}
     launches = []
-    for la in db.launches.find({"fw_id": {"$in": list(fws)}}, {"fw_id": 1, "time_start": 1, "time_end": 1}):
+    for la in launches_of(db, fws, {"fw_id": 1, "time_start": 1, "time_end": 1}):
         start, end = _bench.epoch(la.get("time_start")), _bench.epoch(la.get("time_end"))
         if start is not None and end is not None:
             info = fws[la["fw_id"]]
