@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def firework_states(lp, campaign: str) -> dict[tuple[str, str], int]:
-    """``(kind, state) -> n`` over the campaign's Fireworks (``spec.firegen.kind``, FireWorks' state)."""
-    states: dict[tuple[str, str], int] = {}
-    for fw in lp.fireworks.find({"spec.firegen.campaign": campaign}, {"state": 1, "spec.firegen.kind": 1}):
-        key = (fw["spec"]["firegen"]["kind"], fw["state"])
+def firework_states(lp, campaign: str) -> dict[tuple[str, str, str], int]:
+    """``(category, kind, state) -> n`` over the campaign's Fireworks (``spec._category``, ``spec.firegen.kind``,
+    FireWorks' state)."""
+    states: dict[tuple[str, str, str], int] = {}
+    fields = {"state": 1, "spec.firegen.kind": 1, "spec._category": 1}
+    for fw in lp.fireworks.find({"spec.firegen.campaign": campaign}, fields):
+        key = (fw["spec"].get("_category", "-"), fw["spec"]["firegen"]["kind"], fw["state"])
         states[key] = states.get(key, 0) + 1
     return states
 
@@ -27,3 +29,52 @@ def running_launch_fw_id(db, launch_dir: str | Path) -> int | None:
     ``_add_launchpad_and_fw_id`` and no ``FW.json``); None when there is none."""
     launch = db["launches"].find_one({"launch_dir": str(launch_dir), "state": "RUNNING"}, {"fw_id": 1})
     return launch["fw_id"] if launch else None
+
+
+def campaign_fireworks(lp, campaign: str) -> list[dict]:
+    """The campaign's Fireworks by ``fw_id``: ``fw_id``, ``name``, ``state``, ``created_on``, ``updated_on`` and
+    ``spec.firegen`` (kind, iteration, member, stage, system, condition index, batch)."""
+    fields = {"_id": 0, "fw_id": 1, "name": 1, "state": 1, "created_on": 1, "updated_on": 1, "spec.firegen": 1}
+    return sorted(lp.fireworks.find({"spec.firegen.campaign": campaign}, fields), key=lambda fw: fw["fw_id"])
+
+
+def launches_of(lp, fw_ids) -> list[dict]:
+    """The launches of these Fireworks: ``launch_id``, ``fw_id``, ``state``, ``host``, ``fworker``
+    (``name``, ``category``), ``time_start``, ``time_end`` (UTC) and ``runtime_secs`` (s)."""
+    fields = {"_id": 0, "launch_id": 1, "fw_id": 1, "state": 1, "host": 1, "fworker.name": 1,
+              "fworker.category": 1, "time_start": 1, "time_end": 1, "runtime_secs": 1}
+    return sorted(lp.launches.find({"fw_id": {"$in": list(fw_ids)}}, fields), key=lambda launch: launch["launch_id"])
+
+
+def labels_queued(lp, campaign: str) -> tuple[int, int]:
+    """``(done, to do)``: configurations in the campaign's label Fireworks that completed, and in the others
+    (a Firework that will not run again, DEFUSED or FIZZLED, counts as neither)."""
+    done = todo = 0
+    query = {"spec.firegen.campaign": campaign, "spec.firegen.kind": "label"}
+    for fw in lp.fireworks.find(query, {"state": 1, "spec._tasks.config_ids": 1}):
+        n = sum(len(task.get("config_ids") or ()) for task in fw["spec"].get("_tasks") or ())
+        if fw["state"] == "COMPLETED":
+            done += n
+        elif fw["state"] not in ("DEFUSED", "FIZZLED", "PAUSED"):
+            todo += n
+    return done, todo
+
+
+def state_counts(lp) -> dict[str, dict[str, int]]:
+    """Fireworks per state, per campaign (``spec.firegen.campaign``; ``""`` for Fireworks of no campaign)."""
+    counts: dict[str, dict[str, int]] = {}
+    for fw in lp.fireworks.find({}, {"_id": 0, "state": 1, "spec.firegen.campaign": 1}):
+        campaign = ((fw.get("spec") or {}).get("firegen") or {}).get("campaign", "")
+        per_state = counts.setdefault(campaign, {})
+        per_state[fw["state"]] = per_state.get(fw["state"], 0) + 1
+    return counts
+
+
+def fireworks_page(lp, skip: int, limit: int, state: str | None = None) -> tuple[list[dict], int]:
+    """Fireworks newest first (``fw_id``, ``name``, ``state``, ``updated_on``, ``spec.firegen``), ``limit``
+    of them after ``skip``, of ``state`` only when given; and how many there are in all."""
+    query = {"state": state} if state else {}
+    fields = {"_id": 0, "fw_id": 1, "name": 1, "state": 1, "updated_on": 1, "spec.firegen": 1}
+    total = lp.fireworks.count_documents(query)
+    page = list(lp.fireworks.find(query, fields).sort("fw_id", -1).skip(skip).limit(limit))
+    return page, total
