@@ -117,7 +117,10 @@ def test_run_says_the_database_still_runs_and_stop_db_stops_only_a_server_it_sta
     server = json.loads((folder / ".firegen" / "db" / "server.json").read_text())
     still = (f"the embedded database is still running on {server['uri']} (data in {folder / '.firegen' / 'db' / 'data'}); "
              "`firegen status cu-loop` reads it, `firegen db down` stops it")
-    assert run.stdout.splitlines()[-1] == still
+    *_, db_line, report_line = run.stdout.splitlines()
+    assert db_line == still
+    report = folder / ".firegen" / "reports" / "cu-loop.html"  # the run ends with the report it wrote
+    assert report_line == f"report: {report}" and report.stat().st_size > 3_000_000
     config = str(folder / "cu-loop.yaml")
     # the server was running before this run: --stop-db leaves it running and says so
     again = firegen(folder, "run", config, "--stop-db", check=True)

@@ -1,0 +1,92 @@
+"""What the views of one campaign read from the database, each part read at most once per page.
+
+Everything here reads documents whose number grows with iterations and Fireworks (campaign,
+iterations, models, snapshots, Fireworks, launches), never the configurations collection, which the
+embedded FerretDB can only read whole: a page answers in about the same time at 10^4 configurations
+as at 10^2. Configurations are read by ``_id`` only (dataset pages, one configuration).
+"""
+
+from __future__ import annotations
+
+import datetime
+from functools import cached_property
+
+from firegen.campaign.errors import FiregenError
+from firegen.db.launchpad_queries import campaign_fireworks, launches_of
+from firegen.db.repository import ResultsStore
+
+
+def utc(value) -> datetime.datetime | None:
+    """A FireWorks or database time stamp as an aware UTC datetime (FireWorks stores naive UTC, or text)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
+
+
+class CampaignSource:
+    """One campaign's documents, read lazily and kept for the life of the object (one page or report).
+
+    Args:
+        store: the results store.
+        lp: the LaunchPad (Fireworks and launches).
+        name: the campaign.
+
+    Raises:
+        FiregenError: (on first use) the campaign is not in the database.
+    """
+
+    def __init__(self, store: ResultsStore, lp, name: str):
+        self.store, self.lp, self.name = store, lp, name
+
+    @cached_property
+    def campaign(self) -> dict:
+        doc = self.store.get_campaign(self.name)
+        if doc is None:
+            raise FiregenError(f"campaign '{self.name}' is not in the database. Fix: check the name with "
+                               "`firegen status` (and --uri / --launchpad for another database)")
+        return doc
+
+    @cached_property
+    def iterations(self) -> list[dict]:
+        return self.store.iterations_of(self.name)
+
+    @cached_property
+    def models(self) -> list[dict]:
+        return self.store.models_of(self.name)
+
+    @cached_property
+    def snapshots(self) -> list[dict]:
+        return self.store.snapshots_of(self.name)
+
+    @cached_property
+    def fireworks(self) -> list[dict]:
+        return campaign_fireworks(self.lp, self.name)
+
+    @cached_property
+    def launches(self) -> list[dict]:
+        return launches_of(self.lp, [fw["fw_id"] for fw in self.fireworks])
+
+    @cached_property
+    def trust(self) -> tuple[float, float]:
+        """The force trust levels ``(f_lo, f_hi)`` (eV/Å)."""
+        trust = ((self.campaign.get("config") or {}).get("selection") or {}).get("trust") or {}
+        return float(trust.get("f_lo", 0.15)), float(trust.get("f_hi", 0.35))
+
+    @cached_property
+    def stages(self) -> list[dict]:
+        """The stages of the campaign's frozen config."""
+        return list((self.campaign.get("config") or {}).get("stages") or [])
+
+    def latest_predictions(self, look_back: int = 3) -> tuple[int | None, list[dict]]:
+        """The held-out predictions of the latest committee that has them, among the last ``look_back``
+        committees: ``(iteration, one per member)``."""
+        by_iteration: dict[int, list] = {}
+        for model in self.models:
+            by_iteration.setdefault(model["iteration"], []).append(model["_id"])
+        for iteration in sorted(by_iteration, reverse=True)[:look_back]:
+            found = self.store.heldout_predictions(by_iteration[iteration])
+            if found:
+                return iteration, found
+        return None, []
