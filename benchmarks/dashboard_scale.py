@@ -7,9 +7,14 @@ A private FerretDB (SQLite) gets firegen's results schema and one campaign shape
 systems x 4 conditions, each iteration with its explorations (counts, deviation histograms), decision,
 label tally and failures, 4 models with metrics and held-out predictions, its cumulative dataset
 snapshot, and its Fireworks (label batches, gate, 4 train, 16 explore, select) with one finished launch
-each on a gpu or cpu worker. Then ``firegen dashboard``'s server (:func:`firegen.orchestrator.view.server.serve`)
-runs in this process on a free port and each page is fetched over HTTP ``--repeat`` times (default 20):
-p50 / p95 / max latency (ms) and size. The report file (``firegen report``) is written once and timed.
+each on a gpu or cpu worker.
+
+Measured: the read of everything a campaign's pages show (what the dashboard does once per refresh
+period per campaign looked at, :mod:`firegen.orchestrator.view.live`) and of the LaunchPad's Fireworks,
+5 times each; then ``firegen dashboard``'s server (:func:`firegen.orchestrator.view.server.serve`) runs in
+this process on a free port: the first request to a campaign (it waits for that read), then each page
+fetched over HTTP ``--repeat`` times (default 20): p50 / p95 / max latency (ms) and size. The report
+file (``firegen report``) is written once and timed.
 
 Usage (from the repository root; prints figures, asserts nothing)::
 
@@ -192,13 +197,26 @@ def run_benchmark(args) -> list[dict]:
     from firegen.db.repository import ResultsStore
     from firegen.orchestrator.view.report import write_report
     from firegen.orchestrator.view.server import serve
-    from firegen.orchestrator.view.source import CampaignSource
+    from firegen.orchestrator.view.source import CampaignSource, LaunchPadSource
 
     with _bench.private_ferretdb("firegen-dashboard-", keep=args.keep) as server:
         db = pymongo.MongoClient(server.uri, serverSelectionTimeoutMS=10000)["firegen"]
         ids = build(db, args)
         index_id_lookups(server.root / "data", "firegen")  # what `firegen db up` does
         lp = adapt_launchpad(LaunchPad(host=server.uri + "firegen", name="firegen", uri_mode=True, strm_lvl="ERROR"))
+        store = ResultsStore(db)
+        rows = []
+        for what, read in (("campaign (background read)", lambda: CampaignSource(store, lp, CAMPAIGN).preloaded()),
+                           ("LaunchPad (background read)", lambda: LaunchPadSource(store, lp))):
+            ms = []
+            for _ in range(5):
+                t = time.perf_counter()
+                read()
+                ms.append(1000 * (time.perf_counter() - t))
+            d = _bench.describe(ms)
+            rows.append({"read": what, "reads": d["n"], "p50 ms": d["median"], "max ms": d["max"]})
+        print()
+        print(_bench.render(rows, ["read", "reads", "p50 ms", "max ms"]))
         started = threading.Event()
         address = {}
 
@@ -214,9 +232,11 @@ def run_benchmark(args) -> list[dict]:
                  f"{c}/labels?skip=100", f"{c}/timeline", f"{c}/lineage", f"{c}/model/{ids['model']}",
                  f"{c}/dataset/{ids['dataset']}", f"{c}/dataset/{ids['dataset']}?skip=3000",
                  f"{c}/configuration/{ids['configuration']}"]
+        first = {page: fetch(base + page)[0] for page in ("/", c)}  # each waits for its first read
+        print(f"\nfirst request (waits for the read): / {first['/']:.0f} ms, {c} {first[c]:.0f} ms")
         rows = []
         for page in pages:
-            fetch(base + page)  # first request: Python caches and FerretDB's warm pages
+            fetch(base + page)  # Python's and FerretDB's caches warm
             ms, size = zip(*(fetch(base + page) for _ in range(args.repeat)))
             d = _bench.describe(ms)
             rows.append({"page": page.replace(str(ids["model"]), "<model>").replace(str(ids["dataset"]), "<dataset>")
@@ -226,7 +246,7 @@ def run_benchmark(args) -> list[dict]:
         print(_bench.render(rows, ["page", "requests", "p50 ms", "p95 ms", "max ms", "KiB"]))
         t = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
-            path = write_report(CampaignSource(ResultsStore(db), lp, CAMPAIGN), Path(folder) / "report.html")
+            path = write_report(CampaignSource(store, lp, CAMPAIGN), Path(folder) / "report.html")
             size = path.stat().st_size
         print(f"\nreport file: {time.perf_counter() - t:.1f} s, {size / 2**20:.1f} MiB")
         return rows

@@ -60,21 +60,8 @@ def labels_queued(lp, campaign: str) -> tuple[int, int]:
     return done, todo
 
 
-def state_counts(lp) -> dict[str, dict[str, int]]:
-    """Fireworks per state, per campaign (``spec.firegen.campaign``; ``""`` for Fireworks of no campaign)."""
-    counts: dict[str, dict[str, int]] = {}
-    for fw in lp.fireworks.find({}, {"_id": 0, "state": 1, "spec.firegen.campaign": 1}):
-        campaign = ((fw.get("spec") or {}).get("firegen") or {}).get("campaign", "")
-        per_state = counts.setdefault(campaign, {})
-        per_state[fw["state"]] = per_state.get(fw["state"], 0) + 1
-    return counts
-
-
-def fireworks_page(lp, skip: int, limit: int, state: str | None = None) -> tuple[list[dict], int]:
-    """Fireworks newest first (``fw_id``, ``name``, ``state``, ``updated_on``, ``spec.firegen``), ``limit``
-    of them after ``skip``, of ``state`` only when given; and how many there are in all."""
-    query = {"state": state} if state else {}
+def all_fireworks(lp) -> list[dict]:
+    """Every Firework of the LaunchPad in brief, newest first: ``fw_id``, ``name``, ``state``, ``updated_on`` and
+    ``spec.firegen`` (one read of the collection, which the embedded FerretDB reads whole for any query)."""
     fields = {"_id": 0, "fw_id": 1, "name": 1, "state": 1, "updated_on": 1, "spec.firegen": 1}
-    total = lp.fireworks.count_documents(query)
-    page = list(lp.fireworks.find(query, fields).sort("fw_id", -1).skip(skip).limit(limit))
-    return page, total
+    return sorted(lp.fireworks.find({}, fields), key=lambda fw: -fw["fw_id"])

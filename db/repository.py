@@ -85,6 +85,10 @@ class ResultsStore:
             update["$unset"] = {k: "" for k in unset}
         self.campaigns.update_one({"name": name}, update)
 
+    def campaign_briefs(self) -> list[dict]:
+        """Every campaign's document without its config and starting structures, by name."""
+        return list(self.campaigns.find({}, {"config": 0, "systems": 0}).sort("name", 1))
+
     def campaign_names(self) -> list[str]:
         """Every campaign's name, sorted."""
         return sorted(d["name"] for d in self.campaigns.find({}, {"name": 1}))

@@ -5,6 +5,7 @@ network, idle time per worker, and `firegen run`'s progress display in a termina
 import os
 import pty
 import re
+import time
 
 import pytest
 from bson import ObjectId
@@ -12,6 +13,7 @@ from bson import ObjectId
 from firegen.campaign.records import LabelFailure
 from firegen.db.repository import ResultsStore
 from firegen.orchestrator.progress import LiveProgress, PlainProgress, Progress, panel, progress_display
+from firegen.orchestrator.view.live import LiveReads
 from firegen.orchestrator.view.report import write_report
 from firegen.orchestrator.view.server import COOKIE, create_app, is_loopback, token_for
 from firegen.orchestrator.view.source import CampaignSource
@@ -41,7 +43,7 @@ def test_loopback_needs_no_token_any_other_address_gets_one():
 
 
 def test_dashboard_refuses_requests_without_the_token_and_answers_only_reads(launchpad, campaign):
-    client = create_app(launchpad, token="s3cret").test_client()
+    client = create_app(launchpad, token="s3cret", background=False).test_client()
     for path in ("/", "/c/cu-new", "/c/cu-new?format=json", "/launchpad", "/static/plotly.min.js"):
         refused = client.get(path)
         assert refused.status_code == 401 and b"token" in refused.data, path
@@ -49,7 +51,8 @@ def test_dashboard_refuses_requests_without_the_token_and_answers_only_reads(lau
     assert client.get("/", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     first = client.get("/c/cu-new/labels?token=s3cret&skip=0")  # once in the address, then a cookie
     assert first.status_code == 303 and first.headers["Location"] == "/c/cu-new/labels?skip=0"
-    assert COOKIE in first.headers["Set-Cookie"] and "HttpOnly" in first.headers["Set-Cookie"]
+    assert first.headers["Set-Cookie"].startswith(COOKIE) and "HttpOnly" in first.headers["Set-Cookie"]
+    assert "s3cret" not in first.headers["Location"]
     page = client.get("/c/cu-new/labels?skip=0")
     assert page.status_code == 200 and b"SCF did not converge" in page.data
     assert client.post("/c/cu-new").status_code == 405 and client.delete("/").status_code == 405
@@ -57,7 +60,8 @@ def test_dashboard_refuses_requests_without_the_token_and_answers_only_reads(lau
 
 
 def test_dashboard_pages_answer_html_and_json_for_a_campaign_that_just_started(launchpad, campaign):
-    client = create_app(launchpad).test_client()
+    client = create_app(launchpad, background=False).test_client()
+    assert client.get("/", headers={"Host": "attacker.example:8050"}).status_code == 403  # DNS rebinding
     home = client.get("/")
     assert home.status_code == 200 and b'href="/c/cu-new"' in home.data
     overview = client.get("/c/cu-new").get_data(as_text=True)
@@ -70,6 +74,23 @@ def test_dashboard_pages_answer_html_and_json_for_a_campaign_that_just_started(l
         assert client.get(f"/c/cu-new/{page}").status_code == 200, page
     assert client.get(f"/c/cu-new/configuration/{ObjectId()}").status_code == 404
     assert client.get("/static/plotly.min.js").data.startswith(b"/**")
+
+
+def test_pages_share_one_read_per_period_kept_current_while_asked_for():
+    reads = []
+    live = LiveReads(every=0.05, idle_after=0.5)
+    first, when = live.get("c", lambda: reads.append(len(reads)) or len(reads))
+    again, same = live.get("c", lambda: pytest.fail("a second page must not read again"))
+    assert (first, again, same) == (1, 1, when)
+    time.sleep(0.3)  # the background thread read again meanwhile
+    later, then = live.get("c", lambda: pytest.fail("kept current in the background"))
+    assert later > 1 and then > when and len(reads) == later
+    time.sleep(1.0)  # nobody asked for longer than idle_after: the key and its thread are gone
+    assert live.keys() == []
+    with pytest.raises(KeyError):  # a failed first read keeps nothing
+        live.get("x", lambda: {}["missing"])
+    assert live.keys() == []
+    assert LiveReads(every=None).get("c", lambda: 7)[0] == 7 and LiveReads(every=None).keys() == []
 
 
 def test_report_is_one_file_that_fetches_nothing(launchpad, campaign, tmp_path):

@@ -90,8 +90,11 @@ def _trust_lines(fig: go.Figure, trust: tuple[float, float], vertical: bool = Tr
                                bgcolor="rgba(255,255,255,0.7)")
 
 
-def deviation_lines(histograms: list[tuple[int, list[float], list[int]]], trust: tuple[float, float]) -> go.Figure:
-    """The max-force-deviation distribution of each iteration, early to late (light to dark), trust levels drawn."""
+def deviation_lines(histograms: list[tuple[int, list[float], list[int]]], trust: tuple[float, float],
+                    last: int = 12) -> go.Figure:
+    """The max-force-deviation distribution of each of the ``last`` iterations, early to late (light to dark),
+    trust levels drawn (:func:`deviation_heatmap` shows every iteration)."""
+    histograms = histograms[-last:]
     fig = go.Figure()
     n = len(histograms)
     shades = sample_colorscale("Blues", [0.3 + 0.7 * (k / (n - 1) if n > 1 else 1.0) for k in range(n)])

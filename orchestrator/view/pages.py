@@ -17,7 +17,7 @@ from firegen.orchestrator.view.source import CampaignSource
 
 #: The campaign pages of the dashboard: path under ``/c/<campaign>/``, title, and what they show.
 CAMPAIGN_PAGES = {"": ("overview", sec.overview), "models": ("models", sec.models), "labels": ("labels", sec.labels),
-                  "timeline": ("timeline", sec.timeline), "lineage": ("lineage", lambda src, links: [sec.datasets(src, links)])}
+                  "timeline": ("timeline", sec.timeline), "lineage": ("lineage", sec.lineage)}
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,13 @@ def stamp() -> str:
 
 
 def html_page(title: str, sections: list, nav: list[NavItem], live_url: str | None = None, refresh_s: float = 3.0,
-              plotly_src: str | None = None) -> str:
+              plotly_src: str | None = None, read_at: str | None = None) -> str:
     """A whole HTML page of ``sections``: self-contained (Plotly inside) unless ``plotly_src`` names where the
-    browser gets Plotly; ``live_url``: where the page asks for its sections again (the dashboard)."""
+    browser gets Plotly; ``live_url``: where the page asks for its sections again (the dashboard); ``read_at``:
+    when the database was read (default now)."""
     return fragment("page.html", title=title, sections=sections, nav=nav, live_url=live_url,
-                    refresh_ms=int(1000 * refresh_s), stamp=f"read {stamp()}", style=stylesheet(), script=page_script(),
-                    plotly_inline=None if plotly_src else plotly_js(), plotly_src=plotly_src)
+                    refresh_ms=int(1000 * refresh_s), stamp=f"database read {read_at or stamp()}", style=stylesheet(),
+                    script=page_script(), plotly_inline=None if plotly_src else plotly_js(), plotly_src=plotly_src)
 
 
 def campaign_page(src: CampaignSource, links, page: str, **options) -> list:

@@ -104,8 +104,9 @@ def task_map(src: CampaignSource, links) -> Section:
 def deviations(src: CampaignSource, links) -> list[Section]:
     hists = tables.deviation_histograms(src)
     empty = "" if hists else _empty("no exploration finished yet")
-    note = (f"Max force deviation of the committee over every explored frame (eV/Å, log scale); trust levels "
-            f"f_lo = {src.trust[0]:g}, f_hi = {src.trust[1]:g} eV/Å. A campaign that learns moves the distribution left.")
+    note = (f"Max force deviation of the committee over every explored frame (eV/Å, log scale) of the last 12 "
+            f"iterations; trust levels f_lo = {src.trust[0]:g}, f_hi = {src.trust[1]:g} eV/Å. A campaign that learns "
+            "moves the distribution left.")
     return [Section("deviation", "model deviation per iteration", note, html=empty,
                     figure=_figure(figures.deviation_lines(hists, src.trust)) if hists else None),
             Section("deviation-map", "model deviation over iterations", "The same distributions, one column per iteration.",
@@ -117,18 +118,26 @@ def overview(src: CampaignSource, links) -> list[Section]:
             *deviations(src, links)]
 
 
-def models(src: CampaignSource, links) -> list[Section]:
-    rows = tables.model_rows(src)
+def model_table(src: CampaignSource, links, rows: list[dict] | None = None) -> Section:
+    """Every model with its RMSEs, linked to its page and to its dataset snapshot (``rows``: when made already)."""
+    rows = tables.model_rows(src) if rows is None else rows
     sizes = {d["_id"]: d.get("size") for d in src.snapshots}
     for r in rows:
         r["dataset"] = f"{sizes[r['dataset_id']]} labels" if r["dataset_id"] in sizes else None
-    iteration, predictions = src.latest_predictions()
-    n = sum(len(p["energy_label"]) for p in predictions[:1])
-    table_html = fragment("table.html", table=table(
+    html = fragment("table.html", table=table(
         rows, MODEL_COLUMNS, "models", links={"iteration": lambda r: links.model(r["_id"]),
                                               "member": lambda r: links.model(r["_id"]),
                                               "dataset": lambda r: links.dataset(r["dataset_id"])},
         row_id=lambda r: f"model-{r['_id']}"), note="", empty="no model trained yet", pager=None)
+    return Section("models", "models", "RMSE of energy (E) and forces (F) on the held-out and the training frames. "
+                   "Each model links to its page, its dataset snapshot to the configurations it was trained on.",
+                   html=html)
+
+
+def models(src: CampaignSource, links) -> list[Section]:
+    rows = tables.model_rows(src)
+    iteration, predictions = src.latest_predictions
+    n = sum(len(p["energy_label"]) for p in predictions[:1])
     return [
         Section("learning", "learning curve", "RMSE of every committee member on its held-out frames (solid) and on "
                 "its training frames (dotted), per iteration; log scale.",
@@ -139,9 +148,12 @@ def models(src: CampaignSource, links) -> list[Section]:
                 if predictions else "", html="" if predictions else _empty(
                     "no held-out predictions yet (a committee stores them when at least 2 frames are held out)"),
                 figure=_figure(figures.parity_figure(predictions)) if predictions else None),
-        Section("models", "models", "RMSE of energy (E) and forces (F) on the held-out and the training frames. "
-                "Each model links to its page, its dataset snapshot to the configurations it was trained on.",
-                html=table_html)]
+        model_table(src, links, rows)]
+
+
+def lineage(src: CampaignSource, links) -> list[Section]:
+    """Models and the dataset snapshots they were trained on (each leads to its configurations)."""
+    return [model_table(src, links), datasets(src, links)]
 
 
 def labels(src: CampaignSource, links, skip: int = 0, limit: int | None = None, href=None) -> list[Section]:

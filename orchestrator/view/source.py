@@ -12,7 +12,7 @@ import datetime
 from functools import cached_property
 
 from firegen.campaign.errors import FiregenError
-from firegen.db.launchpad_queries import campaign_fireworks, launches_of
+from firegen.db.launchpad_queries import all_fireworks, campaign_fireworks, firework_states, launches_of
 from firegen.db.repository import ResultsStore
 
 
@@ -39,6 +39,13 @@ class CampaignSource:
 
     def __init__(self, store: ResultsStore, lp, name: str):
         self.store, self.lp, self.name = store, lp, name
+        self._drawn: dict = {}
+
+    def drawn(self, key, draw):
+        """``draw()``, once per ``key`` for this read (pages drawn from one read are the same)."""
+        if key not in self._drawn:
+            self._drawn[key] = draw()
+        return self._drawn[key]
 
     @cached_property
     def campaign(self) -> dict:
@@ -61,6 +68,11 @@ class CampaignSource:
         return self.store.snapshots_of(self.name)
 
     @cached_property
+    def states(self) -> dict[tuple[str, str, str], int]:
+        """``(category, kind, state) -> n`` over the campaign's Fireworks."""
+        return firework_states(self.lp, self.name)
+
+    @cached_property
     def fireworks(self) -> list[dict]:
         return campaign_fireworks(self.lp, self.name)
 
@@ -79,14 +91,47 @@ class CampaignSource:
         """The stages of the campaign's frozen config."""
         return list((self.campaign.get("config") or {}).get("stages") or [])
 
-    def latest_predictions(self, look_back: int = 3) -> tuple[int | None, list[dict]]:
-        """The held-out predictions of the latest committee that has them, among the last ``look_back``
-        committees: ``(iteration, one per member)``."""
+    @cached_property
+    def latest_predictions(self) -> tuple[int | None, list[dict]]:
+        """The held-out predictions of the latest committee that has them, among the last three committees:
+        ``(iteration, one per member)``."""
         by_iteration: dict[int, list] = {}
         for model in self.models:
             by_iteration.setdefault(model["iteration"], []).append(model["_id"])
-        for iteration in sorted(by_iteration, reverse=True)[:look_back]:
+        for iteration in sorted(by_iteration, reverse=True)[:3]:
             found = self.store.heldout_predictions(by_iteration[iteration])
             if found:
                 return iteration, found
         return None, []
+
+    def read(self, parts: tuple[str, ...]) -> CampaignSource:
+        """Read ``parts`` now (reading them side by side in threads measured no faster on the embedded FerretDB)."""
+        for part in parts:
+            getattr(self, part)
+        return self
+
+    def checked(self) -> CampaignSource:
+        """This source with what most pages show read now (FiregenError for an unknown campaign); the rest is
+        read when first used."""
+        return self.read(("campaign", "iterations", "states", "models"))
+
+    def preloaded(self) -> CampaignSource:
+        """This source with every part read now (a consistent picture that pages can share across threads)."""
+        return self.read(("campaign", "iterations", "models", "snapshots", "states", "fireworks", "launches",
+                          "latest_predictions"))
+
+
+class LaunchPadSource:
+    """Every campaign document (without config and structures) and every Firework in brief, read once."""
+
+    def __init__(self, store: ResultsStore, lp):
+        self.campaigns = store.campaign_briefs()
+        self.fireworks = all_fireworks(lp)
+
+    def state_counts(self) -> dict[str, dict[str, int]]:
+        """Fireworks per state, per campaign (``""``: Fireworks of no campaign)."""
+        counts: dict[str, dict[str, int]] = {}
+        for fw in self.fireworks:
+            per_state = counts.setdefault(((fw.get("spec") or {}).get("firegen") or {}).get("campaign", ""), {})
+            per_state[fw["state"]] = per_state.get(fw["state"], 0) + 1
+        return counts

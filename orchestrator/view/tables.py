@@ -30,7 +30,9 @@ def headline(src: CampaignSource) -> dict:
     """The campaign's state in a few numbers: status, stage, iteration, labels, models, Fireworks by state."""
     doc = src.campaign
     stage = doc.get("stage") or 0
-    states = Counter(fw["state"] for fw in src.fireworks)
+    states = Counter()
+    for (_, _, state), n in src.states.items():
+        states[state] += n
     labeled = sum(n for (_, status), n in label_counts(src.store, src.name, src.iterations, doc).items()
                   if status == "labeled")
     created = utc(doc.get("created"))

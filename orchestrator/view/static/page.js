@@ -39,7 +39,7 @@
         last.figure = text;
       }
     });
-    state.textContent = "live: updated " + page.stamp;
+    state.textContent = page.stamp;
     state.className = "";
   }
 
