@@ -61,7 +61,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402  (benchmarks/_bench.py: shared helpers)
-from firegen.db.fireworks_archive import campaign_fireworks, launches_of  # noqa: E402
+from firegen.db.launchpad_queries import campaign_fireworks, launches_of  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "cu_emt.yaml"

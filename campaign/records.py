@@ -43,6 +43,45 @@ class LabelOutcome:
 
 
 @dataclass(frozen=True)
+class LabelTally:
+    """The labels of the configurations one iteration picked (``labels`` of an iteration; the campaign's
+    ``initial_labels`` for the initial data), kept as label Fireworks store them.
+
+    Attributes:
+        labeled: configurations labeled.
+        failed: configurations whose label failed and that are not labeled since (``label_failed``).
+    """
+
+    labeled: int = 0
+    failed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LabelFailure:
+    """One failed label attempt, as an iteration lists it (``label_failures``).
+
+    Attributes:
+        config_id: the configuration.
+        reason: the labeler's one-line reason.
+        error_type: the labeler's error class, when it said.
+        fw_id: the label Firework that tried.
+        at: when (UTC).
+    """
+
+    config_id: Ref
+    reason: str
+    error_type: str | None = None
+    fw_id: int | None = None
+    at: Any = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class GateOutcome:
     """What the gate decided for one iteration.
 
@@ -164,6 +203,34 @@ class TrainingRecord:
 
 
 @dataclass(frozen=True)
+class HeldOutPredictions:
+    """A committee member's predictions on its held-out frames against their labels: the points of its
+    parity plots (a ``heldout_predictions`` document, whose ``_id`` is the model's).
+
+    Flat arrays (FerretDB stores no nested ones), one entry per frame for energies and per force
+    component for forces; forces are every ``force_stride``-th component of the held-out frames.
+
+    Attributes:
+        campaign, iteration, member: the model.
+        energy_label, energy_model: energy per atom of each held-out frame (eV/atom).
+        force_label, force_model: force components (eV/Å).
+        force_stride: one component of this many is kept.
+    """
+
+    campaign: str
+    iteration: int
+    member: int
+    energy_label: list[float]
+    energy_model: list[float]
+    force_label: list[float]
+    force_model: list[float]
+    force_stride: int = 1
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class IterationRecord:
     """One iteration as ``iterations`` stores it; every field but the key fills in as the iteration runs.
 
@@ -179,6 +246,8 @@ class IterationRecord:
         selected: candidates picked for labeling.
         decision: the convergence decision (:class:`~firegen.campaign.convergence.Decision` as a dict).
         timings: seconds spent per kind of work (``train_s``, ``explore_s``, ``label_s``, ``select_s``).
+        labels: the labels of the configurations it picked (:class:`LabelTally`).
+        label_failures: every failed label attempt on them (:class:`LabelFailure`), oldest first.
     """
 
     campaign: str
@@ -199,3 +268,5 @@ class IterationRecord:
     selected: int | None = None
     decision: dict | None = None
     timings: dict[str, float] | None = None
+    labels: LabelTally | None = None
+    label_failures: list[LabelFailure] | None = None

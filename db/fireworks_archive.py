@@ -79,18 +79,6 @@ def _insert_missing(collection, docs: list[dict]) -> None:
             raise
 
 
-def campaign_fireworks(db, campaign: str, projection=None) -> list[dict]:
-    """Every Firework of ``campaign``, live and archived (``db``: the LaunchPad's database)."""
-    query = {"spec.firegen.campaign": campaign}
-    return list(db["fireworks"].find(query, projection)) + list(archive_of(db)["fireworks"].find(query, projection))
-
-
 def find_firework(db, query: dict, projection=None) -> dict | None:
     """The first Firework matching ``query`` in the LaunchPad database ``db`` or, once archived, in its archive."""
     return db["fireworks"].find_one(query, projection) or archive_of(db)["fireworks"].find_one(query, projection)
-
-
-def launches_of(db, fw_ids, projection=None) -> list[dict]:
-    """The launches of these Fireworks, live and archived."""
-    query = {"fw_id": {"$in": list(fw_ids)}}
-    return list(db["launches"].find(query, projection)) + list(archive_of(db)["launches"].find(query, projection))

@@ -18,7 +18,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from firegen.db.dataset_pages import COLLECTION as PAGES
 from firegen.campaign.plain import plain
-from firegen.campaign.records import TrainingRecord
+from firegen.campaign.records import HeldOutPredictions, LabelFailure, LabelTally, TrainingRecord
 from firegen.db import candidate_lists
 from firegen.db.dataset_pages import MEMBER_FIELDS, member_ids, new_pages, parts_with, read_members, split_by_previous
 from firegen.db.embedded.capabilities import update_unless
@@ -49,6 +49,7 @@ class ResultsStore:
         self.configurations = db["configurations"]
         self.models = db["models"]
         self.datasets = db["datasets"]
+        self.heldout = db["heldout_predictions"]
         self.blobs = BlobStore(db, cache_dir=blob_cache)
 
     @classmethod
@@ -83,6 +84,10 @@ class ResultsStore:
         if unset:
             update["$unset"] = {k: "" for k in unset}
         self.campaigns.update_one({"name": name}, update)
+
+    def campaign_briefs(self) -> list[dict]:
+        """Every campaign's document without its config and starting structures, by name."""
+        return list(self.campaigns.find({}, {"config": 0, "systems": 0}).sort("name", 1))
 
     def campaign_names(self) -> list[str]:
         """Every campaign's name, sorted."""
@@ -383,6 +388,65 @@ class ResultsStore:
         self.datasets.update_one({"_id": record.dataset_id}, {"$addToSet": {"model_ids": found["_id"]},
                                                               "$set": {f"models.{found['_id']}": brief}})
         return found["_id"]
+
+    def models_of(self, campaign: str) -> list[dict]:
+        """The campaign's models (without their deepmd input), by iteration and member."""
+        return list(self.models.find({"campaign": campaign}, {"input": 0}).sort([("iteration", 1), ("member", 1)]))
+
+    def get_model(self, model_id) -> dict | None:
+        """A model by id, without its deepmd input."""
+        return self.models.find_one({"_id": ObjectId(model_id)}, {"input": 0})
+
+    def snapshots_of(self, campaign: str) -> list[dict]:
+        """The campaign's dataset snapshots (without a legacy inline id list), by iteration."""
+        return list(self.datasets.find({"campaign": campaign}, {"configuration_ids": 0}).sort("iteration", 1))
+
+    def snapshot_members_page(self, snapshot: dict, skip: int, limit: int) -> list[dict]:
+        """Members ``skip`` .. ``skip + limit - 1`` of a snapshot as its pages hold them (id, hash, origin,
+        label summary): only the pages holding them are read."""
+        return read_members(self.db, snapshot, skip, limit)
+
+    def store_heldout_predictions(self, model_id: ObjectId, record: HeldOutPredictions) -> None:
+        """Store (or replace, on a rerun) a model's predictions on its held-out frames, under the model's id."""
+        doc = plain(record.as_dict())
+        validate_document("heldout_predictions", doc)
+        self.heldout.replace_one({"_id": model_id}, doc, upsert=True)
+
+    def heldout_predictions(self, model_ids: Sequence) -> list[dict]:
+        """The held-out predictions of these models (those that have them), in the order given."""
+        return find_by_ids(self.heldout, model_ids)
+
+    # label tallies -----------------------------------------------------------------------------
+    @staticmethod
+    def _tally_fields(iteration: int | None) -> tuple[str, str]:
+        """Where the tally and the failures of ``iteration``'s picks live: an iteration's ``labels`` and
+        ``label_failures``, the campaign's ``initial_labels`` and ``initial_label_failures`` for -1."""
+        return ("labels", "label_failures") if iteration is not None and iteration >= 0 else (
+            "initial_labels", "initial_label_failures")
+
+    def _update_tally_owner(self, campaign: str, iteration: int | None, update: dict) -> None:
+        if iteration is not None and iteration >= 0:
+            self.iterations.update_one({"campaign": campaign, "index": iteration}, update)
+        else:
+            self.campaigns.update_one({"name": campaign}, update)
+
+    def count_labels(self, campaign: str, iteration: int | None, labeled: int = 0, failed: int = 0,
+                     failures: Sequence[LabelFailure] = ()) -> None:
+        """Add to the tally (:class:`LabelTally`) of the labels of the configurations ``iteration`` picked
+        (-1 or None: the initial data) and list failed attempts, in one update."""
+        tally, listed = self._tally_fields(iteration)
+        update: dict = {}
+        inc = {f"{tally}.{k}": n for k, n in (("labeled", labeled), ("failed", failed)) if n}
+        if inc:
+            update["$inc"] = inc
+        if failures:
+            update["$push"] = {listed: {"$each": [plain(f.as_dict()) for f in failures]}}
+        if update:
+            self._update_tally_owner(campaign, iteration, update)
+
+    def set_label_tally(self, campaign: str, iteration: int, tally: LabelTally) -> None:
+        """Set the tally of ``iteration``'s picks to counts taken from the configurations themselves."""
+        self._update_tally_owner(campaign, iteration, {"$set": {self._tally_fields(iteration)[0]: plain(tally.as_dict())}})
 
     # iterations --------------------------------------------------------------------------------
     def set_iteration_fields(self, campaign: str, index: int, fields: dict) -> None:

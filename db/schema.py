@@ -6,7 +6,7 @@ One database per deployment, beside the LaunchPad's collections (``fireworks``, 
 Validators are installed on the server when it supports them (MongoDB); FerretDB 1.x answers
 ``NotImplemented`` to ``create``/``collMod`` with a ``validator``, so firegen always validates the
 same schemas on the client too (:mod:`firegen.db.validation`) before writing. The validators of
-``iterations`` and ``models`` are generated from the records the steps hand back
+``iterations``, ``models`` and ``heldout_predictions`` are generated from the records the steps hand back
 (:mod:`firegen.campaign.records`); the others are written here.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pymongo
 from pymongo import ASCENDING, DESCENDING
 
-from firegen.campaign.records import IterationRecord, TrainingRecord
+from firegen.campaign.records import HeldOutPredictions, IterationRecord, TrainingRecord
 from firegen.db.bson_schema import bson_schema
 
 NUM = {"bsonType": ["double", "int", "long", "decimal"]}
@@ -108,6 +108,9 @@ COLLECTIONS: list[CollectionSpec] = [
         [([("campaign", ASCENDING), ("iteration", ASCENDING), ("member", ASCENDING)],
           {"unique": True, "name": "campaign_iteration_member_unique"}),
          ([("dataset_id", ASCENDING)], {"name": "dataset"})],
+    ),
+    CollectionSpec(  # a model's predictions on its held-out frames (_id: the model's), its parity plots
+        "heldout_predictions", bson_schema(HeldOutPredictions),
     ),
     CollectionSpec(
         "datasets",

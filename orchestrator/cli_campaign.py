@@ -13,7 +13,6 @@ import typer
 from firegen.campaign.config import load_config
 from firegen.campaign.errors import FiregenError
 from firegen.db.connection import firegen_home, write_launchpad_file
-from firegen.db.launchpad_queries import firework_states
 from firegen.db.embedded.lostruns import detect_lostruns
 from firegen.db.provenance import configuration_provenance, failed_labels, model_provenance
 from firegen.db.repository import ResultsStore
@@ -21,9 +20,11 @@ from firegen.launchers.local import start_worker, worker_env, write_fworker
 from firegen.launchers.worker import DEFAULT_SLEEP
 from firegen.launchers.worker import run as run_worker
 from firegen.orchestrator.cli_exchange import print_conversion_messages
+from firegen.orchestrator.cli_view import write_campaign_report
 from firegen.orchestrator.database import bring_up, cli_target, prepare_database
 from firegen.orchestrator.dpgen_import import import_dpgen, is_dpgen_param
 from firegen.orchestrator.relabel import merge_settings, parse_assignments, relabel
+from firegen.orchestrator.progress import progress_display, read_progress
 from firegen.orchestrator.report import campaign_summary
 from firegen.orchestrator.submit import submit, write_workflow
 from firegen.workflows.steps.label import get_labeler
@@ -139,18 +140,34 @@ def run(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YA
         sleep: float = typer.Option(DEFAULT_SLEEP, min=0.05, help="Worker poll interval when idle (s)."),
         machine: Optional[Path] = _MACHINE, ignore_unsupported: bool = _IGNORE,
         stop_db: bool = typer.Option(False, "--stop-db", help="Stop the embedded database at the end when this run "
-                                     "started it (the main job does).")):
-    """All in one: database up, submit (or resume), local gpu + cpu workers, progress, the final table."""
+                                     "started it (the main job does)."),
+        report_file: Optional[Path] = typer.Option(None, "--report", help="Where to write the campaign's report "
+                                                   "(default: <FIREGEN_HOME>/reports/<campaign>.html).")):
+    """All in one: database up, submit (or resume), local gpu + cpu workers, progress, the final table and report."""
     cfg = validate_everything(config, machine, ignore_unsupported)
     target = cli_target(ctx)
     started_here = target.embedded and not target.server.is_running()
     lp = bring_up(target)
+    written = None
     try:
         code = _run_campaign(lp, target, cfg, timeout, sleep)
+        written = _write_report(lp, cfg.name, report_file or firegen_home() / "reports" / f"{cfg.name}.html")
     finally:
         _leave_database(target, cfg.name, stop=stop_db and started_here)
+    if written is not None:
+        typer.echo(f"report: {written.resolve()}")
     if code:
         raise typer.Exit(code)
+
+
+def _write_report(lp, name: str, path: Path) -> Path | None:
+    """Write the campaign's report; a report that cannot be written is said, and does not fail the run."""
+    try:
+        return write_campaign_report(lp, name, path)
+    except Exception as exc:  # the campaign's outcome stands; the report can be written later
+        typer.echo(f"could not write the report {path}: {type(exc).__name__}: {exc}; "
+                   f"`firegen report {name}` tries again", err=True)
+        return None
 
 
 def _leave_database(target, name: str, stop: bool) -> None:
@@ -198,27 +215,32 @@ def _run_campaign(lp, target, cfg, timeout: float, sleep: float) -> int:
 
 
 def _follow(lp, store, name: str, workers: dict, timeout: float) -> int:
-    """Print one progress line per change until the campaign ends; 1 on a fizzled Firework or timeout."""
-    start, last = time.monotonic(), None
+    """Show the campaign's progress (a live panel in a terminal, a line per change elsewhere) until it ends;
+    1 on a fizzled Firework, a stopped campaign, a dead worker or the timeout."""
+    display = progress_display(typer.echo)
+    try:
+        return _watch(lp, store, name, workers, timeout, display)
+    finally:
+        display.close()
+
+
+def _watch(lp, store, name: str, workers: dict, timeout: float, display) -> int:
+    start = time.monotonic()
     while time.monotonic() - start < timeout:
-        doc = store.get_campaign(name) or {}
-        states = firework_states(lp, name)
-        active = sum(n for (_, s), n in states.items() if s in ("READY", "RESERVED", "RUNNING", "WAITING"))
-        line = (f"[{time.monotonic() - start:6.0f} s] {name}: {doc.get('status')} stage {doc.get('stage')} "
-                f"iteration {doc.get('iteration')}; running: "
-                + (", ".join(f"{k}" for (k, s), n in sorted(states.items()) if s == "RUNNING") or "-"))
-        if line.split("] ", 1)[1] != last:
-            typer.echo(line)
-            last = line.split("] ", 1)[1]
-        if doc.get("status") in ("stopped", "failed"):
-            typer.echo(f"campaign {name} {doc['status']}: {doc.get('stop_reason', 'see firegen status')}", err=True)
+        progress = read_progress(lp, store, name)
+        display.show(progress, time.monotonic() - start)
+        if progress.status in ("stopped", "failed"):
+            reason = (store.get_campaign(name) or {}).get("stop_reason", "see firegen status")
+            typer.echo(f"campaign {name} {progress.status}: {reason}", err=True)
             return 1
-        fizzled = [k for (k, s) in states if s == "FIZZLED"]
+        fizzled = [kind for (_, kind, state) in progress.fireworks if state == "FIZZLED"]
         if fizzled:
             typer.echo(f"a {fizzled[0]} Firework fizzled; see `lpad get_fws -s FIZZLED -d more` and the worker logs "
                        f"under {firegen_home() / 'workers'}", err=True)
             return 1
-        if doc.get("status") in TERMINAL and active == 0:
+        active = sum(n for (_, _, state), n in progress.fireworks.items()
+                     if state in ("READY", "RESERVED", "RUNNING", "WAITING"))
+        if progress.status in TERMINAL and active == 0:
             return 0
         for kind, proc in workers.items():
             if proc.poll() is not None:

@@ -8,11 +8,28 @@ COLUMNS = ["iteration", "stage", "ensemble", "T (K)", "P (bar)", "MD steps", "ta
            "selected", "labeled", "failed labels", "accurate %", "decision"]
 
 
-def iteration_rows(store: ResultsStore, campaign: str) -> list[dict]:
-    """One row per iteration: conditions explored, counts, labels, accurate ratio, decision."""
-    per_iteration = store.label_counts_by_iteration(campaign)
+def label_counts(store: ResultsStore, campaign: str, iterations: list[dict], doc: dict | None) -> dict[tuple[int, str], int]:
+    """``(iteration that picked them, labeled | label_failed) -> n``: from the tallies the label Fireworks
+    keep on the iterations, or, for a campaign that ran before them (no ``initial_labels`` on the campaign),
+    from the configurations (a read of the whole collection on the embedded FerretDB)."""
+    if doc is None or "initial_labels" not in doc:
+        return store.label_counts_by_iteration(campaign)
+    counts = {}
+    for index, tally in [(-1, doc["initial_labels"])] + [(it["index"], it.get("labels") or {}) for it in iterations]:
+        counts[(index, "labeled")] = tally.get("labeled", 0)
+        counts[(index, "label_failed")] = tally.get("failed", 0)
+    return counts
+
+
+def iteration_rows(store: ResultsStore, campaign: str, iterations: list[dict] | None = None,
+                   doc: dict | None = None) -> list[dict]:
+    """One row per iteration: conditions explored, counts, labels, accurate ratio, decision (and its
+    ``reason``, which the text table leaves out). ``iterations`` and the campaign ``doc``: when read already."""
+    iterations = store.iterations_of(campaign) if iterations is None else iterations
+    doc = store.get_campaign(campaign) if doc is None else doc
+    per_iteration = label_counts(store, campaign, iterations, doc)
     rows = []
-    for it in store.iterations_of(campaign):
+    for it in iterations:
         counts = it.get("counts") or {}
         ratios = it.get("ratios") or {}
         rows.append({
@@ -26,6 +43,7 @@ def iteration_rows(store: ResultsStore, campaign: str) -> list[dict]:
             "failed labels": per_iteration.get((it["index"], "label_failed"), 0),
             "accurate %": f"{100 * ratios['accurate']:.1f}" if ratios else "",
             "decision": (it.get("decision") or {}).get("action", it.get("status", "")),
+            "reason": (it.get("decision") or {}).get("reason", ""),
         })
     return rows
 
@@ -52,4 +70,4 @@ def campaign_summary(store: ResultsStore, campaign: str) -> str:
     why = [f"last decision (iteration {last['index']}): {last['decision']['reason']}"] if last else []
     if doc.get("stop_reason"):
         why.append(f"{doc['status']}: {doc['stop_reason']}")
-    return "\n".join([render_table(iteration_rows(store, campaign), head)] + why)
+    return "\n".join([render_table(iteration_rows(store, campaign, doc=doc), head)] + why)

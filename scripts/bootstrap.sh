@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Set up everything firegen needs on a fresh Debian machine; safe to rerun (it skips what is done).
-#   - Debian packages listed in DEB_PACKAGES (installed only when missing, with apt-get as root)
+#   - Debian packages listed in DEB_PACKAGES (installed only when missing, with apt-get as root): the DFT
+#     codes, and chromium for the browser tests of the report and the dashboard
 #   - a Python venv in .venv with firegen (editable), deepmd-kit[cpu,lmp], FireWorks, dpdata, ...
 #   - FerretDB v1.24.2 for the embedded database (firegen db install)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=${FIREGEN_DEB_PACKAGES-"cp2k cp2k-data quantum-espresso quantum-espresso-data openmpi-bin"}
+DEB_PACKAGES=${FIREGEN_DEB_PACKAGES-"cp2k cp2k-data quantum-espresso quantum-espresso-data openmpi-bin chromium"}
 PYTHON=${PYTHON:-python3}
 
 missing=()
@@ -18,8 +19,9 @@ if [ ${#missing[@]} -gt 0 ]; then
         echo "bootstrap: installing Debian packages: ${missing[*]}"
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        # the DFT codes are optional for firegen itself: their labelers and tests say what is missing
-        echo "bootstrap: warning: Debian packages ${missing[*]} are missing (CP2K/QE labelers unavailable);" \
+        # the DFT codes and the browser are optional for firegen itself: their labelers and tests say what is missing
+        echo "bootstrap: warning: Debian packages ${missing[*]} are missing (CP2K/QE labelers or browser tests" \
+             "unavailable);" \
              "install them with 'sudo apt-get install ${missing[*]}'" >&2
     fi
 fi

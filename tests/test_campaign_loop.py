@@ -143,17 +143,20 @@ def test_run_says_the_database_still_runs_and_stop_db_stops_only_a_server_it_sta
     server = json.loads((folder / ".firegen" / "db" / "server.json").read_text())
     still = (f"the embedded database is still running on {server['uri']} (data in {folder / '.firegen' / 'db' / 'data'}); "
              "`firegen status cu-loop` reads it, `firegen db down` stops it")
-    assert run.stdout.splitlines()[-1] == still
+    *_, db_line, report_line = run.stdout.splitlines()
+    assert db_line == still
+    report = folder / ".firegen" / "reports" / "cu-loop.html"  # the run ends with the report it wrote
+    assert report_line == f"report: {report}" and report.stat().st_size > 3_000_000
     config = str(folder / "cu-loop.yaml")
     # the server was running before this run: --stop-db leaves it running and says so
     again = firegen(folder, "run", config, "--stop-db", check=True)
-    assert "accurate %" in again.stdout and again.stdout.splitlines()[-1] == still
+    assert "accurate %" in again.stdout and again.stdout.splitlines()[-2:] == [still, report_line]
     assert firegen(folder, "db", "status").returncode == 0
     firegen(folder, "db", "down", check=True)
     # now the run starts it, prints the finished table and stops it again
     last = firegen(folder, "run", config, "--stop-db", check=True)
     assert "accurate %" in last.stdout
-    assert last.stdout.splitlines()[-1] == (
+    assert last.stdout.splitlines()[-2:] == [  # the report is written before the database stops
         f"stopped the embedded database that this run started (data kept in {folder / '.firegen' / 'db' / 'data'}); "
-        "`firegen run` or `firegen db up` starts it again, then `firegen status cu-loop` reads it")
+        "`firegen run` or `firegen db up` starts it again, then `firegen status cu-loop` reads it", report_line]
     assert firegen(folder, "db", "status").returncode == 1

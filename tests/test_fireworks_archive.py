@@ -7,8 +7,8 @@ from __future__ import annotations
 from fireworks import Firework, FWorker, LaunchPad, ScriptTask, Workflow
 from fireworks.core.rocket_launcher import rapidfire
 
-from firegen.db.fireworks_archive import (archive_completed, archive_database, campaign_fireworks, find_firework,
-                                          iteration_queued, launches_of)
+from firegen.db.fireworks_archive import archive_completed, archive_database, find_firework, iteration_queued
+from firegen.db.launchpad_queries import campaign_fireworks, launches_of
 
 
 def _iteration(lp, campaign: str, iteration: int) -> list[int]:

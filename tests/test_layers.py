@@ -86,7 +86,7 @@ def test_function_local_imports_say_why():
 RAW_RESULTS_ACCESS = re.compile(
     r"\.(configurations|iterations|models|datasets|campaigns)\.(find|find_one|update_one|update_many|insert_one|"
     r"insert_many|delete_one|delete_many|aggregate|count_documents|find_one_and_update|replace_one|distinct)\b"
-    r"|\bdb\[\"(configurations|iterations|models|datasets|campaigns|dataset_pages|candidate_lists)\"\]")
+    r"|\bdb\[\"(configurations|iterations|models|datasets|campaigns|dataset_pages|candidate_lists|heldout_predictions)\"\]")
 
 
 def test_only_db_touches_the_results_collections():

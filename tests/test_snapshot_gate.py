@@ -66,3 +66,37 @@ def test_labels_feed_one_gate_that_feeds_every_train(tmp_path):
         {i: ["gate"] for i, k in kind.items() if k == "label"}
     assert sorted(kind[c] for c in wf.links[gates[0]]) == ["train"] * cfg.committee.size
     assert all(fw.spec["_add_launchpad_and_fw_id"] is True for fw in wf.fws)
+
+
+def test_label_fireworks_tally_labels_per_picking_iteration_and_the_gate_sets_it_right(mongo_db, tmp_path):
+    from firegen.campaign.records import LabelTally
+    from firegen.orchestrator.report import label_counts
+
+    store, cfg = _campaign(mongo_db, tmp_path, CU + AR[:1])  # the initial data: 3 labeled, Ar fails
+    doc = store.get_campaign(cfg.name)
+    assert doc["initial_labels"] == {"labeled": 3, "failed": 1}
+    (failure,) = doc["initial_label_failures"]
+    assert failure["reason"] and store.configurations_by_ids([failure["config_id"]])[0]["species"][0] == "Ar"
+
+    store.update_iteration(cfg.name, 0, 0)  # iteration 0 picks one Cu and one Ar structure
+    picked = [store.add_atoms(cfg.name, atoms, {"kind": "explored", "iteration": 0, "frame": k}, status="selected")[0]
+              for k, atoms in enumerate([CU[0] * (2, 1, 1), AR[1]])]
+    label_batch(store, cfg, picked)
+    it = store.get_iteration(cfg.name, 0)
+    assert it["labels"] == {"labeled": 1, "failed": 1} and len(it["label_failures"]) == 1
+    store.set_status(picked[1:], "selected")  # `firegen relabel`: the same labeler fails again ...
+    label_batch(store, cfg, picked[1:])
+    it = store.get_iteration(cfg.name, 0)
+    assert it["labels"] == {"labeled": 1, "failed": 1} and len(it["label_failures"]) == 2
+    store.set_status(picked[1:], "selected")  # ... Lennard-Jones labels it
+    label_batch(store, cfg, picked[1:], labeler_override={"kind": "lj", "settings": {}})
+    assert store.get_iteration(cfg.name, 0)["labels"] == {"labeled": 2, "failed": 0}
+
+    # a count lost (a worker killed between a label and its count) is set right by the next gate
+    store.set_label_tally(cfg.name, 0, LabelTally(labeled=0, failed=5))
+    assert pass_gate(store, cfg, 1).passed
+    assert store.get_iteration(cfg.name, 0)["labels"] == {"labeled": 2, "failed": 0}
+    # the per-iteration table reads the tallies and agrees with counting the configurations
+    tallies = label_counts(store, cfg.name, store.iterations_of(cfg.name), store.get_campaign(cfg.name))
+    counted = store.label_counts_by_iteration(cfg.name)
+    assert {k: v for k, v in tallies.items() if v} == counted

@@ -209,6 +209,16 @@ def test_evaluate_model_on_held_out_frames(trained, data):
     assert twice["rmse_f"] == pytest.approx(metrics["rmse_f"])
 
 
+def test_held_out_parity_points_are_the_predictions_the_metrics_measure(trained, data):
+    metrics = evaluate_model(trained[1].frozen_model, [str(data["test"])], CU_TYPE_MAP, parity_forces=100)
+    parity = metrics["parity"]
+    assert len(parity["energy_label"]) == len(parity["energy_model"]) == 6
+    e_err = np.subtract(parity["energy_model"], parity["energy_label"])
+    assert np.sqrt(np.mean(e_err ** 2)) == pytest.approx(metrics["rmse_e_per_atom"])
+    assert parity["force_stride"] == 6 and len(parity["force_label"]) == len(parity["force_model"]) == 6 * 32 * 3 // 6
+    assert "parity" not in evaluate_model(trained[1].frozen_model, [str(data["test"])], CU_TYPE_MAP)
+
+
 def test_two_seeds_give_different_predictions(trained, data):
     from deepmd.infer import DeepPot
     import dpdata

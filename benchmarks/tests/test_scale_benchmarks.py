@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import _bench
+import dashboard_scale
 import dispatch_latency
 import provenance_scale
 import selection_scale
@@ -53,6 +54,14 @@ def test_provenance_queries_on_a_small_database():
         assert len(out["explored_with"]) == 4
         assert len(out["trained_models"]) == 4 * len(cfg.get("datasets", []))
     assert [r["calls"] for r in res["rows"]] == [5, 5, 5]
+
+
+def test_dashboard_pages_are_timed_on_a_small_campaign():
+    args = argparse.Namespace(n=400, iterations=3, labeled=0.4, repeat=2, seed=0, keep=False)
+    rows = dashboard_scale.run_benchmark(args)
+    pages = [r["page"] for r in rows]
+    assert "/c/camp-000" in pages and "/c/camp-000/dataset/<dataset>?skip=3000" in pages
+    assert all(r["requests"] == 2 and 0 < r["p50 ms"] <= r["max ms"] and r["KiB"] > 0 for r in rows)
 
 
 @pytest.mark.parametrize("launcher", ["rlaunch", "firegen"])

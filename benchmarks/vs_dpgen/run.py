@@ -78,7 +78,7 @@ sys.path.insert(0, str(HERE))
 
 import _bench  # noqa: E402
 import make_init_data  # noqa: E402
-from firegen.db.fireworks_archive import campaign_fireworks, launches_of  # noqa: E402
+from firegen.db.launchpad_queries import campaign_fireworks, launches_of  # noqa: E402
 
 REPO = _bench.REPO
 TOOLS = ("dp", "lmp", "emt_label")

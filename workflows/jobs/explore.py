@@ -90,5 +90,7 @@ def frame_energies_per_atom(result) -> np.ndarray | None:
 
 
 def deviation_edges(f_lo: float, f_hi: float) -> list[float]:
-    """Histogram bin edges (eV/Å) for the max force deviation, always including both trust levels."""
-    return sorted({0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 1e10, float(f_lo), float(f_hi)})
+    """Histogram bin edges (eV/Å) for the max force deviation: 0, ten per decade from 0.01 to 10 eV/Å
+    (evenly spaced on a log axis), both trust levels, and 1e10 (past it: a deviation that is not a number)."""
+    decades = {float(f"{x:.4g}") for x in np.logspace(-2, 1, 31)}
+    return sorted(decades | {0.0, 1e10, float(f_lo), float(f_hi)})

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from firegen.campaign.config import CampaignConfig
 from firegen.campaign.errors import FatalError
-from firegen.campaign.records import GateOutcome
+from firegen.campaign.records import GateOutcome, LabelTally
 from firegen.db.repository import ResultsStore
 
 class LabelFailuresExceeded(FatalError):
@@ -58,6 +58,9 @@ def pass_gate(store: ResultsStore, cfg: CampaignConfig, iteration: int) -> GateO
         return GateOutcome(iteration, str(existing["_id"]), existing["size"])
     rows = store.label_rows(cfg.name)
     failed, attempted = label_failures(store, cfg.name, iteration - 1, rows)
+    # the tally the label Fireworks kept, set to the counts just read (it misses a count when a worker
+    # died between storing a label and counting it)
+    store.set_label_tally(cfg.name, iteration - 1, LabelTally(labeled=attempted - failed, failed=failed))
     reason = failure_policy_reason(cfg, iteration, failed, attempted)
     if reason is not None:
         store.update_campaign(cfg.name, status="stopped", stop_reason=reason, stopped_iteration=iteration)

@@ -1,13 +1,23 @@
-"""A label Firework: label a batch of selected configurations; a failure quarantines that one."""
+"""A label Firework: label a batch of selected configurations; a failure quarantines that one.
+
+Each outcome is also counted on the iteration that picked the configuration (its ``labels`` tally and
+``label_failures``; the campaign's ``initial_labels`` for the initial data), so that reports read
+per-iteration label figures without reading the configurations.
+"""
 
 from __future__ import annotations
+
+import datetime
 
 from bson import ObjectId
 
 from firegen.campaign.config import CampaignConfig
-from firegen.campaign.records import LabelOutcome
+from firegen.campaign.records import LabelFailure, LabelOutcome
 from firegen.db.repository import ResultsStore
 from firegen.workflows.steps import label as labeling
+
+#: Characters of a failure's reason an iteration lists (the configuration keeps the whole attempt).
+REASON_CHARS = 300
 
 
 def label_batch(store: ResultsStore, cfg: CampaignConfig, ids: list[ObjectId], fw_id=None,
@@ -20,18 +30,32 @@ def label_batch(store: ResultsStore, cfg: CampaignConfig, ids: list[ObjectId], f
     labeler = labeling.get_labeler(spec["kind"], spec["settings"])
     done = failed = 0
     science = 0.0
+    tallies: dict = {}  # iteration that picked them -> [labeled, failed, failures]: one update each at the end
     for doc in store.configurations_by_ids(ids):
         if doc["status"] != "selected":
             continue
         result = labeling.label_many(labeler, [ResultsStore.atoms(doc)])[0]
         science += result.walltime or 0.0
+        tally = tallies.setdefault((doc.get("origin") or {}).get("iteration"), [0, 0, []])
+        retried = bool(doc.get("label_attempts"))  # a failed label queued again (firegen relabel)
         if result.ok:
-            done += store.set_label(doc["_id"], {**result.to_dict(), "fw_id": fw_id})
+            stored = store.set_label(doc["_id"], {**result.to_dict(), "fw_id": fw_id})
+            done += stored
+            if stored:
+                tally[0] += 1
+                tally[1] -= retried
         else:
             store.mark_label_failed(doc["_id"], result.reason, error_type=result.error_type, fw_id=fw_id,
                                     code=result.code, settings_hash=result.settings_hash,
                                     **_failure_details(result))
+            tally[1] += not retried
+            tally[2].append(LabelFailure(doc["_id"], result.reason[:REASON_CHARS], result.error_type, fw_id,
+                                         datetime.datetime.now(datetime.timezone.utc)))
             failed += 1
+    # counted once per batch: a worker killed before this line loses the batch's counts until the
+    # iteration's snapshot gate sets the tally from the configurations themselves
+    for picked_by, (labeled, failed_now, failures) in tallies.items():
+        store.count_labels(cfg.name, picked_by, labeled=labeled, failed=failed_now, failures=failures)
     return LabelOutcome(labeled=done, failed=failed, seconds=science)
 
 

@@ -10,12 +10,14 @@ from firegen.campaign.config import CampaignConfig
 from firegen.campaign.errors import FatalError
 from firegen.campaign.labeled_data import LABELED_FIELDS, split_train_validation, write_deepmd_npy
 from firegen.campaign.plain import plain
-from firegen.campaign.records import TrainingRecord
+from firegen.campaign.records import HeldOutPredictions, TrainingRecord
 from firegen.campaign.seeds import training_seed
 from firegen.db.repository import ResultsStore
 from firegen.workflows.jobs.gate import snapshot_to_train
 from firegen.workflows.steps import train as training
 
+#: Force components of the held-out frames kept per model for its parity plot (every frame's energy is kept).
+PARITY_FORCES = 3000
 _SNAPSHOT_DOCUMENTS: dict = {}  # (dataset id, content hash) -> its labeled documents; the last snapshot read
 
 
@@ -65,13 +67,18 @@ def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, membe
     t0 = time.perf_counter()
     result = training.train_model(workdir / "train", input_dict, init_model=init_model)
     metrics = {"train": training.evaluate_model(result.frozen_model, train_sys, cfg.type_map)}
+    parity = None
     if valid_sys:
-        metrics["validation"] = training.evaluate_model(result.frozen_model, valid_sys, cfg.type_map)
+        metrics["validation"] = training.evaluate_model(result.frozen_model, valid_sys, cfg.type_map,
+                                                        parity_forces=PARITY_FORCES)
+        parity = metrics["validation"].pop("parity", None)
     science = time.perf_counter() - t0  # dp train + dp freeze + testing
     record = TrainingRecord(cfg.name, iteration, member, seed=seed, backend=cfg.committee.backend,
                             dataset_id=snapshot["_id"], parent=parent["_id"] if parent else None,
                             input=plain(result.input_dict, nested_lists=False), metrics=plain(metrics),
                             train_seconds=result.wall_time, n_train=len(train_docs), n_validation=len(valid_docs))
     model_id = store.store_model(record, result.frozen_model)
+    if parity is not None:
+        store.store_heldout_predictions(model_id, HeldOutPredictions(cfg.name, iteration, member, **parity))
     store.add_iteration_seconds(cfg.name, iteration, "train_s", science, model_id=model_id)
     return {"model_id": str(model_id), "seconds": science, "metrics": metrics}

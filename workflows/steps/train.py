@@ -297,6 +297,7 @@ def evaluate_model(
     model: Path,
     systems: Sequence[str | os.PathLike],
     type_map: Sequence[str] | None = None,
+    parity_forces: int = 0,
 ) -> dict[str, Any]:
     """Energy, force and virial RMSEs of a frozen model on labeled ``deepmd/npy`` systems.
 
@@ -312,12 +313,17 @@ def evaluate_model(
         type_map (Sequence[str] | None): Element order of the data; default each
             system's own ``type_map.raw``. Elements are matched to the model's type map
             by name.
+        parity_forces (int): When positive, also return the points of parity plots
+            (``parity``): every frame's energy per atom and about this many force
+            components (every ``force_stride``-th), labels and predictions.
 
     Returns:
         dict: ``n_frames`` (int), ``n_atoms`` (total atoms over frames, int),
         ``rmse_e_per_atom`` (eV/atom), ``rmse_f`` (eV/Å), ``mae_e_per_atom``
         (eV/atom), ``mae_f`` (eV/Å) and, only if every system has virials,
-        ``rmse_v_per_atom`` (eV/atom). NaN metrics if there are no frames.
+        ``rmse_v_per_atom`` (eV/atom). NaN metrics if there are no frames. With
+        ``parity_forces``: ``parity`` {``energy_label``, ``energy_model`` (eV/atom),
+        ``force_label``, ``force_model`` (eV/Å), ``force_stride``}, flat lists.
 
     Raises:
         ValueError: If a system has an element the model does not know.
@@ -331,6 +337,8 @@ def evaluate_model(
     v_err: list[np.ndarray] = []
     have_virials = True
     n_frames = n_atoms = 0
+    e_pairs: list[tuple[np.ndarray, np.ndarray]] = []  # (label, model) energies per atom
+    f_pairs: list[tuple[np.ndarray, np.ndarray]] = []  # (label, model) force components
     for path in systems:
         kwargs = {"type_map": list(type_map)} if type_map is not None else {}
         system = dpdata.LabeledSystem(str(path), fmt="deepmd/npy", **kwargs)
@@ -351,6 +359,8 @@ def evaluate_model(
         )[:3]
         e_err.append((energy.reshape(nf) - system["energies"].reshape(nf)) / nat)
         f_err.append((force.reshape(nf, -1) - system["forces"].reshape(nf, -1)).ravel())
+        e_pairs.append((system["energies"].reshape(nf) / nat, energy.reshape(nf) / nat))
+        f_pairs.append((system["forces"].ravel(), force.ravel()))
         if "virials" in system.data and not system.nopbc:
             v_err.append((virial.reshape(nf, 9) - system["virials"].reshape(nf, 9)).ravel() / nat)
         else:
@@ -374,4 +384,19 @@ def evaluate_model(
     }
     if have_virials and v_err:
         metrics["rmse_v_per_atom"] = rmse(v_err)
+    if parity_forces > 0 and e_pairs:
+        metrics["parity"] = parity_points(e_pairs, f_pairs, parity_forces)
     return metrics
+
+
+def parity_points(energies: list[tuple[np.ndarray, np.ndarray]], forces: list[tuple[np.ndarray, np.ndarray]],
+                  max_forces: int) -> dict[str, Any]:
+    """Flat lists of (label, model) energies per atom (every frame) and force components (every
+    ``force_stride``-th, about ``max_forces``), for parity plots."""
+    f_label = np.concatenate([lab for lab, _ in forces])
+    f_model = np.concatenate([mod for _, mod in forces])
+    stride = max(1, -(-len(f_label) // max_forces))
+    return {"energy_label": np.concatenate([lab for lab, _ in energies]).tolist(),
+            "energy_model": np.concatenate([mod for _, mod in energies]).tolist(),
+            "force_label": f_label[::stride].tolist(), "force_model": f_model[::stride].tolist(),
+            "force_stride": stride}

@@ -1,0 +1,295 @@
+"""The sections the report and the dashboard show, each a titled piece of HTML and/or a Plotly figure.
+
+A page is a list of :class:`Section`; the report file strings every campaign page together, the
+dashboard serves them one page at a time (and again as JSON when the page asks for an update).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from firegen.db.provenance import configuration_provenance
+from firegen.orchestrator.view import figures, tables
+from firegen.orchestrator.view.render import fragment, script_json, table
+from firegen.orchestrator.view.source import CampaignSource
+
+#: Rows of a paged list on the dashboard.
+PAGE_ROWS = 100
+MODEL_COLUMNS = ["iteration", "member", "seed", "E held-out (eV/atom)", "F held-out (eV/Å)", "E train (eV/atom)",
+                 "F train (eV/Å)", "frames train", "frames held out", "train s", "dataset"]
+MEMBER_COLUMNS = ["configuration", "hash", "origin", "iteration", "stage", "system", "condition", "frame", "Firework",
+                  "energy (eV)", "labeler", "host", "label s"]
+
+
+@dataclass
+class Section:
+    """One block of a page: ``html`` (tables, numbers, links) and/or a Plotly ``figure`` (its JSON as a dict)."""
+
+    id: str
+    title: str
+    note: str = ""
+    html: str = ""
+    figure: dict | None = None
+    anchor: str | None = None
+
+    @property
+    def figure_json(self) -> str:
+        return script_json(self.figure)
+
+    def as_json(self) -> dict:
+        return {"id": self.id, "html": self.html, "figure": self.figure}
+
+
+def _figure(fig) -> dict:
+    return json.loads(fig.to_json())
+
+
+def _empty(text: str) -> str:
+    return f'<p class="empty">{text}</p>'
+
+
+def pager(skip: int, limit: int, total: int, href) -> dict | None:
+    """Links to the previous and next page of a list (``href(skip)`` gives a page's address)."""
+    if total <= limit and skip == 0:
+        return None
+    return {"first": min(total, skip + 1), "last": min(total, skip + limit), "total": total,
+            "previous": href(max(0, skip - limit)) if skip > 0 else None,
+            "next": href(skip + limit) if skip + limit < total else None}
+
+
+# the campaign pages ---------------------------------------------------------------------------------
+def headline(src: CampaignSource, links) -> Section:
+    h = tables.headline(src)
+    states = ", ".join(f"{n} {s}" for s, n in h["fireworks"].items()) or "none yet"
+    facts = [{"name": "status", "key": "status", "value": h["status"]},
+             {"name": "stage", "key": "stage", "value": h["stage name"]},
+             {"name": "iteration", "key": "iteration", "value": h["iteration"], "href": links.iteration(h["iteration"])},
+             {"name": "labels", "key": "labeled", "value": h["labeled"]},
+             {"name": "models", "key": "models", "value": h["models"]},
+             {"name": "Fireworks running", "key": "running", "value": h["running"]},
+             {"name": "Fireworks completed", "key": "completed", "value": h["completed"]}]
+    return Section("headline", f"campaign {src.name}",
+                   html=fragment("facts.html", facts=[{"href": None, **f} for f in facts],
+                                 note=f"Fireworks: {states}. {h['reason']}"))
+
+
+def iteration_table(src: CampaignSource, links) -> Section:
+    rows = tables.iteration_table(src)
+    html = fragment("table.html", table=table(rows, tables.ITERATION_COLUMNS, "iterations", key="iteration",
+                                              row_id=lambda r: f"it-{r['iteration']}"),
+                    note="", empty="no iteration yet", pager=None)
+    return Section("iterations", "iterations", "T in K, P in bar; candidates: frames with f_lo ≤ max force deviation < f_hi; "
+                   "labeled / failed labels: of the candidates the iteration selected; accurate %: frames below f_lo.",
+                   html=html)
+
+
+def fractions(src: CampaignSource, links) -> Section:
+    rows = tables.fractions_by_iteration(src)
+    return Section("fractions", "accurate, candidate and failed frames per iteration",
+                   "Share of every frame the iteration's explorations ran (failed: at or above f_hi, or cut as unphysical).",
+                   html="" if rows else _empty("no exploration finished yet"),
+                   figure=_figure(figures.fractions_figure(rows)) if rows else None)
+
+
+def task_map(src: CampaignSource, links) -> Section:
+    rows = tables.task_rows(src)
+    return Section("tasks", "per task: accurate frames over iterations",
+                   "One row per (stage, system, condition); a star marks the iteration after which the task counted "
+                   "as converged (it is not explored again).",
+                   html="" if rows else _empty("no exploration finished yet"),
+                   figure=_figure(figures.task_heatmap(rows)) if rows else None)
+
+
+def deviations(src: CampaignSource, links) -> list[Section]:
+    hists = tables.deviation_histograms(src)
+    empty = "" if hists else _empty("no exploration finished yet")
+    note = (f"Max force deviation of the committee over every explored frame (eV/Å, log scale) of the last 12 "
+            f"iterations; trust levels f_lo = {src.trust[0]:g}, f_hi = {src.trust[1]:g} eV/Å. A campaign that learns "
+            "moves the distribution left.")
+    return [Section("deviation", "model deviation per iteration", note, html=empty,
+                    figure=_figure(figures.deviation_lines(hists, src.trust)) if hists else None),
+            Section("deviation-map", "model deviation over iterations", "The same distributions, one column per iteration.",
+                    html=empty, figure=_figure(figures.deviation_heatmap(hists, src.trust)) if hists else None)]
+
+
+def overview(src: CampaignSource, links) -> list[Section]:
+    return [headline(src, links), iteration_table(src, links), fractions(src, links), task_map(src, links),
+            *deviations(src, links)]
+
+
+def model_table(src: CampaignSource, links, rows: list[dict] | None = None) -> Section:
+    """Every model with its RMSEs, linked to its page and to its dataset snapshot (``rows``: when made already)."""
+    rows = tables.model_rows(src) if rows is None else rows
+    sizes = {d["_id"]: d.get("size") for d in src.snapshots}
+    for r in rows:
+        r["dataset"] = f"{sizes[r['dataset_id']]} labels" if r["dataset_id"] in sizes else None
+    html = fragment("table.html", table=table(
+        rows, MODEL_COLUMNS, "models", links={"iteration": lambda r: links.model(r["_id"]),
+                                              "member": lambda r: links.model(r["_id"]),
+                                              "dataset": lambda r: links.dataset(r["dataset_id"])},
+        row_id=lambda r: f"model-{r['_id']}"), note="", empty="no model trained yet", pager=None)
+    return Section("models", "models", "RMSE of energy (E) and forces (F) on the held-out and the training frames. "
+                   "Each model links to its page, its dataset snapshot to the configurations it was trained on.",
+                   html=html)
+
+
+def models(src: CampaignSource, links) -> list[Section]:
+    rows = tables.model_rows(src)
+    iteration, predictions = src.latest_predictions
+    n = sum(len(p["energy_label"]) for p in predictions[:1])
+    return [
+        Section("learning", "learning curve", "RMSE of every committee member on its held-out frames (solid) and on "
+                "its training frames (dotted), per iteration; log scale.",
+                html="" if rows else _empty("no model trained yet"),
+                figure=_figure(figures.learning_curve(rows)) if rows else None),
+        Section("parity", "parity of the latest committee" + (f" (iteration {iteration})" if iteration is not None else ""),
+                f"Model against label on the {n} held-out frames (chosen by content hash, never trained on)."
+                if predictions else "", html="" if predictions else _empty(
+                    "no held-out predictions yet (a committee stores them when at least 2 frames are held out)"),
+                figure=_figure(figures.parity_figure(predictions)) if predictions else None),
+        model_table(src, links, rows)]
+
+
+def lineage(src: CampaignSource, links) -> list[Section]:
+    """Models and the dataset snapshots they were trained on (each leads to its configurations)."""
+    return [model_table(src, links), datasets(src, links)]
+
+
+def labels(src: CampaignSource, links, skip: int = 0, limit: int | None = None, href=None) -> list[Section]:
+    budget = tables.label_budget(src)
+    failures = tables.label_failures(src)
+    shown = failures[skip:skip + limit] if limit else failures
+    for f in shown:
+        f["configuration"] = str(f.get("config_id"))
+    budget_html = fragment("table.html", table=table(budget, ["picked by", "picked", "labeled", "failed", "labeler s",
+                                                              "s per label"], "budget", key="picked by"),
+                           note="", empty="no label yet", pager=None)
+    reasons = fragment("table.html", table=table(tables.failure_reasons(failures), ["reason", "attempts"], "reasons"),
+                       note="", empty="no label failed", pager=None)
+    listing = fragment("table.html", table=table(shown, ["picked by", "configuration", "reason", "error_type", "fw_id",
+                                                         "at"], "failures",
+                                                 links={"configuration": lambda r: links.configuration(r["config_id"])}),
+                       note="", empty="no label failed",
+                       pager=pager(skip, limit, len(failures), href) if limit and href else None)
+    return [Section("budget", "what the labels cost", "Labels by the iteration that picked the configurations "
+                    "(init: the starting structures); labeler time in s.",
+                    html=budget_html, figure=_figure(figures.label_budget_figure(budget)) if budget else None),
+            Section("reasons", "label failures by reason", "Numbers in the reasons are masked (#) so that like failures group.",
+                    html=reasons),
+            Section("failures", "label failures", "Every failed attempt; a configuration relabeled later shows its "
+                    "earlier failures too.", html=listing)]
+
+
+def timeline(src: CampaignSource, links) -> list[Section]:
+    bars = tables.launch_bars(src)
+    workers = tables.worker_rows(bars)
+    return [Section("timeline", "what ran where", "Every launch of the campaign's Fireworks on its worker (FireWorks' "
+                    "fworker @ host); gaps between bars are idle time.", html="" if bars else _empty("nothing ran yet"),
+                    figure=_figure(figures.timeline_figure(bars)) if bars else None),
+            Section("workers", "workers", "Idle: time between the worker's launches, from its first start to its last end (s).",
+                    html=fragment("table.html", table=table(workers, ["worker", "launches", "busy s", "idle s",
+                                                                      "longest idle s", "idle %"], "workers", key="worker"),
+                                  note="", empty="nothing ran yet", pager=None))]
+
+
+def datasets(src: CampaignSource, links) -> Section:
+    rows = []
+    for d in src.snapshots:
+        parts = (d.get("parts") or {}).get("datasets") or []
+        rows.append({"iteration": d["iteration"], "size": d.get("size"), "hash": d.get("hash", "")[:16],
+                     "labelers": ", ".join(f"{v.get('code')} ×{v.get('n')}" for v in (d.get("labelers") or {}).values()),
+                     "models": len(d.get("model_ids") or []), "parts": len(parts), "_id": d["_id"],
+                     "first part": parts[0] if parts else None})
+    return Section("datasets", "dataset snapshots", "The labeled configurations each iteration's committee trained "
+                   "on (cumulative); its size links to its configurations.",
+                   html=fragment("table.html", table=table(rows, ["iteration", "size", "hash", "labelers", "models", "parts"],
+                                                           "datasets", key="iteration",
+                                                           links={"iteration": lambda r: links.iteration(r["iteration"]),
+                                                                  "size": lambda r: links.part(r["first part"])
+                                                                  or links.dataset(r["_id"])},
+                                                           row_id=lambda r: f"dataset-{r['_id']}"),
+                                 note="", empty="no snapshot yet", pager=None))
+
+
+# lineage pages of the dashboard ---------------------------------------------------------------------
+def _facts(facts: list[dict], note: str = "") -> str:
+    return fragment("facts.html", facts=[{"href": None, "key": f["name"], **f} for f in facts], note=note)
+
+
+def model_page(src: CampaignSource, links, model_id) -> list[Section]:
+    model = src.store.get_model(model_id)
+    if model is None or model.get("campaign") != src.name:
+        return [Section("model", "model", html=_empty(f"no model {model_id} in campaign {src.name}"))]
+    metrics = model.get("metrics") or {}
+    facts = [{"name": "iteration", "value": model["iteration"], "href": links.iteration(model["iteration"])},
+             {"name": "member", "value": model["member"]}, {"name": "seed", "value": model.get("seed")},
+             {"name": "backend", "value": model.get("backend")},
+             {"name": "dataset snapshot", "value": "snapshot", "href": links.dataset(model.get("dataset_id"))},
+             {"name": "parent", "value": str(model["parent"]) if model.get("parent") else None,
+              "href": links.model(model["parent"]) if model.get("parent") else None},
+             {"name": "frames train", "value": model.get("n_train")},
+             {"name": "frames held out", "value": model.get("n_validation")},
+             {"name": "train s", "value": model.get("train_seconds")},
+             *[{"name": f"{part} {name}", "value": value} for part in ("validation", "train")
+               for name, value in sorted((metrics.get(part) or {}).items()) if name.startswith("rmse")],
+             {"name": "sha256", "value": (model.get("sha256") or "")[:16]}]
+    return [Section("model", f"model {model_id}", "RMSE: energy in eV/atom, force in eV/Å, virial in eV/atom.",
+                    html=_facts(facts))]
+
+
+def dataset_page(src: CampaignSource, links, dataset_id, skip: int = 0, limit: int = PAGE_ROWS) -> list[Section]:
+    snapshot = next((d for d in src.snapshots if str(d["_id"]) == str(dataset_id)), None)
+    if snapshot is None:
+        return [Section("dataset", "dataset", html=_empty(f"no dataset snapshot {dataset_id} in campaign {src.name}"))]
+    facts = [{"name": "iteration", "value": snapshot["iteration"], "href": links.iteration(snapshot["iteration"])},
+             {"name": "size", "value": snapshot.get("size")}, {"name": "hash", "value": snapshot.get("hash", "")[:16]},
+             *[{"name": f"labeler {k[:8] if k else '?'}", "value": f"{v.get('code')} {v.get('version') or ''} ×{v.get('n')}"}
+               for k, v in (snapshot.get("labelers") or {}).items()]]
+    trained = [{"model": f"iteration {m.get('iteration')} member {m.get('member')}", "_id": mid, "seed": m.get("seed")}
+               for mid, m in sorted((snapshot.get("models") or {}).items(),
+                                    key=lambda kv: (kv[1].get("iteration", 0), kv[1].get("member", 0)))]
+    members = src.store.snapshot_members_page(snapshot, skip, limit)
+    rows = tables.member_rows(members, tables.explore_conditions(src))
+    for r in rows:
+        r["configuration"] = str(r["_id"])
+    member_table = table(rows, MEMBER_COLUMNS, "members", links={
+        "configuration": lambda r: links.configuration(r["_id"]), "iteration": lambda r: links.iteration(r["iteration"])})
+    return [Section("dataset", f"dataset snapshot of iteration {snapshot['iteration']}", html=_facts(facts)),
+            Section("trained", "models trained on it", html=fragment("table.html", table=table(
+                trained, ["model", "seed"], "trained", links={"model": lambda r: links.model(r["_id"])}),
+                note="", empty="no model trained on it yet", pager=None)),
+            Section("members", "its configurations", "Origin and label of each member as the snapshot took them; "
+                    "energy in eV, label time in s.", html=fragment(
+                        "table.html", table=member_table, note="", empty="no member",
+                        pager=pager(skip, limit, snapshot.get("size", 0), lambda s: links.dataset(snapshot["_id"], s))))]
+
+
+def configuration_page(src: CampaignSource, links, config_id) -> list[Section]:
+    answer = configuration_provenance(src.store.db, config_id)
+    doc = answer["configuration"]
+    origin, label = doc.get("origin") or {}, doc.get("label") or {}
+    facts = [{"name": "status", "value": doc.get("status")}, {"name": "origin", "value": origin.get("kind")},
+             {"name": "iteration", "value": origin.get("iteration"), "href": links.iteration(origin.get("iteration"))},
+             {"name": "stage", "value": origin.get("stage_name", origin.get("stage"))},
+             {"name": "system", "value": origin.get("system")},
+             {"name": "condition", "value": tables.condition_label(origin["condition"]) if origin.get("condition") else None},
+             {"name": "frame", "value": origin.get("frame")}, {"name": "MD step", "value": origin.get("step")},
+             {"name": "Firework", "value": origin.get("fw_id")}, {"name": "atoms", "value": doc.get("natoms")},
+             {"name": "max force deviation (eV/Å)", "value": (doc.get("model_deviation") or {}).get("max_f")},
+             {"name": "energy (eV)", "value": label.get("energy")}, {"name": "labeler", "value": label.get("code")},
+             {"name": "host", "value": label.get("host")}, {"name": "label s", "value": label.get("walltime")},
+             {"name": "hash", "value": (doc.get("hash") or "")[:16]}]
+    models = [{"model": f"iteration {m.get('iteration')} member {m.get('member')}", "_id": m["_id"], "seed": m.get("seed"),
+               "role": role} for role, group in (("explored with", answer["explored_with"]),
+                                                 ("trained on it", answer["trained_models"])) for m in group]
+    attempts = [{"reason": a.get("reason"), "error": a.get("error_type"), "Firework": a.get("fw_id"), "at": a.get("at")}
+                for a in doc.get("label_attempts") or []]
+    return [Section("configuration", f"configuration {config_id}", html=_facts(facts)),
+            Section("related", "models", "The committee whose deviation picked it, and the models later trained on it.",
+                    html=fragment("table.html", table=table(models, ["role", "model", "seed"], "related",
+                                                            links={"model": lambda r: links.model(r["_id"])}),
+                                  note="", empty="none", pager=None)),
+            Section("attempts", "failed label attempts", html=fragment(
+                "table.html", table=table(attempts, ["reason", "error", "Firework", "at"], "attempts"), note="",
+                empty="none", pager=None))]
