@@ -67,7 +67,7 @@ def test_dashboard_pages_are_timed_on_a_small_campaign():
 @pytest.mark.parametrize("launcher", ["rlaunch", "firegen"])
 def test_dispatch_latency_runs_every_firework(launcher):
     args = argparse.Namespace(n=6, workers=2, sleep=1, mode="both", paced_n=3, rate=4.0, timeout=300, keep=False,
-                              launcher=launcher)
+                              launcher=launcher, prefill=35)  # 35 finished Fireworks already there (not rerun)
     rows = dispatch_latency.run_benchmark(args)
     assert [r["mode"] for r in rows] == ["burst", "paced 4/s"]
     assert [r["Fireworks"] for r in rows] == [6, 3]
