@@ -8,7 +8,7 @@ idempotent where a task may be rerun: configurations are upserted by content has
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +92,11 @@ class ResultsStore:
     def campaign_names(self) -> list[str]:
         """Every campaign's name, sorted."""
         return sorted(d["name"] for d in self.campaigns.find({}, {"name": 1}))
+
+    def count_archived(self, name: str, fireworks: int) -> None:
+        """Add to the campaign's ``archived_fireworks``: its Fireworks moved to the archive LaunchPad
+        (:mod:`firegen.db.fireworks_archive`), all COMPLETED; views add them to the live ones."""
+        self.campaigns.update_one({"name": name}, {"$inc": {"archived_fireworks": int(fireworks)}})
 
     def add_campaign_seconds(self, name: str, key: str, seconds: float) -> None:
         """Add ``seconds`` to the campaign's ``timings.<key>`` (work outside any iteration, e.g. initial labels)."""
@@ -273,9 +278,15 @@ class ResultsStore:
         return self.ids_with_status(campaign, "candidate", iteration) if ids is None else ids
 
     # datasets and models -----------------------------------------------------------------------
-    def snapshot_members(self, snapshot: dict, projection=None) -> list[dict]:
-        """The configurations of a dataset snapshot (its pages, or a legacy inline id list)."""
-        return find_by_ids(self.configurations, member_ids(self.db, snapshot), projection)
+    def snapshot_members(self, snapshot: dict, projection=None, known: Mapping | None = None) -> list[dict]:
+        """The configurations of a dataset snapshot (its pages, or a legacy inline id list), in member order.
+
+        ``known``: documents by id read before with the same projection (a previous snapshot's: a labeled
+        configuration's structure and label never change); only the other members are read."""
+        ids = member_ids(self.db, snapshot)
+        known = known or {}
+        fetched = {d["_id"]: d for d in find_by_ids(self.configurations, [i for i in ids if i not in known], projection)}
+        return [known[i] if i in known else fetched[i] for i in ids if i in known or i in fetched]
 
     def snapshots(self, campaign: str) -> list[dict]:
         """The campaign's dataset snapshots (iteration and size), by iteration."""

@@ -127,6 +127,7 @@ def test_each_iteration_is_a_workflow_and_finished_ones_leave_the_launchpad(fini
     assert archive.fireworks.count_documents({}) and archive.launches.count_documents({})
     assert {fw["state"] for fw in archive.fireworks.find({}, {"state": 1})} == {"COMPLETED"}
     moved = {fw["fw_id"] for fw in archive.fireworks.find({}, {"fw_id": 1})}
+    assert db.campaigns.find_one({"name": "cu-loop"})["archived_fireworks"] == len(moved)  # what views add
     assert not db.fireworks.count_documents({"fw_id": {"$in": sorted(moved)}})  # not in both places
     out = firegen(folder, "db", "launchpad", "--archive", "-o", "archive.yaml", check=True)
     assert "archive" in out.stdout

@@ -57,6 +57,25 @@ def test_imported_deepmd_data_become_labeled_configurations_once(mongo_db, tmp_p
     assert len(snapshot_documents(store, other)) == 4
 
 
+def test_the_next_snapshot_reads_only_the_labels_added_since(mongo_db, tmp_path, monkeypatch):
+    import firegen.db.repository as repository
+
+    cfg = load_config(small_cu_config(tmp_path, "cu-grow"))
+    store = _store(mongo_db, cfg)
+    label = {"energy": -1.0, "forces": [[0.0, 0.0, 0.0]] * 4, "code": "x", "settings_hash": "h"}
+    for a in (3.60, 3.61, 3.62):
+        store.add_atoms(cfg.name, bulk("Cu", "fcc", a=a, cubic=True), {"kind": "init"}, label=label)
+    read = []
+    real = repository.find_by_ids
+    monkeypatch.setattr(repository, "find_by_ids", lambda coll, ids, proj=None: read.append(list(ids)) or real(coll, ids, proj))
+    first = snapshot_documents(store, store.snapshot_dataset(cfg.name, 0))
+    new, _ = store.add_atoms(cfg.name, bulk("Cu", "fcc", a=3.63, cubic=True), {"kind": "init"}, label=label)
+    second = snapshot_documents(store, store.snapshot_dataset(cfg.name, 1))
+    assert [len(ids) for ids in read] == [3, 1] and read[1] == [new]  # the new label only
+    assert {d["_id"] for d in second} == {d["_id"] for d in first} | {new}
+    assert all("label" in d and "positions" in d for d in second)
+
+
 def test_a_failed_label_is_quarantined_and_the_batch_goes_on(mongo_db, tmp_path):
     cfg = load_config(small_cu_config(tmp_path, "cu-fail"))  # EMT labels
     store = _store(mongo_db, cfg)

@@ -103,6 +103,8 @@ class CampaignTask(FiretaskBase):
         if not iteration_queued(lp, campaign, iteration):
             lp.add_wf(wf)
         archived = archive_completed(lp, campaign, keep={self.fw_id} if getattr(self, "fw_id", None) else set())
+        if archived:
+            open_store(self).count_archived(campaign, len(archived))
         return FWAction(stored_data={**stored_data, "queued_iteration": iteration, "archived_fireworks": len(archived)})
 
     def context(self):

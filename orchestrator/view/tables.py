@@ -39,7 +39,8 @@ def headline(src: CampaignSource) -> dict:
     return {"status": doc.get("status"), "stage": stage,
             "stage name": (src.stages[stage].get("name") if stage < len(src.stages) else None) or str(stage),
             "iteration": doc.get("iteration"), "labeled": labeled, "models": len(src.models),
-            "fireworks": dict(sorted(states.items())), "completed": states.get("COMPLETED", 0),
+            "fireworks": dict(sorted(states.items())),
+            "completed": states.get("COMPLETED", 0) + int(doc.get("archived_fireworks") or 0),  # + finished iterations
             "running": states.get("RUNNING", 0), "created": created,
             "reason": doc.get("stop_reason") or ((src.iterations[-1].get("decision") or {}).get("reason", "")
                                                  if src.iterations else "")}

@@ -24,10 +24,13 @@ _SNAPSHOT_DOCUMENTS: dict = {}  # (dataset id, content hash) -> its labeled docu
 def snapshot_documents(store: ResultsStore, snapshot: dict) -> list[dict]:
     """The labeled configurations of a dataset snapshot (:data:`LABELED_FIELDS`), read from the database
     once per worker process: a snapshot never changes, and the committee members of an iteration
-    usually train one after another on the same worker."""
+    usually train one after another on the same worker. The next snapshot reads only its new members:
+    snapshots are cumulative, and a labeled configuration's structure and label never change, so a
+    worker's reads per iteration follow the labels added, not the size of the dataset."""
     key = (snapshot["_id"], snapshot["hash"])
     if key not in _SNAPSHOT_DOCUMENTS:
-        docs = store.snapshot_members(snapshot, LABELED_FIELDS)
+        known = {d["_id"]: d for docs in _SNAPSHOT_DOCUMENTS.values() for d in docs}
+        docs = store.snapshot_members(snapshot, LABELED_FIELDS, known)
         _SNAPSHOT_DOCUMENTS.clear()
         _SNAPSHOT_DOCUMENTS[key] = docs
     return _SNAPSHOT_DOCUMENTS[key]
