@@ -256,8 +256,10 @@ def figure(rows: list[dict], path: Path) -> None:
     its = [r for r in rows if isinstance(r["iteration"], int)]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot([r["iteration"] for r in its], [r["db ms/launch"] for r in its], "o-", label="database time per launch")
+    ax.plot([r["iteration"] for r in its], [r["fw ms/launch"] for r in its], "^-",
+            label="of it, FireWorks' collections (checkout, pings, refresh)")
     polled = [r for r in its if r["poll ms"] is not None]
-    ax.plot([r["iteration"] for r in polled], [r["poll ms"] for r in polled], "s--", label="idle poll (median)")
+    ax.plot([r["iteration"] for r in polled], [r["poll ms"] for r in polled], "s--", label="an idle poll (median)")
     ax.set_xlabel("iteration")
     ax.set_ylabel("ms")
     ax.set_ylim(bottom=0)
