@@ -22,6 +22,7 @@ from bson import ObjectId
 
 from campaign_helpers import BIN, ROOT, campaign_db, cli_env, firegen, small_cu_config
 from firegen.db.embedded.server import free_port
+from firegen.db.fireworks_archive import archive_of
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(os.environ.get("FIREGEN_SCREENSHOTS", ROOT / "build" / "screenshots"))
@@ -108,7 +109,12 @@ def _cell(page, field: str) -> str:
 
 
 def _completed(db) -> int:
-    return db.fireworks.count_documents({"spec.firegen.campaign": NAME, "state": "COMPLETED"})
+    """The campaign's COMPLETED Fireworks, on the LaunchPad and in its archive (finished iterations move there;
+    a Firework is copied to the archive before it leaves the LaunchPad, so counting the LaunchPad first never
+    misses one that moves in between)."""
+    query = {"spec.firegen.campaign": NAME, "state": "COMPLETED"}
+    live = db.fireworks.count_documents(query)
+    return live + archive_of(db).fireworks.count_documents(query)
 
 
 def _plots_drawn(page, at_least: int) -> None:
