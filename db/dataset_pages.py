@@ -47,9 +47,9 @@ LABEL_COLUMNS = ("energy", "walltime", "host")
 LABELER_FIELDS = ("code", "version", "kind", "settings", "settings_hash")
 #: Projection of the label fields a snapshot keeps.
 LABEL_PROJECTION = {f"label.{c}": 1 for c in (*LABELER_FIELDS, *LABEL_COLUMNS)}
-#: Configuration fields a snapshot reads (the page columns, the settings for the dataset's labeler
-#: summary, and ``datasets`` to tell which members a previous snapshot already holds).
-MEMBER_FIELDS = {"hash": 1, "datasets": 1, **{f"origin.{c}": 1 for c in ORIGIN_COLUMNS}, **LABEL_PROJECTION}
+#: Configuration fields a snapshot reads (the page columns and the settings for the dataset's labeler
+#: summary).
+MEMBER_FIELDS = {"hash": 1, **{f"origin.{c}": 1 for c in ORIGIN_COLUMNS}, **LABEL_PROJECTION}
 #: The configuration fields of a label as provenance shows it from a snapshot stored before pages.
 LABEL_VIEW = {"origin": 1, "status": 1, "hash": 1, **LABEL_PROJECTION}
 
@@ -107,17 +107,19 @@ def page_refs(dataset: dict) -> list[tuple[str, int]]:
     return refs
 
 
-def split_by_previous(previous: dict | None, rows: list[dict]) -> tuple[dict | None, list[dict]]:
+def split_by_previous(db, previous: dict | None, rows: list[dict]) -> tuple[dict | None, list[dict]]:
     """The parts of ``previous`` (the campaign's latest earlier snapshot) the new snapshot can share,
     and the rows it must page itself.
 
-    The parts are shared when every member of ``previous`` is among ``rows`` (a configuration stays
-    labeled once labeled); otherwise, or for a snapshot stored before pages, nothing is shared.
+    The parts are shared when every member of ``previous`` (read from its pages) is among ``rows`` (a
+    configuration stays labeled once labeled); otherwise, or for a snapshot stored before pages,
+    nothing is shared.
     """
     if not previous or "parts" not in previous:
         return None, rows
-    fresh = [r for r in rows if previous["_id"] not in (r.get("datasets") or ())]
-    if len(rows) - len(fresh) != previous["size"]:
+    held = set(member_ids(db, previous))
+    fresh = [r for r in rows if r["_id"] not in held]
+    if len(rows) - len(fresh) != len(held):
         return None, rows
     return previous["parts"], fresh
 

@@ -6,6 +6,8 @@ See ``db/README.md`` for the same queries in mongosh syntax.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bson import ObjectId
 
 from firegen.db.dataset_pages import LABELER_FIELDS, member_ids, read_members, size_of
@@ -63,6 +65,20 @@ def model_provenance(db, model_id, limit: int | None = 100, skip: int = 0) -> di
             "next_skip": stop if stop < size else None}
 
 
+def holding_snapshots(db, paged_by: Sequence, projection=None) -> list[dict]:
+    """The dataset snapshots that hold a configuration whose ``datasets`` is ``paged_by``: the snapshots
+    that paged it and every later one sharing their pages (snapshots are cumulative); by iteration.
+    Configurations tagged by every snapshot that held them (before snapshots tagged only what they
+    paged) are answered the same."""
+    paged_by = list(paged_by)
+    if not paged_by:
+        return []
+    found = {d["_id"]: d for d in find_by_ids(db.datasets, paged_by, {**(projection or {}), "iteration": 1})}
+    sharing = db.datasets.find({"parts.datasets": {"$in": paged_by}}, {**(projection or {}), "iteration": 1})
+    found.update((d["_id"], d) for d in sharing)
+    return sorted(found.values(), key=lambda d: d.get("iteration", 0))
+
+
 def configuration_provenance(db, config_id) -> dict:
     """Where a configuration came from (campaign, stage, condition, models, Firework, frame), its label,
     and the models later trained on it (sorted by iteration and member)."""
@@ -71,7 +87,7 @@ def configuration_provenance(db, config_id) -> dict:
         raise FiregenError(f"no configuration {config_id} in this database.")
     brief = {"iteration": 1, "member": 1, "seed": 1, "sha256": 1}
     explored_with = find_by_ids(db.models, doc["origin"].get("model_ids", []), brief)
-    datasets = find_by_ids(db.datasets, doc.get("datasets", []), {"model_ids": 1, "models": 1})
+    datasets = holding_snapshots(db, doc.get("datasets", []), {"model_ids": 1, "models": 1})
     trained = [{"_id": ObjectId(k), **v} for d in datasets for k, v in (d.get("models") or {}).items()]
     # snapshots taken before datasets held their models' briefs, or listed their models at all
     older = [d for d in datasets if "models" not in d]

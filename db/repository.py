@@ -24,7 +24,7 @@ from firegen.db.dataset_pages import MEMBER_FIELDS, member_ids, new_pages, parts
 from firegen.db.embedded.capabilities import update_unless
 from firegen.db.files import BlobStore
 from firegen.db.hashing import configuration_id, dataset_hash, structure_hash
-from firegen.db.lookup import find_by_ids
+from firegen.db.lookup import find_by_ids, update_by_ids
 from firegen.db.provenance import labeler_summary
 from firegen.db.schema import init_schema
 from firegen.db.validation import validate_document, validate_label
@@ -232,10 +232,8 @@ class ResultsStore:
                                                             "$push": {"label_attempts": attempt}})
 
     def set_status(self, config_ids: Iterable[ObjectId], status: str, **fields) -> int:
-        # one update_many: on the embedded FerretDB it reads the collection once but commits once, where
-        # one update per id would commit (about 25 ms) per id
-        return self.configurations.update_many({"_id": {"$in": list(config_ids)}},
-                                               {"$set": {"status": status, **plain(fields)}}).modified_count
+        """Set the status (and ``fields``) of these configurations; returns how many changed."""
+        return update_by_ids(self.configurations, config_ids, {"$set": {"status": status, **plain(fields)}})
 
     def configurations_with_status(self, campaign: str, status: str, projection=None) -> list[dict]:
         return list(self.configurations.find({"campaign": campaign, "status": status}, projection))
@@ -341,8 +339,10 @@ class ResultsStore:
         """Record the set of labeled configurations of ``campaign`` as iteration ``iteration``'s dataset.
 
         The members go to pages (:mod:`firegen.db.dataset_pages`), sharing the pages of the campaign's
-        previous snapshot; each member configuration lists the snapshot in ``datasets``. Pages and
-        tags are written before the dataset document, so a visible snapshot is complete.
+        previous snapshot; a configuration paged here lists this snapshot in its ``datasets`` (the
+        later snapshots that share the page hold it too: :func:`firegen.db.provenance.holding_snapshots`),
+        so a snapshot tags the labels added since the previous one, not every member. Pages and tags
+        are written before the dataset document, so a visible snapshot is complete.
         Idempotent per (campaign, iteration): a rerun, or a concurrent caller for the same iteration,
         returns the snapshot stored first (and removes what it wrote for its own). ``rows``: what
         :meth:`label_rows` returned, when the caller read it already.
@@ -355,7 +355,7 @@ class ResultsStore:
         rows = [r for r in rows if r["status"] == "labeled"]
         earlier = list(self.datasets.find({"campaign": campaign, "iteration": {"$lt": iteration}},
                                           {"parts": 1, "size": 1, "iteration": 1}).sort("iteration", -1).limit(1))
-        shared, fresh = split_by_previous(earlier[0] if earlier else None, rows)
+        shared, fresh = split_by_previous(self.db, earlier[0] if earlier else None, rows)
         doc = {"_id": ObjectId(), **key, "hash": dataset_hash(r["hash"] for r in rows), "size": len(rows),
                "labelers": labeler_summary(rows), "model_ids": [], "models": {}, "created": _now()}
         doc["parts"] = parts_with(shared, doc["_id"], len(fresh))
@@ -363,16 +363,16 @@ class ResultsStore:
         validate_document("datasets", doc)
         for page in pages:
             validate_document(PAGES, page)
-        ids = [r["_id"] for r in rows]
+        paged = [r["_id"] for r in fresh]
         if pages:
             self.db[PAGES].insert_many(pages)
-        self.configurations.update_many({"_id": {"$in": ids}}, {"$addToSet": {"datasets": doc["_id"]}})
+        update_by_ids(self.configurations, paged, {"$addToSet": {"datasets": doc["_id"]}})
         try:
             self.datasets.insert_one(doc)
         except DuplicateKeyError:  # a concurrent caller for this iteration stored its snapshot first
             for page in pages:
                 self.db[PAGES].delete_one({"_id": page["_id"]})
-            self.configurations.update_many({"_id": {"$in": ids}}, {"$pull": {"datasets": doc["_id"]}})
+            update_by_ids(self.configurations, paged, {"$pull": {"datasets": doc["_id"]}})
             return self.datasets.find_one(key)
         return doc
 
@@ -437,7 +437,7 @@ class ResultsStore:
 
     def _update_tally_owner(self, campaign: str, iteration: int | None, update: dict) -> None:
         if iteration is not None and iteration >= 0:
-            self.iterations.update_one({"campaign": campaign, "index": iteration}, update)
+            self._update_iteration_doc(campaign, iteration, update)
         else:
             self.campaigns.update_one({"name": campaign}, update)
 
@@ -460,12 +460,24 @@ class ResultsStore:
         self._update_tally_owner(campaign, iteration, {"$set": {self._tally_fields(iteration)[0]: plain(tally.as_dict())}})
 
     # iterations --------------------------------------------------------------------------------
+    @staticmethod
+    def iteration_key(campaign: str, index: int) -> str:
+        """An iteration's ``_id``: ``"<campaign>/<index>"``, so that every read and update of one iteration
+        is a look-up by ``_id`` (the embedded FerretDB reads the whole collection for any other filter).
+        Iterations stored before carry an ObjectId and are found by ``(campaign, index)``."""
+        return f"{campaign}/{index}"
+
+    def _update_iteration_doc(self, campaign: str, index: int, update: dict) -> None:
+        if not self.iterations.update_one({"_id": self.iteration_key(campaign, index)}, update).matched_count:
+            self.iterations.update_one({"campaign": campaign, "index": index}, update)  # stored before the keys
+
     def set_iteration_fields(self, campaign: str, index: int, fields: dict) -> None:
         """``$set`` dotted sub-fields of an existing iteration (exploration counts, timings)."""
-        self.iterations.update_one({"campaign": campaign, "index": index}, {"$set": plain(fields)})
+        self._update_iteration_doc(campaign, index, {"$set": plain(fields)})
 
     def get_iteration(self, campaign: str, index: int) -> dict | None:
-        return self.iterations.find_one({"campaign": campaign, "index": index})
+        return (self.iterations.find_one({"_id": self.iteration_key(campaign, index)})
+                or self.iterations.find_one({"campaign": campaign, "index": index}))
 
     def iterations_of(self, campaign: str, stage: int | None = None, before: int | None = None,
                       decided: bool = False) -> list[dict]:
@@ -490,12 +502,18 @@ class ResultsStore:
         update: dict = {"$inc": {f"timings.{key}": float(seconds)}}
         if model_id is not None:
             update["$addToSet"] = {"model_ids": model_id}
-        self.iterations.update_one({"campaign": campaign, "index": index}, update)
+        self._update_iteration_doc(campaign, index, update)
 
     def update_iteration(self, campaign: str, index: int, stage: int, **fields) -> dict:
+        """Set ``fields`` on the iteration, creating it (``_id`` :meth:`iteration_key`) when it is new."""
         doc = plain({"campaign": campaign, "index": index, "stage": stage, **fields})
         validate_document("iterations", doc)
-        return self.iterations.find_one_and_update({"campaign": campaign, "index": index},
-                                                   {"$set": {**doc, "updated": _now()}}, upsert=True,
-                                                   return_document=ReturnDocument.AFTER)
+        update = {"$set": {**doc, "updated": _now()}}
+        key = self.iteration_key(campaign, index)
+        found = self.iterations.find_one_and_update({"_id": key}, update, return_document=ReturnDocument.AFTER)
+        if found is None:  # a new iteration, or one stored before the keys
+            legacy = self.iterations.find_one({"campaign": campaign, "index": index}, {"_id": 1})
+            found = self.iterations.find_one_and_update({"_id": legacy["_id"] if legacy else key}, update,
+                                                        upsert=True, return_document=ReturnDocument.AFTER)
+        return found
 

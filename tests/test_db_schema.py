@@ -262,3 +262,27 @@ def test_bson_schema_of_a_record_names_types_nullability_and_ids():
     assert schema["properties"]["energies"]["additionalProperties"] == {"bsonType": ["double", "int", "long", "decimal"]}
     assert schema["properties"]["parent"] == {"bsonType": ["objectId", "null"]}
     assert schema["properties"]["note"] == {"bsonType": ["string", "null"]}
+
+
+def test_iterations_are_keyed_by_campaign_and_index_and_older_ones_are_still_updated(mongo_db):
+    """Every read and write of one iteration is a look-up by ``_id`` ("<campaign>/<index>"); an iteration
+    stored before the keys (ObjectId ``_id``) is found by (campaign, index) and updated, never duplicated."""
+    from bson import ObjectId
+
+    store = ResultsStore(mongo_db)
+    store.init()
+    created = store.update_iteration("c", 0, 0, status="running")
+    assert created["_id"] == "c/0" and store.get_iteration("c", 0)["status"] == "running"
+    store.set_iteration_fields("c", 0, {"explorations.t0": {"total": 3}})
+    store.add_iteration_seconds("c", 0, "train_s", 2.5)
+    again = store.update_iteration("c", 0, 0, status="done")
+    assert (again["status"], again["explorations"], again["timings"]) == ("done", {"t0": {"total": 3}}, {"train_s": 2.5})
+    old = ObjectId()
+    mongo_db.iterations.insert_one({"_id": old, "campaign": "c", "index": 1, "stage": 0, "status": "running"})
+    store.set_iteration_fields("c", 1, {"selected": 4})
+    store.add_iteration_seconds("c", 1, "label_s", 1.0)
+    assert store.update_iteration("c", 1, 0, status="done")["_id"] == old
+    assert store.get_iteration("c", 1)["_id"] == old
+    assert list(mongo_db.iterations.find({"campaign": "c", "index": 1}, {"selected": 1, "timings": 1, "status": 1})) == [
+        {"_id": old, "selected": 4, "timings": {"label_s": 1.0}, "status": "done"}]
+    assert mongo_db.iterations.count_documents({}) == 2

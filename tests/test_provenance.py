@@ -8,7 +8,7 @@ from firegen.campaign.errors import FiregenError
 from firegen.db.embedded.id_index import INDEX_SUFFIX, index_id_lookups
 from firegen.db.embedded.capabilities import capabilities
 from firegen.db.lookup import find_by_ids
-from firegen.db.provenance import configuration_provenance, model_provenance
+from firegen.db.provenance import configuration_provenance, holding_snapshots, model_provenance
 from firegen.db.repository import ResultsStore
 
 
@@ -57,6 +57,25 @@ def test_find_by_ids_keeps_order_and_skips_missing(mongo_db):
     assert [d["_id"] for d in got] == [ids[2], ids[0]] and set(got[0]) == {"_id", "hash"}
     assert find_by_ids(mongo_db.configurations, []) == []
     assert capabilities(mongo_db.client).engine == "ferretdb"  # the suite runs on FerretDB: one indexed find_one per id
+
+
+@pytest.mark.parametrize("engine", ["ferretdb", "mongodb"])
+def test_update_by_ids_changes_exactly_those_documents(mongo_db, monkeypatch, engine):
+    """One update per id on FerretDB, ``$in`` batches where the server indexes them (MongoDB's path, run
+    here on FerretDB, which answers ``$in`` too, by reading the collection)."""
+    import firegen.db.lookup as lookup
+    from bson import ObjectId
+
+    from firegen.db.embedded.capabilities import FERRETDB, MONGODB
+
+    monkeypatch.setattr(lookup, "capabilities", lambda client: MONGODB if engine == "mongodb" else FERRETDB)
+    store = ResultsStore(mongo_db)
+    store.init()
+    ids = _labeled(store, 5)
+    assert lookup.update_by_ids(mongo_db.configurations, [ids[3], ObjectId(), ids[1]], {"$set": {"status": "rejected"}}) == 2
+    statuses = {d["_id"]: d["status"] for d in mongo_db.configurations.find({}, {"status": 1})}
+    assert statuses == {i: "rejected" if i in (ids[1], ids[3]) else "labeled" for i in ids}
+    assert lookup.update_by_ids(mongo_db.configurations, [], {"$set": {"status": "x"}}) == 0
 
 
 def test_model_provenance_pages_and_config_provenance_lists_trained_models(mongo_db, tmp_path):
@@ -124,10 +143,19 @@ def test_snapshots_page_their_members_and_share_the_previous_pages(mongo_db, mon
     label = next(d for d in whole if d["_id"] == later[0])
     assert label["label"]["settings_hash"] == "emt2" and label["status"] == "labeled" and label["hash"]
     assert "forces" not in label["label"] and label["origin"]["kind"] == "init"
-    # each member lists the snapshots holding it; the trained models come from the dataset's briefs
-    assert mongo_db.configurations.find_one({"_id": first[0]})["datasets"] == [ds0["_id"], ds1["_id"]]
+    # a member lists the snapshot that paged it (a snapshot writes only to the labels it adds); the later
+    # snapshots sharing that page hold it too, and the trained models come from their briefs
+    assert mongo_db.configurations.find_one({"_id": first[0]})["datasets"] == [ds0["_id"]]
+    assert all(c["datasets"] == [ds1["_id"]] for c in mongo_db.configurations.find({"_id": {"$in": later}}))
+    assert [d["_id"] for d in holding_snapshots(mongo_db, [ds0["_id"]])] == [ds0["_id"], ds1["_id"]]
+    assert [d["_id"] for d in holding_snapshots(mongo_db, [ds1["_id"]])] == [ds1["_id"]]
+    in_ds1 = mongo_db.configurations.find({"datasets": {"$in": ds1["parts"]["datasets"]}}, {"_id": 1})
+    assert sorted(c["_id"] for c in in_ds1) == sorted(first + later)  # db/README.md's query for a snapshot
     trained = configuration_provenance(mongo_db, first[0])["trained_models"]
     assert [(m["_id"], m["iteration"], m["seed"]) for m in trained] == [(m1, 1, 3)]
+    # tagged by every snapshot holding it (as stored before): the same answer
+    mongo_db.configurations.update_one({"_id": first[0]}, {"$set": {"datasets": [ds0["_id"], ds1["_id"]]}})
+    assert configuration_provenance(mongo_db, first[0])["trained_models"] == trained
 
 
 def test_concurrent_snapshots_of_one_iteration_store_one(mongo_db, monkeypatch):
