@@ -70,6 +70,11 @@ def test_dashboard_pages_answer_html_and_json_for_a_campaign_that_just_started(l
     live = client.get("/c/cu-new?format=json").get_json()
     assert [s["id"] for s in live["sections"]][:2] == ["headline", "iterations"]
     assert 'data-value="labeled">3<' in live["sections"][0]["html"]
+    assert "archive" not in live["sections"][0]["html"]
+    campaign.count_archived("cu-new", 5)  # a finished iteration's Fireworks left the LaunchPad
+    headline = client.get("/c/cu-new?format=json").get_json()["sections"][0]["html"]
+    assert 'data-value="completed">5<' in headline
+    assert "5 COMPLETED moved to the archive with their finished iterations" in headline
     for page in ("models", "labels", "timeline", "lineage"):
         assert client.get(f"/c/cu-new/{page}").status_code == 200, page
     assert client.get(f"/c/cu-new/configuration/{ObjectId()}").status_code == 404

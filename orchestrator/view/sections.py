@@ -62,6 +62,9 @@ def pager(skip: int, limit: int, total: int, href) -> dict | None:
 def headline(src: CampaignSource, links) -> Section:
     h = tables.headline(src)
     states = ", ".join(f"{n} {s}" for s, n in h["fireworks"].items()) or "none yet"
+    archived = h["completed"] - h["fireworks"].get("COMPLETED", 0)
+    if archived:
+        states += f" on the LaunchPad, {archived} COMPLETED moved to the archive with their finished iterations"
     facts = [{"name": "status", "key": "status", "value": h["status"]},
              {"name": "stage", "key": "stage", "value": h["stage name"]},
              {"name": "iteration", "key": "iteration", "value": h["iteration"], "href": links.iteration(h["iteration"])},
