@@ -136,6 +136,14 @@ def test_each_iteration_is_a_workflow_and_finished_ones_leave_the_launchpad(fini
                            cwd=folder, capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert sorted(json.loads(shown.stdout)) == sorted(moved)
+    # the live LaunchPad stays FireWorks' own: lpad lists the iterations still there, one workflow each
+    firegen(folder, "db", "launchpad", "-o", "live.yaml", check=True)
+    listed = subprocess.run([str(Path(sys.executable).parent / "lpad"), "-l", "live.yaml", "get_wflows", "-d", "less"],
+                            cwd=folder, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    summaries = json.loads(listed.stdout)
+    summaries = summaries if isinstance(summaries, list) else [summaries]  # lpad prints a lone one bare
+    assert sorted(d["name"].rsplit("--", 1)[0] for d in summaries) == sorted(f"cu-loop/it{i:03d}" for i in live)
 
 
 def test_run_says_the_database_still_runs_and_stop_db_stops_only_a_server_it_started(finished_campaign):
