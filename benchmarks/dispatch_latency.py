@@ -38,6 +38,8 @@ Usage (from the repository root; prints figures, asserts nothing)::
 campaign leaves behind unless its finished iterations are archived: how dispatch degrades with the
 LaunchPad's size. The hand-off gap of a burst (a worker's previous launch end -> its next launch's
 start: completion, workflow refresh, the next checkout) is the checkout latency.
+``--checkout-scan 100,1000,5000`` times one checkout query alone (no workers) at each LaunchPad size:
+what FerretDB's full read of the ``fireworks`` collection costs each checkout.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -165,6 +168,38 @@ def prefill(lp, n: int, per_workflow: int = 30) -> float:
     return time.perf_counter() - t
 
 
+def checkout_scan(sizes: list[int], repeat: int = 5) -> list[dict]:
+    """One FireWorks checkout alone (``LaunchPad._get_a_fw_to_run``'s query and sort, as pymongo's
+    ``find_one_and_update``; no workers) on a LaunchPad holding each of ``sizes`` Fireworks, one of them
+    READY: median, min and max ms of ``repeat`` calls. What each checkout costs as the LaunchPad grows."""
+    from fireworks import Firework, FWorker, ScriptTask
+    from pymongo import ASCENDING, DESCENDING, MongoClient
+
+    rows = []
+    with _bench.private_ferretdb("firegen-checkout-") as server:
+        fireworks = MongoClient(server.uri)[DB_NAME]["fireworks"]
+        doc = Firework(ScriptTask.from_str("true"), name="done", spec={"_category": "cpu"}).to_db_dict()
+        query = {**FWorker(category="cpu").query, "state": "READY"}
+        stored = 0
+        for size in sorted(sizes):
+            if size > stored:
+                fireworks.insert_many([{**doc, "fw_id": i + 1, "state": "COMPLETED"} for i in range(stored, size)])
+                stored = size
+            fireworks.update_many({"state": "READY"}, {"$set": {"state": "COMPLETED"}})
+            fireworks.update_one({"fw_id": size}, {"$set": {"state": "READY"}})
+            times = []
+            for _ in range(repeat):  # the found Firework stays READY, as if checked out and put back
+                t = time.perf_counter()
+                found = fireworks.find_one_and_update(query, {"$set": {"state": "READY"}},
+                                                      sort=[("spec._priority", DESCENDING), ("created_on", ASCENDING)])
+                times.append(1000 * (time.perf_counter() - t))
+                if found is None or found["fw_id"] != size:
+                    raise RuntimeError(f"the checkout query did not find the READY Firework {size}: {found}")
+            rows.append({"Fireworks": size, "checkout median ms": statistics.median(times),
+                         "min ms": min(times), "max ms": max(times)})
+    return rows
+
+
 def queue_burst(lp, n: int) -> tuple[list[int], float]:
     """``n`` trivial workflows in one ``bulk_add_wfs``; returns their fw_ids and the insert's seconds."""
     wfs = [trivial_workflow(f"bench-{i}") for i in range(n)]
@@ -244,6 +279,8 @@ def main(argv=None) -> int:
                                               "throughput; 0.5 without a burst)")
     p.add_argument("--prefill", type=int, default=0, help="COMPLETED Fireworks on the LaunchPad before the "
                                                           "measurement, in workflows of 30 (a long campaign's past)")
+    p.add_argument("--checkout-scan", metavar="N,N,...", help="instead: time one checkout alone on a LaunchPad "
+                                                              "holding each of these numbers of Fireworks")
     p.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds per mode")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (worker logs, database)")
     args = p.parse_args(argv)
@@ -252,6 +289,10 @@ def main(argv=None) -> int:
     if args.n < 1 or args.workers < 1 or (args.rate is not None and args.rate <= 0):
         p.error("--n and --workers must be >= 1 and --rate > 0")
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    if args.checkout_scan:
+        sizes = [int(n) for n in args.checkout_scan.split(",")]
+        print(_bench.render(checkout_scan(sizes), ["Fireworks", "checkout median ms", "min ms", "max ms"], digits=1))
+        return 0
     t_all = time.time()
     rows = run_benchmark(args)
     print()

@@ -74,3 +74,9 @@ def test_dispatch_latency_runs_every_firework(launcher):
     for r in rows:
         assert 0 <= r["median s"] <= r["p95 s"] <= r["max s"]
         assert r["throughput FW/s"] > 0
+
+
+def test_checkout_scan_times_a_checkout_at_each_launchpad_size():
+    rows = dispatch_latency.checkout_scan([12, 3], repeat=2)
+    assert [r["Fireworks"] for r in rows] == [3, 12]
+    assert all(0 < r["min ms"] <= r["checkout median ms"] <= r["max ms"] for r in rows)
