@@ -1,5 +1,7 @@
 """Pure helpers: structure hashing tolerance and credential masking."""
 
+import pytest
+
 from ase.build import bulk
 
 from firegen.db.hashing import LENGTH_TOLERANCE, atoms_hash, dataset_hash
@@ -39,4 +41,28 @@ def test_mask_uri_hides_passwords_only():
     text = "failed: mongodb://u:pw@h/x and mongodb://v:qq@k/y"
     assert "pw" not in mask_secrets(text) and "qq" not in mask_secrets(text)
     assert database_name("mongodb://u:p@h:1/firegen?authSource=admin") == "firegen"
+
+
+@pytest.mark.parametrize("uri, password", [
+    ("mongodb://alice:p@ss@db:27017/x", "p@ss"),                    # '@' typed without escaping
+    ("mongodb://alice:pa/ss@db:27017/x", "pa/ss"),                  # '/' typed without escaping
+    ("mongodb://alice:a:b/c@d@db/x?authSource=admin", "a:b/c@d"),    # all of them
+    ("MONGODB://alice:Sh0ut@db/x", "Sh0ut"),                         # upper-case scheme
+    ("MongoDB+SRV://alice:srvpw@cluster.example/x", "srvpw"),
+    ("mongodb://db/x?tls=true&tlsCertificateKeyFilePassword=keypw", "keypw"),
+    ("mongodb://u:pw1@db/x?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:tok9", "tok9"),
+])
+def test_mask_uri_never_shows_a_password_however_it_is_written(uri, password):
+    masked = mask_uri(uri)
+    assert password not in masked and "***" in masked
+    assert masked.lower().startswith(uri.lower().split("://")[0] + "://")
+    if "alice" in uri:
+        assert "alice:***@" in masked  # the user name stays readable
+    assert password not in mask_secrets(f"pymongo.errors.InvalidURI: bad {uri} (given)")
+
+
+def test_mask_uri_keeps_what_is_no_secret():
+    for uri in ("mongodb://db:27017/x?tls=true&tlsCAFile=/etc/ca.pem", "mongodb://alice@db/x?authSource=admin",
+                "mongodb://127.0.0.1:27117/"):
+        assert mask_uri(uri) == uri
     assert database_name("mongodb://h:1/") == "firegen"
