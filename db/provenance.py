@@ -73,10 +73,9 @@ def holding_snapshots(db, paged_by: Sequence, projection=None) -> list[dict]:
     paged_by = list(paged_by)
     if not paged_by:
         return []
-    found = {d["_id"]: d for d in find_by_ids(db.datasets, paged_by, {**(projection or {}), "iteration": 1})}
-    sharing = db.datasets.find({"parts.datasets": {"$in": paged_by}}, {**(projection or {}), "iteration": 1})
-    found.update((d["_id"], d) for d in sharing)
-    return sorted(found.values(), key=lambda d: d.get("iteration", 0))
+    # a snapshot lists itself in parts.datasets when it paged anything; _id covers those stored before pages
+    query = {"$or": [{"_id": {"$in": paged_by}}, {"parts.datasets": {"$in": paged_by}}]}
+    return list(db.datasets.find(query, {**(projection or {}), "iteration": 1}).sort("iteration", 1))
 
 
 def configuration_provenance(db, config_id) -> dict:
