@@ -1,0 +1,305 @@
+"""Ionic transport from MD: mean squared displacement → diffusion coefficient → Nernst–Einstein
+conductivity → Arrhenius activation energy, each with its uncertainty.
+
+Pure science, no FireWorks and no database. pymatgen's ``DiffusionAnalyzer`` (package
+``pymatgen-analysis-diffusion``) is not part of firegen's environment, so the analysis is written
+here on numpy, following the protocol of the solid-electrolyte MD literature (e.g. He, Zhu, Epstein &
+Mo, npj Comput. Mater. 4, 18 (2018)):
+
+* **MSD** (:func:`mean_squared_displacement`): per species, averaged over atoms and over every time
+  origin, from *unwrapped* positions (Å; LAMMPS ``xu yu zu``), after removing the drift of the whole
+  cell's centre of mass.
+* **Diffusion coefficient** (:func:`diffusion_coefficients`): ``D = slope / 6`` of a straight line
+  through the MSD over the fit window ``[fit_start_ps, fit_end_ps]`` of lag times. Default window:
+  from 10 % to 50 % of one block's length (``duration / n_blocks``): past the ballistic start, and
+  short enough that every lag has at least half the block as time origins. The same window is
+  fitted on the whole run (the value) and on each of ``n_blocks`` consecutive, independent blocks;
+  the error is the standard error of the block values, ``std(D_b, ddof=1) / sqrt(n_blocks)``.
+* **Conductivity** (:func:`nernst_einstein`): ``σ = e² / (V k_B T H_R) Σ_i N_i z_i² D_i`` over the
+  species given charges (Haven ratio ``H_R``, default 1: the tracer conductivity); errors of D and V
+  propagated in quadrature.
+* **Arrhenius** (:func:`arrhenius_fit`): a weighted straight line ``ln(σT) = ln A − E_a / (k_B T)``
+  (or ``ln D`` for diffusion coefficients) over a temperature ladder; ``E_a`` (eV) and the value
+  extrapolated to 300 K, with errors from the fit's covariance.
+
+Units: Å, ps, K, D in cm²/s (1 Å²/ps = 1e-4 cm²/s), σ in S/cm, E_a in eV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from firegen.workflows.steps.properties_stats import DEFAULT_BLOCKS, line_fit
+
+#: cm²/s per Å²/ps.
+A2_PER_PS_IN_CM2_PER_S = 1e-4
+ELEMENTARY_CHARGE_C = 1.602176634e-19
+BOLTZMANN_J_K = 1.380649e-23
+BOLTZMANN_EV_K = 8.617333262e-5
+#: The window of lag times fitted, as fractions of one block's length (see the module docstring).
+DEFAULT_FIT_WINDOW = (0.1, 0.5)
+
+
+@dataclass(frozen=True)
+class MSD:
+    """Mean squared displacement per species against lag time.
+
+    Attributes:
+        time_ps: lag times (ps), starting at 0.
+        msd_A2: per species, the MSD at each lag (Å²).
+    """
+
+    time_ps: list[float]
+    msd_A2: dict[str, list[float]]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_positions(positions, symbols: Sequence[str]) -> np.ndarray:
+    pos = np.asarray(positions, float)
+    if pos.ndim != 3 or pos.shape[2] != 3 or pos.shape[1] != len(symbols):
+        raise ValueError(f"positions must have shape (frames, {len(symbols)} atoms, 3), got {pos.shape}")
+    if pos.shape[0] < 2:
+        raise ValueError("an MSD needs at least two frames")
+    return pos
+
+
+def remove_drift(positions, masses) -> np.ndarray:
+    """Unwrapped positions with the displacement of the cell's centre of mass taken out of every frame."""
+    pos = np.asarray(positions, float)
+    m = np.asarray(masses, float)
+    com = np.einsum("fai,a->fi", pos, m) / m.sum()
+    return pos - (com - com[0])[:, None, :]
+
+
+def _msd_curve(pos: np.ndarray, max_lag: int) -> np.ndarray:
+    """MSD (Å²) at lags 0 .. ``max_lag`` frames, over every time origin and the atoms of ``pos``."""
+    out = np.zeros(max_lag + 1)
+    for lag in range(1, max_lag + 1):
+        d = pos[lag:] - pos[:-lag]
+        out[lag] = float(np.mean(np.sum(d * d, axis=-1)))
+    return out
+
+
+def mean_squared_displacement(positions, symbols: Sequence[str], dt_ps: float, masses=None,
+                              max_lag: int | None = None) -> MSD:
+    """MSD per species (every time origin) from unwrapped positions.
+
+    Args:
+        positions: unwrapped positions, shape ``(frames, atoms, 3)`` (Å), frames ``dt_ps`` apart.
+        symbols: element of each atom.
+        dt_ps: time between frames (ps).
+        masses: atomic masses (amu); when given, the centre-of-mass drift is removed first.
+        max_lag: the longest lag (frames); default half the run.
+    """
+    pos = _check_positions(positions, symbols)
+    if masses is not None:
+        pos = remove_drift(pos, masses)
+    n = pos.shape[0]
+    max_lag = max(1, n // 2) if max_lag is None else min(int(max_lag), n - 1)
+    symbols = np.asarray(list(symbols))
+    curves = {s: _msd_curve(pos[:, symbols == s], max_lag).tolist() for s in dict.fromkeys(symbols.tolist())}
+    return MSD((np.arange(max_lag + 1) * dt_ps).tolist(), curves)
+
+
+@dataclass(frozen=True)
+class Diffusion:
+    """The diffusion coefficient of one species.
+
+    Attributes:
+        species: the element.
+        D_cm2_s, error_cm2_s: from the whole run, and the standard error of the block values (cm²/s).
+        block_D_cm2_s: the value of each block (cm²/s).
+        fit_start_ps, fit_end_ps: the window of lag times fitted (ps).
+        n_atoms: atoms of the species.
+    """
+
+    species: str
+    D_cm2_s: float
+    error_cm2_s: float
+    block_D_cm2_s: list[float]
+    fit_start_ps: float
+    fit_end_ps: float
+    n_atoms: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _slope_D(msd: np.ndarray, dt_ps: float, first: int, last: int) -> float:
+    """D (cm²/s) from the slope of ``msd`` (Å²) over lags ``first .. last`` frames."""
+    lags = np.arange(first, last + 1) * dt_ps
+    slope = np.polyfit(lags, msd[first:last + 1], 1)[0]
+    return float(slope / 6.0 * A2_PER_PS_IN_CM2_PER_S)
+
+
+def fit_window_frames(n_frames: int, dt_ps: float, n_blocks: int,
+                      fit_window_ps: tuple[float, float] | None) -> tuple[int, int]:
+    """The fit window as lags in frames ``(first, last)``: the given one, else :data:`DEFAULT_FIT_WINDOW`
+    of one block. Raises ``ValueError`` for a window a block cannot hold or one under three lags."""
+    block = n_frames // n_blocks
+    if block < 6:
+        raise ValueError(f"{n_frames} frames make blocks of {block} frames; a diffusion fit needs at least 6 "
+                         "per block: run longer, save frames more often, or use fewer blocks")
+    if fit_window_ps is None:
+        span = (block - 1) * dt_ps
+        fit_window_ps = (DEFAULT_FIT_WINDOW[0] * span, DEFAULT_FIT_WINDOW[1] * span)
+    start, end = fit_window_ps
+    first, last = max(1, int(round(start / dt_ps))), int(round(end / dt_ps))
+    if last > block - 1:
+        raise ValueError(f"fit window end {end:g} ps is longer than one block ({(block - 1) * dt_ps:g} ps); "
+                         "shorten the window, use fewer blocks, or run longer")
+    if last - first < 2:
+        raise ValueError(f"fit window {start:g}-{end:g} ps holds fewer than three lags of {dt_ps:g} ps")
+    return first, last
+
+
+def diffusion_coefficients(positions, symbols: Sequence[str], dt_ps: float, masses=None,
+                           fit_window_ps: tuple[float, float] | None = None,
+                           n_blocks: int = DEFAULT_BLOCKS, species: Sequence[str] | None = None) -> dict[str, Diffusion]:
+    """Diffusion coefficient of each species, with its block error (see the module docstring).
+
+    Args:
+        positions, symbols, dt_ps, masses: as for :func:`mean_squared_displacement`.
+        fit_window_ps: ``(start, end)`` lag times fitted (ps); default 10–50 % of one block.
+        n_blocks: independent blocks for the error (at least 2).
+        species: the species to analyse (default every one).
+    """
+    pos = _check_positions(positions, symbols)
+    if masses is not None:
+        pos = remove_drift(pos, masses)
+    if n_blocks < 2:
+        raise ValueError(f"n_blocks must be at least 2 for an error bar, got {n_blocks}")
+    n = pos.shape[0]
+    first, last = fit_window_frames(n, dt_ps, n_blocks, fit_window_ps)
+    block = n // n_blocks
+    symbols = np.asarray(list(symbols))
+    wanted = list(dict.fromkeys(symbols.tolist())) if species is None else list(species)
+    out = {}
+    for s in wanted:
+        sel = symbols == s
+        if not sel.any():
+            raise ValueError(f"species {s} is not in the trajectory")
+        atoms = pos[:, sel]
+        whole = _slope_D(_msd_curve(atoms, last), dt_ps, first, last)
+        blocks = [_slope_D(_msd_curve(atoms[b * block:(b + 1) * block], last), dt_ps, first, last)
+                  for b in range(n_blocks)]
+        out[s] = Diffusion(s, whole, float(np.std(blocks, ddof=1) / np.sqrt(n_blocks)), blocks,
+                           first * dt_ps, last * dt_ps, int(sel.sum()))
+    return out
+
+
+@dataclass(frozen=True)
+class Conductivity:
+    """Nernst–Einstein ionic conductivity.
+
+    Attributes:
+        sigma_S_cm, error_S_cm: the conductivity and its propagated error (S/cm).
+        temperature_K, volume_A3, haven_ratio: what it was computed with.
+        contributions_S_cm: per species, its share of ``sigma_S_cm``.
+    """
+
+    sigma_S_cm: float
+    error_S_cm: float
+    temperature_K: float
+    volume_A3: float
+    haven_ratio: float
+    contributions_S_cm: dict[str, float]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def nernst_einstein(diffusion: Mapping[str, Diffusion], counts: Mapping[str, int], charges: Mapping[str, float],
+                    volume_A3: float, temperature_K: float, haven_ratio: float = 1.0,
+                    volume_error_A3: float = 0.0) -> Conductivity:
+    """``σ = e² / (V k_B T H_R) Σ_i N_i z_i² D_i`` (S/cm) over the species in ``charges``.
+
+    Args:
+        diffusion: per species, its :class:`Diffusion` (D in cm²/s).
+        counts: atoms of each species in the cell of volume ``volume_A3``.
+        charges: formal charge ``z_i`` (e) of each conducting species (e.g. ``{"Na": 1}``); species not
+            listed do not conduct.
+        volume_A3, volume_error_A3: cell volume and its error (Å³; the mean of an NPT run).
+        temperature_K: temperature (K).
+        haven_ratio: ``H_R = D_tracer / D_sigma`` (1: uncorrelated ions).
+
+    Raises:
+        ValueError: a charged species without a diffusion coefficient or count, or a non-positive
+            volume, temperature or Haven ratio.
+    """
+    if volume_A3 <= 0 or temperature_K <= 0 or haven_ratio <= 0:
+        raise ValueError("volume (Å³), temperature (K) and haven_ratio must be positive")
+    missing = [s for s in charges if s not in diffusion or s not in counts]
+    if missing:
+        raise ValueError(f"charged species {missing} have no diffusion coefficient or atom count")
+    # S/m = C² / (m³ J/K K) * m²/s; cm²/s -> m²/s is 1e-4, Å³ -> m³ is 1e-30, S/m -> S/cm is 1e-2
+    pre = ELEMENTARY_CHARGE_C ** 2 / (volume_A3 * 1e-30 * BOLTZMANN_J_K * temperature_K * haven_ratio) * 1e-4 * 1e-2
+    parts = {s: pre * counts[s] * z ** 2 * diffusion[s].D_cm2_s for s, z in charges.items()}
+    sigma = float(sum(parts.values()))
+    d_var = sum((pre * counts[s] * z ** 2 * diffusion[s].error_cm2_s) ** 2 for s, z in charges.items())
+    v_var = (sigma * volume_error_A3 / volume_A3) ** 2
+    return Conductivity(sigma, float(np.sqrt(d_var + v_var)), float(temperature_K), float(volume_A3),
+                        float(haven_ratio), {s: float(v) for s, v in parts.items()})
+
+
+@dataclass(frozen=True)
+class Arrhenius:
+    """An Arrhenius fit over a temperature ladder.
+
+    Attributes:
+        activation_energy_eV, activation_energy_error_eV: ``E_a`` and its error (eV).
+        ln_prefactor, ln_prefactor_error: ``ln A`` (A in the value's unit, times K when ``times_T``).
+        times_T: True when ``ln(value * T)`` was fitted (conductivity), False for ``ln(value)`` (D).
+        temperatures_K: the ladder; extrapolated_T_K: where the fit was evaluated.
+        extrapolated, extrapolated_error: the value there and its error (the value's unit).
+    """
+
+    activation_energy_eV: float
+    activation_energy_error_eV: float
+    ln_prefactor: float
+    ln_prefactor_error: float
+    times_T: bool
+    temperatures_K: list[float]
+    extrapolated_T_K: float
+    extrapolated: float
+    extrapolated_error: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def value_at(self, temperature_K: float) -> float:
+        """The fitted value at ``temperature_K``."""
+        y = self.ln_prefactor - self.activation_energy_eV / (BOLTZMANN_EV_K * temperature_K)
+        return float(np.exp(y) / (temperature_K if self.times_T else 1.0))
+
+
+def arrhenius_fit(temperatures_K: Sequence[float], values: Sequence[float], errors: Sequence[float] | None = None,
+                  times_T: bool = True, extrapolate_to_K: float = 300.0) -> Arrhenius:
+    """Fit ``ln(value·T) = ln A − E_a/(k_B T)`` (``times_T``, for σ) or ``ln(value) = ln A − E_a/(k_B T)`` (for D).
+
+    With ``errors`` the points are weighted by ``value / error`` (the error of the logarithm) and the
+    parameter errors follow from them; without, from the residuals (three temperatures at least).
+    The value at ``extrapolate_to_K`` (default 300 K) comes with its error through the covariance of
+    slope and intercept.
+
+    Raises:
+        ValueError: fewer than two temperatures, non-positive temperatures or values.
+    """
+    t = np.asarray(temperatures_K, float)
+    v = np.asarray(values, float)
+    if t.size < 2 or t.size != v.size:
+        raise ValueError("an Arrhenius fit needs a value at each of at least two temperatures")
+    if np.any(t <= 0) or np.any(v <= 0):
+        raise ValueError("Arrhenius temperatures (K) and values must be positive (no diffusion seen at some T?)")
+    x = 1.0 / (BOLTZMANN_EV_K * t)
+    y = np.log(v * t) if times_T else np.log(v)
+    fit = line_fit(x, y, None if errors is None else np.asarray(errors, float) / v)
+    y0, y0_err = fit.predict(1.0 / (BOLTZMANN_EV_K * extrapolate_to_K))
+    value0 = float(np.exp(y0) / (extrapolate_to_K if times_T else 1.0))
+    return Arrhenius(-fit.slope, fit.slope_error, fit.intercept, fit.intercept_error, times_T, t.tolist(),
+                     float(extrapolate_to_K), value0, value0 * y0_err)
