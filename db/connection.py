@@ -14,6 +14,9 @@ Only case 4 ever starts a server. Passwords are never printed: :func:`DBTarget.d
 from __future__ import annotations
 
 import os
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,8 @@ EMBEDDED_MARK = "# written by firegen for its embedded FerretDB"
 DEFAULT_DB_NAME = "firegen"
 LAUNCHPAD_FILE = "my_launchpad.yaml"
 SERVER_SELECTION_MS = int(os.environ.get("FIREGEN_DB_TIMEOUT_MS", "5000"))
+DB_WAIT_S = float(os.environ.get("FIREGEN_DB_WAIT_S", "3600"))
+"""How long workers and ``firegen run`` wait for a database that stopped answering before they give up (s)."""
 
 # FireWorks queries these Firework spec fields for firegen; LaunchPad builds the indexes.
 USER_INDICES = ["spec.firegen.campaign", "spec.firegen.iteration", "spec._category"]
@@ -181,3 +186,64 @@ def _write_private(path: Path, spec: dict, mark: str | None) -> Path:
             fh.write(mark + "\n")
         yaml.safe_dump(spec, fh, sort_keys=False)
     return path
+
+
+def database_address(client) -> str:
+    """``mongodb://host:port[,host:port]`` of a pymongo client's servers: no credentials, no options."""
+    seeds = sorted(client.topology_description.server_descriptions())
+    return "mongodb://" + ",".join(f"{host}:{port}" for host, port in seeds)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database does not answer (rather than that it refused what was asked)."""
+    return isinstance(exc, (pymongo.errors.ConnectionFailure, DatabaseUnreachable))
+
+
+def wait_for_database(client, since: float | None = None, max_wait: float = DB_WAIT_S,
+                      echo: Callable[[str], None] | None = None, poll: float = 2.0) -> float:
+    """Block until the database of ``client`` answers ``ping`` again, saying so once, in one line.
+
+    Args:
+        client: a pymongo client (a LaunchPad's ``connection``).
+        since: when it was first found unreachable (``time.time()``; default now).
+        max_wait: give up after this many seconds from ``since``.
+        echo: where the two lines go (default stderr).
+        poll: seconds between tries (each try also waits up to the client's server-selection timeout).
+
+    Returns:
+        float: seconds it was unreachable.
+
+    Raises:
+        DatabaseUnreachable: it did not come back within ``max_wait`` (one line saying so).
+    """
+    echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+    since = time.time() if since is None else since
+    where = database_address(client)
+    echo(f"database at {where} unreachable since {time.strftime('%H:%M:%S', time.localtime(since))}; "
+         f"waiting (Ctrl-C to stop)")
+    while True:
+        try:
+            client.admin.command("ping")
+            break
+        except pymongo.errors.PyMongoError:
+            if time.time() - since >= max_wait:
+                raise DatabaseUnreachable(f"database at {where} unreachable for {max_wait:.0f} s; gave up. Fix: start "
+                                          "it again (`firegen db up` for the embedded one), then restart this "
+                                          "command") from None
+            time.sleep(poll)
+    down = time.time() - since
+    echo(f"database at {where} answers again after {down:.0f} s; continuing")
+    return down
+
+
+def retry_unreachable(call: Callable[[], object], client, max_wait: float = DB_WAIT_S,
+                      echo: Callable[[str], None] | None = None):
+    """``call()``, waiting for the database (:func:`wait_for_database`) and trying again each time it does not
+    answer; other errors are raised as they are."""
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            wait_for_database(client, time.time(), max_wait, echo)

@@ -2,11 +2,17 @@
 
 from firegen.campaign.errors import FatalError, FiregenError, TransientError
 
-__all__ = ["DatabaseUnreachable", "FerretDBUnavailable", "FiregenError", "IntegrityError", "SchemaViolation"]
+__all__ = ["DatabaseUnreachable", "EmbeddedPortBusy", "FerretDBUnavailable", "FiregenError", "IntegrityError",
+           "SchemaViolation"]
 
 
 class DatabaseUnreachable(TransientError):
     """No MongoDB wire-protocol server answered at the resolved address (it may come back)."""
+
+
+class EmbeddedPortBusy(FatalError):
+    """The embedded server's recorded port is held by another process, so it cannot come back where its
+    clients expect it."""
 
 
 class FerretDBUnavailable(FatalError):

@@ -16,21 +16,28 @@ import pymongo
 from fireworks import Firework
 
 
-def detect_lostruns(lp, expiration_secs: int = 4 * 3600, fizzle: bool = False, rerun: bool = False,
-                    refresh: bool = False) -> tuple[list[int], list[int], list[int]]:
-    """Lost launch ids, lost Firework ids and inconsistent Firework ids, as FireWorks returns them."""
+def detect_lostruns(lp, expiration_secs: float = 4 * 3600, fizzle: bool = False, rerun: bool = False,
+                    refresh: bool = False, query: dict | None = None,
+                    launch_query: dict | None = None) -> tuple[list[int], list[int], list[int]]:
+    """Lost launch ids, lost Firework ids and inconsistent Firework ids, as FireWorks returns them; ``query`` and
+    ``launch_query`` restrict the search to those Fireworks and launches, as in FireWorks."""
     try:
-        return lp.detect_lostruns(expiration_secs=expiration_secs, fizzle=fizzle, rerun=rerun, refresh=refresh)
+        return lp.detect_lostruns(expiration_secs=expiration_secs, fizzle=fizzle, rerun=rerun, refresh=refresh,
+                                  query=dict(query) if query else None,
+                                  launch_query=dict(launch_query) if launch_query else None)
     except pymongo.errors.OperationFailure as exc:
         if exc.code not in (2, 238, 40324):  # BadValue (unknown operator) / NotImplemented / unknown stage
             raise
-    return _portable(lp, expiration_secs, fizzle, rerun, refresh)
+    return _portable(lp, expiration_secs, fizzle, rerun, refresh, query, launch_query)
 
 
-def _portable(lp, expiration_secs, fizzle, rerun, refresh):
+def _portable(lp, expiration_secs, fizzle, rerun, refresh, query=None, launch_query=None):
     cutoff = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=expiration_secs)).isoformat()
     lost_launch_ids, potential = [], set()
-    for launch in lp.launches.find({"state": "RUNNING"}, {"launch_id": 1, "fw_id": 1, "state_history": 1}):
+    selected = {**(launch_query or {}), "state": "RUNNING"}
+    if query:
+        selected["fw_id"] = {"$in": [fw["fw_id"] for fw in lp.fireworks.find(query, {"fw_id": 1})]}
+    for launch in lp.launches.find(selected, {"launch_id": 1, "fw_id": 1, "state_history": 1}):
         if any(h.get("state") == "RUNNING" and str(h.get("updated_on", "")) <= cutoff
                for h in launch.get("state_history", [])):
             lost_launch_ids.append(launch["launch_id"])
@@ -55,6 +62,8 @@ def _portable(lp, expiration_secs, fizzle, rerun, refresh):
                 if fw_id in lost_fw_ids:
                     lp.rerun_fw(fw_id)
     ended = {d["fw_id"] for d in lp.launches.find({"state": {"$in": ["FIZZLED", "COMPLETED"]}}, {"fw_id": 1})}
+    if query:
+        ended &= {fw["fw_id"] for fw in lp.fireworks.find(query, {"fw_id": 1})}
     inconsistent = [fw["fw_id"] for fw in lp.fireworks.find({"fw_id": {"$in": sorted(ended)}, "state": "RUNNING"},
                                                             {"fw_id": 1})]
     if refresh:

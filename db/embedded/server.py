@@ -3,6 +3,13 @@
 All its state lives under one folder (default ``.firegen/db`` of the working directory):
 ``data/`` (SQLite files), ``state/`` (FerretDB's own state), ``ferretdb.log`` and
 ``server.json`` (pid, port, URI). ``start`` is idempotent: a running server is reused.
+
+The port is kept across restarts: every client (launchpad files, workers, ``firegen run``) holds
+``127.0.0.1:<port>``, so a server that was stopped or killed comes back on the port ``server.json``
+records (``stop`` keeps the port and drops the pid; a start after a SIGKILL drops the dead pid itself),
+waiting up to :data:`PORT_WAIT_S` for that port to be free and failing with one line when it is not.
+Nothing acknowledged before a kill is lost: FerretDB's SQLite handler runs in WAL mode and answers a
+write after its transaction committed to the WAL, which SQLite replays at the next open.
 """
 
 from __future__ import annotations
@@ -18,13 +25,16 @@ from pathlib import Path
 
 import pymongo
 
-from firegen.db.errors import DatabaseUnreachable, FerretDBUnavailable
+from firegen.db.errors import DatabaseUnreachable, EmbeddedPortBusy, FerretDBUnavailable
 from firegen.db.embedded.id_index import index_every_database, index_id_lookups
 from firegen.db.embedded.write_lock import register_server, unregister_server
 from firegen.db.embedded.install import find_ferretdb, install_ferretdb
 
 DEFAULT_PORT = 27117
-"""Preferred loopback port; the next free port is taken when it is busy."""
+"""Preferred loopback port of a first start; a free port is taken when it is busy (and kept from then on)."""
+
+PORT_WAIT_S = 30.0
+"""How long a restart waits for its recorded port to be free (another process may be closing it)."""
 
 
 def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
@@ -37,6 +47,18 @@ def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
                 continue
             return sock.getsockname()[1]
     raise OSError("no free port")
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``host:port`` now. Like Go's listener (FerretDB's), the probe sets
+    SO_REUSEADDR, so connections of a killed server still in TIME_WAIT do not count as busy."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _pid_alive(pid: int) -> bool:
@@ -73,6 +95,7 @@ class EmbeddedServer:
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
+        self.stale_pid: int | None = None  # the dead server whose state the last start cleaned
 
     @property
     def state_file(self) -> Path:
@@ -105,7 +128,7 @@ class EmbeddedServer:
         binary = install_ferretdb() if install else find_ferretdb()
         if binary is None:
             raise FerretDBUnavailable("FerretDB is not installed. Fix: run `firegen db install` or use --uri.")
-        port = free_port(self.port or self._state().get("port") or DEFAULT_PORT)
+        port = self._port_to_use()
         data_dir, state_dir = self.root / "data", self.root / "state"
         data_dir.mkdir(parents=True, exist_ok=True)
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -140,19 +163,45 @@ class EmbeddedServer:
         proc.kill()
         raise DatabaseUnreachable(f"FerretDB did not answer on {uri} within {timeout:.0f} s; see {self.log_file}")
 
+    def _port_to_use(self, wait: float | None = None) -> int:
+        """The recorded port (waiting up to ``wait`` s, default :data:`PORT_WAIT_S`, for it to be free), else
+        :data:`DEFAULT_PORT` or a free one for a first start. Drops a dead server's pid from ``server.json``
+        (``self.stale_pid`` says which) and records the port before FerretDB starts."""
+        state = self._state()
+        self.stale_pid = state.get("pid") if state.get("pid") and not _pid_alive(state["pid"]) else None
+        recorded = self.port or state.get("port")
+        if not recorded:
+            port = free_port(DEFAULT_PORT)
+        else:
+            port = int(recorded)
+            deadline = time.monotonic() + (PORT_WAIT_S if wait is None else wait)
+            while not port_free(port):
+                if time.monotonic() >= deadline:
+                    holder = (f"FerretDB pid {state['pid']} (it does not answer)" if state.get("pid")
+                              and _pid_alive(state["pid"]) else "another process")
+                    fix = ("`firegen db down`, then `firegen db up`" if "FerretDB" in holder else
+                           f"stop what listens there (`ss -ltnp 'sport = :{port}'`), or delete {self.state_file} to "
+                           "take a new port and restart every worker")
+                    raise EmbeddedPortBusy(f"the embedded FerretDB under {self.root} must come back on 127.0.0.1:{port}, "
+                                           f"where its clients expect it, but {holder} holds that port. Fix: {fix}.")
+                time.sleep(0.5)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps({"port": port}))
+        return port
+
     def index_lookups(self, database: str) -> list[str]:
         """Give every collection of ``database`` the ``_id`` look-up index (:mod:`firegen.db.embedded.id_index`);
         returns the collection tables indexed now."""
         return index_id_lookups(self.root / "data", database)
 
     def stop(self, timeout: float = 15.0) -> bool:
-        """Stop the server; True when one was running. Data stay on disk."""
+        """Stop the server; True when one was running. Data stay on disk, and the port stays recorded."""
         state = self._state()
         pid = state.get("pid")
         if state.get("port"):
             unregister_server(state["port"])
         if not pid or not _pid_alive(pid):
-            self.state_file.unlink(missing_ok=True)
+            self._forget_pid(state)
             return False
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -162,8 +211,15 @@ class EmbeddedServer:
         if _pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
             _reap(pid)
-        self.state_file.unlink(missing_ok=True)
+        self._forget_pid(state)
         return True
+
+    def _forget_pid(self, state: dict) -> None:
+        """Keep only the port in ``server.json`` (the next start comes back there)."""
+        if state.get("port"):
+            self.state_file.write_text(json.dumps({"port": state["port"]}))
+        else:
+            self.state_file.unlink(missing_ok=True)
 
     def status(self) -> dict:
         """Running flag, pid, URI, data folder and log file, for ``firegen db status``."""
