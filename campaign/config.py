@@ -20,11 +20,11 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from ase.data import atomic_masses, atomic_numbers
 from pydantic import (AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
+from .config_final import FinalConfig
 from .config_fields import NOTHING, SLUG_FIX, Problem, Slug, _check_symbol, _Model, fail, fx
 from .config_fields import one_line as _one_line
 from .config_loop import (CommitteeConfig, ConvergenceConfig, ExplorationConfig, LabelerConfig, SelectionConfig,
@@ -32,8 +32,10 @@ from .config_loop import (CommitteeConfig, ConvergenceConfig, ExplorationConfig,
 from .config_stages import StageConfig
 from .config_systems import InitialDataConfig, PerturbConfig, SystemConfig
 from .errors import FatalError
+from .input_files import InputProblem, plain_data_problems, read_input_file
 from .structure_builders import BuildError, build_system
-from .structures import read_structure
+from .structures import StructureError, read_structure
+from .training_template import template_problems
 
 __all__ = ["CampaignConfig", "SystemConfig", "InitialDataConfig", "PerturbConfig",
            "CommitteeConfig", "SelectionConfig", "TrustLevels", "StageConfig",
@@ -63,6 +65,8 @@ class CampaignConfig(_Model):
                                    fix="add at least one stage")
     labeler: LabelerConfig = fx(desc="Reference calculator.", fix="e.g. labeler: {kind: emt}")
     exploration: ExplorationConfig = fx(default_factory=ExplorationConfig, desc="MD engine.")
+    final: FinalConfig | None = fx(None, desc="Final model (`firegen finalize`; see config_final.py).",
+                                   fix="e.g. final: {numb_steps: 1000000}")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="<config>")
@@ -115,13 +119,30 @@ class CampaignConfig(_Model):
                     probs.append(Problem(f"stages[{i}].{name}", "needs the LAMMPS engine",
                                          fix="set exploration.engine: lammps, or use a fixed `strain` instead "
                                          "of `deform`"))
+        explorers = [s.name for s in self.systems if s.role == "explore"]
+        for i, stage in enumerate(self.stages):
+            if stage.systems is None and not explorers:
+                probs.append(Problem(f"stages[{i}].systems", "names no system, and no system has role "
+                                     "explore (the default stages explore)", fix="list the systems this "
+                                     "stage explores, or give a system role: explore"))
         if probs:
             fail(*probs)
         for stage in self.stages:
             if stage.systems is None:
-                stage.systems = [s.name for s in self.systems if s.role == "explore"]
+                stage.systems = list(explorers)
         if self.mass_list is None:
             self.mass_list = [float(atomic_masses[atomic_numbers[s]]) for s in self.type_map]
+        return self
+
+    @model_validator(mode="after")
+    def _training_template(self, info: ValidationInfo):
+        """The deepmd-kit template checked as `dp train` would check it (deepmd-kit's argument checker and
+        the cutoffs): on user input only (`validate_dict` asks for it), not on every stored config a task
+        reads back."""
+        if (info.context or {}).get("check_training_template"):
+            probs = template_problems(self.committee.training, self.type_map, self.committee.numb_steps)
+            if probs:
+                fail(*(p._replace(loc=_join("committee.training", p.loc)) for p in probs))
         return self
 
     # ---- helpers -------------------------------------------------------------------------
@@ -189,6 +210,9 @@ class CampaignConfig(_Model):
                     continue
                 try:
                     read_structure(path, s.fmt)
+                except StructureError as exc:  # read, but not a structure a campaign can start from
+                    probs.append(Problem(loc, f"is refused: {exc.msg}", s.structure, exc.fix))
+                    continue
                 except Exception as exc:  # any reader failure is a config problem
                     probs.append(Problem(loc, f"cannot be read: {_one_line(exc)}", s.structure,
                                          "give a POSCAR/CIF/extxyz file or set `fmt`"))
@@ -242,6 +266,7 @@ _MESSAGES = {
     "list_type": "must be a list", "string_type": "must be text",
     **dict.fromkeys(["int_parsing", "int_type", "int_from_float"], "must be a whole number"),
     **dict.fromkeys(["float_parsing", "float_type"], "must be a number"),
+    "finite_number": "must be a finite number (not NaN or infinity)",
     **dict.fromkeys(["dict_type", "model_type", "model_attributes_type"], "must be a mapping"),
     **dict.fromkeys(["bool_type", "bool_parsing"], "must be true or false"),
 }
@@ -349,49 +374,12 @@ def _pydantic_lines(source: str, exc: ValidationError) -> list[str]:
 
 
 # ---- loading -------------------------------------------------------------------------------
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys instead of keeping the last one."""
-
-
-def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    keys: set = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be overridden here
-            continue
-        key = loader.construct_object(key_node, deep=deep)
-        if key in keys:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark)
-        keys.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
-
-
 def _read(path: Path, source: str) -> Any:
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError([_line(source, "", "file not found", fix="check the path")]) from None
-    except OSError as exc:
-        raise ConfigError([_line(source, "", f"cannot read: {_one_line(exc)}",
-                                 fix="check the path and its permissions")]) from None
-    if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError([_line(source, f"line {exc.lineno}", f"invalid JSON: {exc.msg}",
-                                     fix="correct the JSON syntax there")]) from None
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else ""
-        what = _one_line(getattr(exc, "problem", None) or exc)
-        fix = ("keep each key once" if "duplicate key" in what
-               else "check indentation, colons and quoting there")
-        raise ConfigError([_line(source, where, f"invalid YAML: {what}", fix=fix)]) from None
+        return read_input_file(path)
+    except InputProblem as exc:
+        raise ConfigError([_line(source, exc.loc, exc.msg, NOTHING if exc.got is None else exc.got,
+                                 exc.fix)]) from None
 
 
 def load_config(path: str | os.PathLike, check_files: bool = True) -> CampaignConfig:
@@ -414,8 +402,12 @@ def load_config(path: str | os.PathLike, check_files: bool = True) -> CampaignCo
 def validate_dict(data: dict, source: str = "<config>", base_dir: str | os.PathLike | None = None,
                   check_files: bool = False) -> CampaignConfig:
     """Validate an in-memory config (e.g. a stored frozen one) with the same one-line errors."""
+    plain = [_line(source, p.loc, p.msg, NOTHING if p.got is None else p.got, p.fix)
+             for p in plain_data_problems(data)]
+    if plain:
+        raise ConfigError(plain)
     try:
-        cfg = CampaignConfig.model_validate(data)
+        cfg = CampaignConfig.model_validate(data, context={"check_training_template": True})
     except ValidationError as exc:
         raise ConfigError(_pydantic_lines(source, exc)) from None
     cfg._base_dir = Path(base_dir).resolve() if base_dir else Path.cwd()

@@ -46,7 +46,11 @@ SLUG_FIX = "use 1-64 letters, digits, '-', '_' or '.', starting with a letter or
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
+    """Strict: a number is not taken from text or a bool (YAML's `true` is not 1), a whole number not from
+    2.0; NaN and infinity are refused; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True, strict=True,
+                              allow_inf_nan=False)
 
 
 def one_line(obj: Any, limit: int = 200) -> str:

@@ -252,7 +252,8 @@ class StageConfig(_Model):
     melt_quench: MeltQuenchConfig | None = fx(None, desc="Melt-quench recipe (one multi-segment "
                                               "run per melt temperature).",
                                               fix="e.g. melt_quench: {melt_temperature: 1400}")
-    systems: list[str] | None = fx(None, desc="Names of the systems explored (default: all).",
+    systems: list[str] | None = fx(None, min_length=1, desc="Names of the systems explored (default: all "
+                                   "with role explore); at least one.",
                                    fix="list names from the top-level `systems`")
     converged_when: ConvergenceConfig = fx(default_factory=ConvergenceConfig,
                                            desc="Convergence criterion.")

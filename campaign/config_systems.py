@@ -5,6 +5,7 @@ imported DP-GEN data). `config.py` assembles them into `CampaignConfig`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,7 +15,11 @@ from pydantic_core import PydanticCustomError
 
 from .config_fields import (ELEMENTS, SLUG_FIX, Problem, Slug, Symbol, _as_triple, _check_symbol, _Model,
                             fail, fx, one_line)
-from .structure_builders import BuildError, formula_counts
+from .structure_builders import MAX_PACKED_ATOMS, BuildError, formula_counts
+from .structures import MAX_ATOMS
+
+#: Most interstitials of one defect step: each is a void search over the whole cell.
+MAX_INTERSTITIALS = 100
 
 
 _DEFECT_SPECIES = {"vacancy": 1, "substitution": 1, "interstitial": 1,  # one element
@@ -40,12 +45,14 @@ class DefectConfig(_Model):
         fix="give an element symbol, e.g. Li (a list such as [Li, Cl] for schottky/antisite)")
     by: Symbol | None = fx(None, desc="Substituting element (substitution only).",
                            fix="give the element that takes the sites, e.g. Br")
-    count: int = fx(1, ge=1, desc="Atoms (vacancy, substitution, interstitial), neutral units "
-                    "(schottky) or exchanged pairs (antisite).", fix="give a positive count")
+    count: int = fx(1, ge=1, le=MAX_ATOMS, desc="Atoms (vacancy, substitution, interstitial: at most "
+                    f"{MAX_INTERSTITIALS}), neutral units (schottky) or exchanged pairs (antisite).",
+                    fix="give a positive count")
     arrangement: Literal["nearest", "farthest"] = fx(
         "nearest", desc="schottky/antisite: the unit's other sites are the nearest to (or "
         "farthest from, minimum image) the anchor site.", fix="use nearest or farthest")
-    seed: int = fx(0, desc="Seed of the site choice.", fix="give an integer")
+    seed: int = fx(0, ge=0, desc="Seed of the site choice (numpy's default_rng).",
+                   fix="give a non-negative integer")
 
     @field_validator("species")
     @classmethod
@@ -75,6 +82,9 @@ class DefectConfig(_Model):
                        or len(set(self.species)) != len(self.species)):
             probs.append(Problem("species", f"needs {'two' if want == 2 else 'two or more'} "
                                  "different elements", self.species, "give e.g. [Li, Cl]"))
+        if self.type == "interstitial" and self.count > MAX_INTERSTITIALS:
+            probs.append(Problem("count", f"must be at most {MAX_INTERSTITIALS} for interstitials (each is a "
+                                 "void search over the cell)", self.count, "add fewer interstitials"))
         if self.type == "substitution" and self.by is None:
             probs.append(Problem("by", "is required for a substitution",
                                  fix="give the substituting element, e.g. by: Br"))
@@ -97,7 +107,8 @@ class RandomPackingConfig(_Model):
 
     formula: str = fx(min_length=1, desc="Formula unit, e.g. Na3OCl or Na3PS3.5O0.5.",
                       fix="write a chemical formula, e.g. Na3OCl")
-    units: int = fx(ge=1, desc="Formula units in the box.", fix="give a positive number, e.g. 8")
+    units: int = fx(ge=1, le=MAX_PACKED_ATOMS, desc=f"Formula units in the box (at most {MAX_PACKED_ATOMS:,} "
+                    "atoms in all; take a supercell of the packing for more).", fix="give a positive number, e.g. 8")
     density: float | None = fx(None, gt=0, le=30, desc="Target density (g/cm³).",
                                fix="give a density in g/cm³, e.g. 2.0")
     volume_per_atom: float | None = fx(None, gt=0, desc="Target volume per atom (Å³), instead "
@@ -109,9 +120,9 @@ class RandomPackingConfig(_Model):
     distance_factor: float = fx(0.75, gt=0, le=1.5, desc="Scale of the default minimum "
                                 "distances (× sums of Shannon ionic radii).",
                                 fix="use a factor near 0.75")
-    seed: int = fx(0, desc="Random seed of the placement.", fix="give an integer")
-    max_attempts: int = fx(10000, ge=1, desc="Trial positions per atom before giving up.",
-                           fix="give a positive number, e.g. 10000")
+    seed: int = fx(0, ge=0, desc="Random seed of the placement.", fix="give a non-negative integer")
+    max_attempts: int = fx(10000, ge=1, le=1_000_000, desc="Trial positions per atom before giving up.",
+                           fix="give a positive number up to 1000000, e.g. 10000")
 
     @model_validator(mode="after")
     def _one_volume(self):
@@ -121,9 +132,14 @@ class RandomPackingConfig(_Model):
                          "is required (or volume_per_atom)", fix="give one of density (g/cm³), "
                          "e.g. 2.0, and volume_per_atom (Å³), e.g. 15.0"))
         try:
-            elements = list(formula_counts(self.formula, self.units))
+            counts = formula_counts(self.formula, self.units)
         except BuildError as exc:
             fail(Problem(exc.field, exc.msg, getattr(self, exc.field), exc.fix))
+        elements = list(counts)
+        if sum(counts.values()) > MAX_PACKED_ATOMS:
+            fail(Problem("units", f"packs {sum(counts.values()):,} atoms, more than one random packing places "
+                         f"({MAX_PACKED_ATOMS:,}: it is quadratic in the atoms)", self.units,
+                         "pack fewer units and take a supercell of the packing"))
         for sym in elements:
             if sym not in ELEMENTS:
                 fail(Problem("formula", f"has an unknown element {sym}", self.formula,
@@ -150,7 +166,8 @@ class SystemConfig(_Model):
         fix="e.g. random_packing: {formula: Na3OCl, units: 8, density: 2.0}")
     supercell: Annotated[list[int], BeforeValidator(_as_triple)] = fx(
         default_factory=lambda: [1, 1, 1], min_length=3, max_length=3,
-        desc="Repetitions [a, b, c] (or one int for all three).",
+        desc=f"Repetitions [a, b, c] (or one int for all three); the built system has at most {MAX_ATOMS:,} atoms "
+        "(checked before it is built).",
         fix="give three positive integers, e.g. [2, 2, 2]")
     scale: float = fx(1.0, gt=0.5, lt=2.0, desc="Linear factor on cell and positions after the "
                       "supercell (volume × scale³).", fix="use a factor near 1, e.g. 1.02")
@@ -176,6 +193,9 @@ class SystemConfig(_Model):
         if bad:
             fail(Problem(f"[{bad[0]}]", "must be at least 1", v[bad[0]],
                          "give three positive integers, e.g. [2, 2, 2]"))
+        if math.prod(v) > MAX_ATOMS:
+            fail(Problem("", f"repeats the cell {math.prod(v):,} times: more than {MAX_ATOMS:,} atoms", v,
+                         "use a smaller supercell, e.g. [4, 4, 4]"))
         return v
 
     @model_validator(mode="after")
@@ -195,8 +215,8 @@ class SystemConfig(_Model):
 class PerturbConfig(_Model):
     """DP-GEN init_bulk style starting data: scale each system's cell, then perturb copies."""
 
-    count: int = fx(10, gt=0, desc="Perturbed copies per system and per scale.",
-                    fix="set how many perturbed copies to make, e.g. 10")
+    count: int = fx(10, gt=0, le=10_000, desc="Perturbed copies per system and per scale (each is labeled).",
+                    fix="set how many perturbed copies to make, e.g. 10 (at most 10000)")
     atom_displacement: float = fx(0.01, ge=0, le=0.5, desc="Maximum atom displacement (Å).",
                                   fix="use a small distance in Å; DP-GEN uses 0.01")
     cell_strain: float = fx(0.03, ge=0, lt=0.5,
@@ -211,7 +231,8 @@ class PerturbConfig(_Model):
         "'uniform' keeps every displacement within atom_displacement.")
     include_unperturbed: bool = fx(False, desc="Also keep each scaled, unperturbed structure "
                                    "(DP-GEN's frame 000000).")
-    seed: int = fx(0, desc="Random seed of the perturbation.")
+    seed: int = fx(0, ge=0, le=2**32 - 1, desc="Random seed of the perturbation (numpy's legacy seeding: "
+                   "0 to 2**32 - 1).", fix="give an integer from 0 to 4294967295")
 
 
 class ImportedDataConfig(_Model):

@@ -48,9 +48,15 @@ from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers, covalent_radii
 
 from .errors import FatalError
-from .structures import _plain, make_supercell, read_structure, scaled
+from .structures import MAX_ATOMS, _plain, make_supercell, read_structure, scaled
 
 AMU_PER_A3_IN_G_PER_CM3 = 1.66053906660  # 1 amu/Å³ = 1.66054 g/cm³
+#: Most atoms one random packing places: random sequential insertion is quadratic in the atoms (2,500 take
+#: about 13 s on one core); pack fewer formula units and take a supercell of the packing for more.
+MAX_PACKED_ATOMS = 5_000
+#: Most points of the interstitial void-search grid (0.2 Å spacing): a cell of about (25 Å)³, searched in
+#: seconds; larger cells would take minutes and gigabytes per interstitial.
+MAX_VOID_GRID = 2_000_000
 CLOSE_PACKING = 0.7405  # volume fraction of close-packed equal spheres
 
 
@@ -273,6 +279,10 @@ def void_centres(structure, grid_spacing: float = 0.2) -> tuple[np.ndarray, np.n
 
     lattice = structure.lattice
     n = [max(4, math.ceil(length / grid_spacing)) for length in lattice.abc]
+    if math.prod(n) > MAX_VOID_GRID:
+        raise BuildError("type", f"the interstitial's void search needs {math.prod(n):,} grid points in this "
+                         f"{lattice.volume:.0f} Å³ cell (at most {MAX_VOID_GRID:,})",
+                         "put interstitials in a smaller cell (a smaller supercell)")
     axes = [np.arange(k) / k for k in n]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     shifts = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)])
@@ -467,6 +477,9 @@ def random_packing(formula: str, units: int, density: float | None = None,
     counts = formula_counts(formula, units)
     elements = list(counts)
     natoms = sum(counts.values())
+    if natoms > MAX_PACKED_ATOMS:
+        raise BuildError("units", f"{units} unit(s) of {formula} are {natoms:,} atoms, more than one random "
+                         f"packing places ({MAX_PACKED_ATOMS:,})", "pack fewer units and take a supercell")
     mass = sum(n * atomic_masses[atomic_numbers[el]] for el, n in counts.items())  # amu
     if density is not None:
         if density <= 0:
@@ -569,7 +582,15 @@ def build_system(spec: Any, resolve: Callable[[str], Any] = str) -> BuiltSystem:
             raise BuildError(f"random_packing.{exc.field}", exc.msg, exc.fix) from None
     else:
         atoms = read_structure(resolve(_get(spec, "structure")), _get(spec, "fmt"))
-    atoms = make_supercell(atoms, _get(spec, "supercell", [1, 1, 1]))
+    supercell = _get(spec, "supercell", [1, 1, 1])
+    reps = abs(round(np.linalg.det(np.asarray(supercell, dtype=float).reshape(3, 3)))) if np.ndim(supercell) == 2 \
+        else math.prod(int(n) for n in (supercell if np.ndim(supercell) else [supercell] * 3))
+    added = sum(_get(d, "count", 1) for d in _get(spec, "defects", None) or [] if _get(d, "type") == "interstitial")
+    if len(atoms) * reps + added > MAX_ATOMS:  # before anything is built
+        raise BuildError("supercell", f"makes {len(atoms) * reps + added:,} atoms ({len(atoms)} × {reps:,}"
+                         + (f" + {added} interstitials" if added else "") + f"), more than firegen's {MAX_ATOMS:,}",
+                         "use a smaller supercell")
+    atoms = make_supercell(atoms, supercell)
     scale = _get(spec, "scale", 1.0)
     if scale != 1.0:
         atoms = scaled(atoms, scale)

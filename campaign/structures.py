@@ -13,6 +13,48 @@ import numpy as np
 from ase import Atoms
 
 
+#: Most atoms in one system (a structure file, or one built from it or packed: supercell and defects
+#: included), checked before anything is built: DeePMD training and DFT labels of larger cells are out of
+#: reach, and a mistyped supercell ([1000000, 1, 1]) would otherwise fill the memory.
+MAX_ATOMS = 100_000
+#: Two atoms of a starting structure closer than this (Å) are one site written twice (or a broken file):
+#: the shortest real bond, H–H in H2, is 0.74 Å.
+MIN_SITE_DISTANCE = 0.5
+
+
+class StructureError(ValueError):
+    """A structure file that reads but cannot start a campaign; ``fix`` says what to change."""
+
+    def __init__(self, msg: str, fix: str):
+        self.msg, self.fix = msg, fix
+        super().__init__(f"{msg}. Fix: {fix}")
+
+
+def check_structure(atoms: Atoms, name: str) -> None:
+    """Raise :class:`StructureError` for a structure (read from file `name`) with more than
+    :data:`MAX_ATOMS` atoms, coordinates or a cell that are not finite numbers, or two atoms closer
+    than :data:`MIN_SITE_DISTANCE` Å (periodic images included)."""
+    if len(atoms) > MAX_ATOMS:
+        raise StructureError(f"{name} has {len(atoms)} atoms, more than firegen's {MAX_ATOMS:,}",
+                             "start from a smaller cell (the supercell is made from it)")
+    positions, cell = np.asarray(atoms.get_positions()), np.asarray(atoms.get_cell())
+    if not (np.isfinite(positions).all() and np.isfinite(cell).all()):
+        rows = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+        where = f"atom {rows[0] + 1}'s coordinates" if len(rows) else "the cell"
+        raise StructureError(f"{name}: {where} are not finite numbers (NaN or infinity)",
+                             "write real coordinates and lattice vectors in Å")
+    if atoms.cell.rank < 3 or abs(atoms.get_volume()) < 1e-6:
+        raise StructureError(f"{name} has no periodic cell", "give a file with lattice vectors")
+    from ase.neighborlist import neighbor_list
+
+    i, j, d = neighbor_list("ijd", atoms, MIN_SITE_DISTANCE, self_interaction=False)
+    if len(d):
+        k = int(np.argmin(d))
+        raise StructureError(f"{name}: atoms {i[k] + 1} and {j[k] + 1} are {d[k]:.3f} Å apart (closer than "
+                             f"{MIN_SITE_DISTANCE} Å: one site written twice?)",
+                             "remove the duplicate atom or correct its coordinates")
+
+
 def _plain(atoms: Atoms) -> Atoms:
     """A clean periodic copy: symbols, positions (Å) and cell (Å) only (float noise below
     1e-10 Å in the cell, e.g. from cell parameters → vectors, set to zero)."""
@@ -28,7 +70,8 @@ def read_structure(path: str | Path, fmt: str | None = None, index: int = 0) -> 
     fmt: None guesses from the file name (ase's rules; ``*.cif`` goes through pymatgen);
     an ase format name ("vasp", "cif", "extxyz", ...); "pymatgen" (any file pymatgen's
     ``Structure.from_file`` reads); or "dpdata:<fmt>" (e.g. "dpdata:vasp/poscar").
-    Raises FileNotFoundError, or ValueError for a disordered CIF or a structure without a cell.
+    Raises FileNotFoundError, or ValueError for a disordered CIF or a structure without a cell;
+    :class:`StructureError` (a ValueError) for one that :func:`check_structure` refuses.
     """
     path = Path(path)
     if not path.exists():
@@ -52,8 +95,7 @@ def read_structure(path: str | Path, fmt: str | None = None, index: int = 0) -> 
         atoms = ase.io.read(str(path), index=index, format=fmt)
     if len(atoms) == 0:
         raise ValueError(f"{path.name} contains no atoms")
-    if atoms.cell.rank < 3 or abs(atoms.get_volume()) < 1e-6:
-        raise ValueError(f"{path.name} has no periodic cell; give a file with lattice vectors")
+    check_structure(atoms, path.name)
     return _plain(atoms)
 
 

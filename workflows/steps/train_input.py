@@ -6,63 +6,15 @@ seeds and the number of steps. Cutoffs in Å.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from firegen.campaign.mappings import deep_merge
+from firegen.campaign.training_template import DEFAULT_INPUT, merge_with_defaults
 
 __all__ = ["DEFAULT_INPUT", "make_training_input", "member_seeds"]
-
-#: firegen's defaults for a DeePMD-kit (v2/v3 format) training input. Modeled on the
-#: DP-GEN / deepmd-kit se_e2_a examples; ``sel: "auto"`` lets deepmd-kit compute the
-#: neighbor numbers from the data (neighbor statistics). Cutoffs in Å.
-DEFAULT_INPUT: dict[str, Any] = {
-    "model": {
-        "type_map": [],
-        "descriptor": {
-            "type": "se_e2_a",
-            "sel": "auto",
-            "rcut": 6.0,
-            "rcut_smth": 2.0,
-            "neuron": [25, 50, 100],
-            "axis_neuron": 16,
-            "resnet_dt": False,
-            "type_one_side": True,
-        },
-        "fitting_net": {"type": "ener", "neuron": [240, 240, 240], "resnet_dt": True},
-    },
-    "learning_rate": {
-        "type": "exp",
-        "start_lr": 1.0e-3,
-        "stop_lr": 3.51e-8,
-        # deepmd-kit shrinks decay_steps itself when it exceeds numb_steps.
-        "decay_steps": 5000,
-    },
-    "loss": {
-        "type": "ener",
-        "start_pref_e": 0.02,
-        "limit_pref_e": 1.0,
-        "start_pref_f": 1000.0,
-        "limit_pref_f": 1.0,
-        "start_pref_v": 0.0,
-        "limit_pref_v": 0.0,
-    },
-    "training": {
-        "training_data": {"systems": [], "batch_size": "auto"},
-        "numb_steps": 400000,
-        "disp_file": "lcurve.out",
-        "disp_freq": 1000,
-        "save_freq": 10000,
-        "save_ckpt": "model.ckpt",
-        "disp_training": True,
-        "time_training": True,
-        "profiling": False,
-    },
-}
 
 #: Sections of the template that must be JSON objects when present.
 _DICT_SECTIONS = (
@@ -184,23 +136,7 @@ def make_training_input(
     ):
         raise ValueError(f"numb_steps must be a non-negative int, got {numb_steps!r}")
 
-    base = copy.deepcopy(DEFAULT_INPUT)
-    for section in (
-        ("model", "descriptor"),
-        ("model", "fitting_net"),
-        ("learning_rate",),
-        ("loss",),
-    ):
-        user: Any = template
-        default: Any = base
-        for key in section[:-1]:
-            user = user.get(key, {})
-            default = default[key]
-        user_section = user.get(section[-1], {})
-        default_type = default[section[-1]].get("type")
-        if "type" in user_section and user_section["type"] != default_type:
-            default[section[-1]] = {}
-    data = deep_merge(base, template)
+    data = merge_with_defaults(template)
 
     model = data["model"]
     training = data["training"]
