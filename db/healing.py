@@ -93,9 +93,10 @@ def _read(path: str) -> str:
 
 
 def _start_time(pid: int) -> str:
-    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22), "" when it is gone."""
-    stat = _read(f"/proc/{pid}/stat")
-    return stat.rsplit(")", 1)[-1].split()[19] if stat else ""
+    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22), "" when it is gone
+    (a zombie, killed and not yet reaped by its parent, is gone)."""
+    fields = _read(f"/proc/{pid}/stat").rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 and fields[0] != "Z" else ""
 
 
 def _pid_namespace() -> str:
@@ -126,10 +127,16 @@ def process_gone(identity: str | None) -> bool:
 # -- one worker at a time --------------------------------------------------------------------------------
 
 def claim_duty(lp, holder: str, period: float = DUTY_SECS, name: str = "lostruns") -> bool:
-    """Take (or keep) the lease of duty ``name`` for ``3 * period`` s; False while another holder has it."""
-    now = time.time()
+    """Take (or keep) the lease of duty ``name`` for ``3 * period`` s; False while another holder has it. ``holder``:
+    a :func:`process_identity`, so that a holder seen dead from this machine loses its lease at once."""
+    now, duties = time.time(), lp.db[DUTY_COLLECTION]
+    current = duties.find_one({"_id": name}) or {}
+    if current.get("holder") not in (None, holder) and current.get("until", 0) >= now:
+        if not process_gone(current["holder"]):
+            return False
+        duties.update_one({"_id": name, "holder": current["holder"]}, {"$set": {"until": 0}})
     try:
-        lp.db[DUTY_COLLECTION].find_one_and_update(
+        duties.find_one_and_update(
             {"_id": name, "$or": [{"until": {"$lt": now}}, {"holder": holder}]},
             {"$set": {"holder": holder, "until": now + 3 * period}}, upsert=True)
     except pymongo.errors.DuplicateKeyError:
@@ -177,9 +184,10 @@ def running_launches(lp) -> list[dict]:
     return out
 
 
-def heal_lostruns(lp, max_reruns: int = MAX_LOST_RERUNS) -> Healed:
+def heal_lostruns(lp, max_reruns: int = MAX_LOST_RERUNS, rerun: bool = True) -> Healed:
     """Find lost runs (module docstring) with FireWorks' ``detect_lostruns``, one call per expiry, and rerun each
-    lost Firework (at most ``max_reruns`` times; then its campaign stops with the reason)."""
+    lost Firework (at most ``max_reruns`` times; then its campaign stops with the reason). ``rerun=False``: only
+    say which are lost (``reasons``)."""
     groups: dict[float, tuple[list[int], set[int]]] = {}
     runs = running_launches(lp)
     fw_of = {run["launch_id"]: run["fw_id"] for run in runs}
@@ -197,6 +205,8 @@ def heal_lostruns(lp, max_reruns: int = MAX_LOST_RERUNS) -> Healed:
             why = ("its worker process is gone" if expiry == 0 else
                    f"its worker did not ping it for {expiry:.0f} s")
             healed.reasons[fw_id] = why
+            if not rerun:
+                continue
             if requeue_lost(lp, fw_id, mine, why, max_reruns):
                 healed.rerun.append(fw_id)
             else:

@@ -3,22 +3,20 @@ to run ``firegen lostruns``.
 
 Every firegen worker (``firegen worker``, and those ``firegen run`` starts) runs one; a lease in the
 database (:func:`firegen.db.healing.claim_duty`) lets one of them work at a time, and another takes over
-within three periods when that one dies. Each pass is :func:`firegen.db.healing.heal_lostruns` (the
+at once when that one is seen dead on its machine, else within three periods. Each pass is :func:`firegen.db.healing.heal_lostruns` (the
 expiries, the rerun cap and why they are what they are live there). After the database was unreachable,
 the duty waits two ping intervals before it judges again, so that live runs have pinged since it came back.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
 
 from firegen.db.connection import is_unreachable
 from firegen.db.embedded.capabilities import adapt_launchpad
-from firegen.db.healing import DUTY_SECS, PING_SECS, claim_duty, heal_lostruns
+from firegen.db.healing import DUTY_SECS, PING_SECS, claim_duty, heal_lostruns, process_identity
 
 
 class LostRunDuty(threading.Thread):
@@ -35,7 +33,7 @@ class LostRunDuty(threading.Thread):
                  quiet_after_outage: float = 2 * PING_SECS):
         super().__init__(name="firegen-lostruns", daemon=True)
         self.launchpad_file, self.echo, self.period, self.quiet = str(launchpad_file), echo, period, quiet_after_outage
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.holder = process_identity()
         self.stopped = threading.Event()
         self.launchpad = None
         self.unreachable = False

@@ -12,8 +12,10 @@ import typer
 
 from firegen.campaign.config import load_config
 from firegen.campaign.errors import FiregenError
-from firegen.db.connection import firegen_home, write_launchpad_file
+from firegen.db.connection import (firegen_home, is_unreachable, retry_unreachable, wait_for_database,
+                                   write_launchpad_file)
 from firegen.db.embedded.lostruns import detect_lostruns
+from firegen.db.healing import heal_lostruns, running_launches
 from firegen.db.provenance import configuration_provenance, failed_labels, model_provenance
 from firegen.db.repository import ResultsStore
 from firegen.launchers.local import start_worker, worker_env, write_fworker
@@ -30,6 +32,8 @@ from firegen.orchestrator.submit import submit, write_workflow
 from firegen.workflows.steps.label import get_labeler
 
 TERMINAL = {"converged", "max_iterations", "failed", "stopped", "done"}
+WORKER_RESTARTS = 3
+"""How many times `firegen run` starts another worker of a category whose worker died."""
 
 
 def validate_everything(config: Path, machine: Path | None = None, ignore_unsupported: bool = False):
@@ -110,8 +114,11 @@ def worker(ctx: typer.Context, gpu: bool = typer.Option(False, "--gpu", help="Tr
            sleep: float = typer.Option(DEFAULT_SLEEP, min=0.05, help="Seconds between polls when idle."),
            timeout: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
            preload: bool = typer.Option(True, help="Import the category's libraries (TensorFlow, dpdata, ASE) "
-                                        "before the first Firework instead of during it.")):
-    """FireWorks' `rapidfire` for one category against the resolved database, in a preloaded process."""
+                                        "before the first Firework instead of during it."),
+           heal: bool = typer.Option(True, help="Run the lost-run duty: find runs of dead workers and rerun them "
+                                     "(expiry per kind of Firework; see `firegen lostruns`).")):
+    """FireWorks' `rapidfire` for one category against the resolved database, in a preloaded process; waits for
+    the database when it stops answering."""
     if gpu == cpu:
         raise FiregenError("choose one of --gpu or --cpu. Fix: start one worker per category.")
     kind = "gpu" if gpu else "cpu"
@@ -123,16 +130,29 @@ def worker(ctx: typer.Context, gpu: bool = typer.Option(False, "--gpu", help="Tr
     fworker = write_fworker(kind, lp_file, workdir)
     os.environ.update(worker_env(lp_file))
     os.chdir(workdir)
-    run_worker(lp_file, fworker, kind, sleep, timeout, load_modules=preload)
+    run_worker(lp_file, fworker, kind, sleep, timeout, load_modules=preload, heal=heal)
 
 
 def lostruns(ctx: typer.Context, rerun: bool = typer.Option(False, "--rerun", help="Requeue the lost runs."),
-             expiration_secs: int = typer.Option(4 * 3600, help="A RUNNING launch not pinged for this long is lost.")):
-    """`lpad detect_lostruns` that also works on FerretDB (tasks are idempotent, so --rerun is safe)."""
+             expiration_secs: Optional[int] = typer.Option(None, help="A RUNNING launch not pinged for this long is "
+                                                           "lost (default: firegen's expiry per kind of Firework, "
+                                                           "as its workers' lost-run duty applies it).")):
+    """`lpad detect_lostruns` that also works on FerretDB (tasks are idempotent, so --rerun is safe). firegen's
+    workers do this by themselves; without --expiration-secs this shows their view and acts as they would."""
     lp = cli_target(ctx).connect()
-    lost_launches, lost_fws, inconsistent = detect_lostruns(lp, expiration_secs, rerun=rerun, refresh=rerun)
-    typer.echo(f"lost launches: {lost_launches}; lost Fireworks: {lost_fws}; inconsistent: {inconsistent}"
-               + ("; requeued" if rerun and lost_fws else ""))
+    if expiration_secs is not None:
+        lost_launches, lost_fws, inconsistent = detect_lostruns(lp, expiration_secs, rerun=rerun, refresh=rerun)
+        typer.echo(f"lost launches: {lost_launches}; lost Fireworks: {lost_fws}; inconsistent: {inconsistent}"
+                   + ("; requeued" if rerun and lost_fws else ""))
+        return
+    for run in running_launches(lp):
+        typer.echo(f"RUNNING {run['kind'] or '-'} Firework {run['fw_id']} (launch {run['launch_id']}, host "
+                   f"{run['host']}): " + ("its worker process is gone" if run["gone"] else
+                                          f"lost after {run['expiry']:.0f} s without a ping"))
+    healed = heal_lostruns(lp, rerun=rerun)
+    lost = sorted(healed.reasons)
+    typer.echo(f"lost Fireworks: {lost}" + (f"; rerun: {healed.rerun}; given up (lost too often): "
+                                            f"{[fw_id for fw_id, _ in healed.given_up]}" if rerun else ""))
 
 
 def run(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YAML or DP-GEN param.json."),
@@ -152,6 +172,10 @@ def run(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YA
     try:
         code = _run_campaign(lp, target, cfg, timeout, sleep)
         written = _write_report(lp, cfg.name, report_file or firegen_home() / "reports" / f"{cfg.name}.html")
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; campaign {cfg.name} goes on when workers run again (`firegen run` resumes it)",
+                   err=True)
+        code = 130
     finally:
         _leave_database(target, cfg.name, stop=stop_db and started_here)
     if written is not None:
@@ -197,10 +221,14 @@ def _run_campaign(lp, target, cfg, timeout: float, sleep: float) -> int:
     else:
         typer.echo(f"resuming campaign '{cfg.name}' (status {doc['status']})")
     lp_file = worker_launchpad(target)
-    workers = {kind: start_worker(kind, lp_file, firegen_home() / "workers" / kind, sleep) for kind in ("gpu", "cpu")}
+
+    def start(kind: str):
+        return start_worker(kind, lp_file, firegen_home() / "workers" / kind, sleep)
+
+    workers = {kind: start(kind) for kind in ("gpu", "cpu")}
     code = 0
     try:
-        code = _follow(lp, store, cfg.name, workers, timeout)
+        code = _follow(lp, store, cfg.name, workers, timeout, start)
     finally:
         for proc in workers.values():
             if proc.poll() is None:
@@ -210,24 +238,36 @@ def _run_campaign(lp, target, cfg, timeout: float, sleep: float) -> int:
                 proc.wait(timeout=30)
             except Exception:
                 os.killpg(proc.pid, signal.SIGKILL)
-    typer.echo(campaign_summary(store, cfg.name))
+    typer.echo(retry_unreachable(lambda: campaign_summary(store, cfg.name), lp.connection, echo=_say))
     return code
 
 
-def _follow(lp, store, name: str, workers: dict, timeout: float) -> int:
+def _say(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+def _follow(lp, store, name: str, workers: dict, timeout: float, start_worker_of) -> int:
     """Show the campaign's progress (a live panel in a terminal, a line per change elsewhere) until it ends;
-    1 on a fizzled Firework, a stopped campaign, a dead worker or the timeout."""
+    1 on a fizzled Firework, a stopped campaign, a worker that kept dying or the timeout. Waits for the database
+    when it stops answering; a worker that died is replaced (:data:`WORKER_RESTARTS` times per category)."""
     display = progress_display(typer.echo)
     try:
-        return _watch(lp, store, name, workers, timeout, display)
+        return _watch(lp, store, name, workers, timeout, display, start_worker_of)
     finally:
         display.close()
 
 
-def _watch(lp, store, name: str, workers: dict, timeout: float, display) -> int:
+def _watch(lp, store, name: str, workers: dict, timeout: float, display, start_worker_of) -> int:
     start = time.monotonic()
+    restarts = dict.fromkeys(workers, 0)
     while time.monotonic() - start < timeout:
-        progress = read_progress(lp, store, name)
+        try:
+            progress = read_progress(lp, store, name)
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            wait_for_database(lp.connection, time.time(), echo=_say)
+            continue
         display.show(progress, time.monotonic() - start)
         if progress.status in ("stopped", "failed"):
             reason = (store.get_campaign(name) or {}).get("stop_reason", "see firegen status")
@@ -242,10 +282,17 @@ def _watch(lp, store, name: str, workers: dict, timeout: float, display) -> int:
                      if state in ("READY", "RESERVED", "RUNNING", "WAITING"))
         if progress.status in TERMINAL and active == 0:
             return 0
-        for kind, proc in workers.items():
-            if proc.poll() is not None:
-                typer.echo(f"the {kind} worker exited with code {proc.returncode}; see its worker.log", err=True)
+        for kind, proc in list(workers.items()):
+            if proc.poll() is None:
+                continue
+            log = firegen_home() / "workers" / kind / "worker.log"
+            if restarts[kind] >= WORKER_RESTARTS:
+                _say(f"the {kind} worker exited with code {proc.returncode} ({restarts[kind]} restarts already); see {log}")
                 return 1
+            restarts[kind] += 1
+            _say(f"the {kind} worker exited with code {proc.returncode}; starting another ({restarts[kind]} of "
+                 f"{WORKER_RESTARTS}); a run it left is rerun by the workers' lost-run duty (see {log})")
+            workers[kind] = start_worker_of(kind)
         time.sleep(1.0)
     typer.echo(f"timed out after {timeout:.0f} s; the campaign goes on when workers run again (firegen run resumes)",
                err=True)

@@ -18,8 +18,13 @@ db_app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the dat
 @db_app.command("up")
 def up(ctx: typer.Context,
        launchpad_file: Path = typer.Option(Path(LAUNCHPAD_FILE), "--write-launchpad", help="Where to write the launchpad file.")):
-    """Start the embedded FerretDB (installing it if missing), create the schema, write my_launchpad.yaml."""
-    bring_up(cli_target(ctx), launchpad_file)
+    """Start the embedded FerretDB (installing it if missing), create the schema, write my_launchpad.yaml.
+    After a crash or a SIGKILL it cleans the dead server's state and comes back on the same port."""
+    target = cli_target(ctx)
+    bring_up(target, launchpad_file)
+    if target.embedded and target.server.stale_pid:
+        typer.echo(f"the previous server (pid {target.server.stale_pid}) had died without `firegen db down`; "
+                   f"its state was cleaned and the server is back on the same port")
 
 
 @db_app.command("down")

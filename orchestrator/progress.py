@@ -2,12 +2,15 @@
 
 The panel (rich) holds the campaign's status, stage and iteration, its Fireworks per category (running,
 ready, waiting, done, fizzled), the labels done and still to do, and the elapsed time. Where the output
-is not a terminal (CI, a log file), one line is printed each time that picture changes.
+is not a terminal (CI, a log file), one line is printed each time that picture changes. A Firework that
+is RUNNING without a recent ping (its worker may be dead) is named with the time of its last ping and what
+happens next (:mod:`firegen.db.healing`), so a campaign that does not move says why.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +19,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from firegen.db.healing import DUTY_SECS, silent_runs
 from firegen.db.launchpad_queries import firework_states, labels_queued
 from firegen.db.repository import ResultsStore
 
@@ -33,6 +37,7 @@ class Progress:
         campaign, status, stage (its name), iteration: the campaign document's.
         fireworks: ``(category, kind, state) -> n`` over the campaign's Fireworks.
         labels_done, labels_todo: configurations in label Fireworks that completed, and in those still to run.
+        silent: one phrase per RUNNING Firework without a recent ping (:func:`silent_phrase`).
     """
 
     campaign: str
@@ -42,6 +47,7 @@ class Progress:
     fireworks: dict[tuple[str, str, str], int]
     labels_done: int
     labels_todo: int
+    silent: tuple[str, ...] = ()
 
     def by_category(self) -> dict[str, dict[str, int]]:
         """``category -> {running, ready, waiting, done, fizzled}`` counts."""
@@ -61,8 +67,23 @@ class Progress:
         """One line for logs (no time: it changes only when the picture does)."""
         counts = "; ".join(f"{cat} " + " ".join(f"{n} {k}" for k, n in row.items() if n)
                            for cat, row in self.by_category().items())
+        silent = f"; not pinged: {'; '.join(self.silent)}" if self.silent else ""
         return (f"{self.campaign}: {self.status} stage {self.stage} iteration {self.iteration}; running: "
-                f"{', '.join(self.running()) or '-'}; labels {self.labels_done} done, {self.labels_todo} to do; {counts}")
+                f"{', '.join(self.running()) or '-'}; labels {self.labels_done} done, {self.labels_todo} to do; "
+                f"{counts}{silent}")
+
+
+def silent_phrase(run: dict) -> str:
+    """What a RUNNING Firework without a recent ping waits for, in words that do not change every second (the
+    plain display prints a line per change)."""
+    last = time.strftime("%H:%M:%S", time.localtime(run["last_ping"].timestamp()))
+    what = f"{run['kind'] or 'a'} Firework {run['fw_id']} (host {run.get('host') or '?'}) not pinged since {last}"
+    if run["gone"]:
+        return f"{what}: its worker process is gone; rerun within {DUTY_SECS} s by a firegen worker's lost-run duty"
+    if not run["ping_secs"]:
+        return (f"{what}: its worker is not firegen's and may ping only hourly; lost after {run['expiry']:.0f} s "
+                f"(`firegen lostruns --rerun --expiration-secs S` if that worker is gone)")
+    return f"{what}: lost after {run['expiry']:.0f} s without a ping, then rerun by a firegen worker"
 
 
 def read_progress(lp, store: ResultsStore, campaign: str) -> Progress:
@@ -72,8 +93,9 @@ def read_progress(lp, store: ResultsStore, campaign: str) -> Progress:
     stages = (doc.get("config") or {}).get("stages") or []
     name = stages[stage].get("name") if stage < len(stages) else None
     done, todo = labels_queued(lp, campaign)
+    silent = tuple(silent_phrase(run) for run in silent_runs(lp, campaign))
     return Progress(campaign, doc.get("status"), name or str(stage), doc.get("iteration"), firework_states(lp, campaign),
-                    done, todo)
+                    done, todo, silent)
 
 
 def panel(progress: Progress, elapsed: float) -> Group:
@@ -90,7 +112,7 @@ def panel(progress: Progress, elapsed: float) -> Group:
     grid.add_column("running now")
     for category, row in progress.by_category().items():
         grid.add_row(category, *(str(row[c]) for c in COLUMNS), ", ".join(progress.running(category)) or "-")
-    return Group(head, grid)
+    return Group(head, grid, *(Text(f"not pinged: {phrase}", style="yellow") for phrase in progress.silent))
 
 
 class PlainProgress:

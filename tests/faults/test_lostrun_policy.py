@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import subprocess
+import time
 
 import pytest
 from fireworks import Firework, FWorker, ScriptTask
@@ -29,6 +30,10 @@ def test_a_process_is_gone_only_when_this_machine_can_tell():
     identity = healing.process_identity(child.pid)
     assert not healing.process_gone(identity)
     child.kill()
+    deadline = time.monotonic() + 10
+    while not healing.process_gone(identity) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert healing.process_gone(identity)  # killed, not yet reaped by its parent (a zombie): gone
     child.wait()
     assert healing.process_gone(identity)
     boot, namespace, pid, started = identity.split("/")
@@ -38,8 +43,9 @@ def test_a_process_is_gone_only_when_this_machine_can_tell():
 
 
 def _dead_identity() -> str:
-    child = subprocess.Popen(["true"])
+    child = subprocess.Popen(["sleep", "30"])
     identity = healing.process_identity(child.pid)
+    child.kill()
     child.wait()
     return identity
 
@@ -110,5 +116,23 @@ def test_one_duty_holder_at_a_time(lp):
     assert healing.claim_duty(lp, "a", period=30)
     assert not healing.claim_duty(lp, "b", period=30)
     assert healing.claim_duty(lp, "a", period=30)  # the holder renews it
-    lp.db[healing.DUTY_COLLECTION].update_one({"_id": "lostruns"}, {"$set": {"until": 0}})  # a dead holder's lease
+    lp.db[healing.DUTY_COLLECTION].update_one({"_id": "lostruns"}, {"$set": {"until": 0}})  # its lease ran out
     assert healing.claim_duty(lp, "b", period=30) and not healing.claim_duty(lp, "a", period=30)
+    dead = _dead_identity()
+    assert healing.claim_duty(lp, dead, period=30) is False  # b holds it
+    lp.db[healing.DUTY_COLLECTION].update_one({"_id": "lostruns"}, {"$set": {"holder": dead}})  # b was that process
+    assert healing.claim_duty(lp, "c", period=30)  # a holder seen dead loses its lease at once
+
+
+def test_progress_says_why_a_running_firework_does_not_move(lp, tmp_path):
+    from firegen.db.repository import ResultsStore
+    from firegen.orchestrator.progress import read_progress
+
+    lp.db.campaigns.insert_one({"name": "cap", "status": "running", "stage": 0, "iteration": 0, "config": {}})
+    train, label = _add(lp, "train"), _add(lp, "label")
+    _checkout(lp, tmp_path, _dead_identity())
+    _age(lp, _checkout(lp, tmp_path, healing.process_identity()), 200)
+    progress = read_progress(lp, ResultsStore.from_launchpad(lp), "cap")
+    assert len(progress.silent) == 2 and "not pinged:" in progress.line()
+    assert progress.silent[0].startswith(f"train Firework {train} (host ") and "its worker process is gone" in progress.silent[0]
+    assert progress.silent[1].startswith(f"label Firework {label} (host ") and "lost after 1800 s without a ping" in progress.silent[1]
