@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from .config_fields import (ELEMENTS, SLUG_FIX, Problem, Slug, Symbol, _as_triple, _check_symbol, _Model,
                             fail, fx, one_line)
+from .labeled_data import labeled_data_problem
 from .structure_builders import MAX_PACKED_ATOMS, BuildError, formula_counts
 from .structures import MAX_ATOMS
 
@@ -308,10 +309,16 @@ class InitialDataConfig(_Model):
                 sub_fmt = fmt if fmt != "auto" else (
                     "deepmd/npy" if any(sub.glob("set.*")) else "deepmd/raw")
                 try:
-                    names = dpdata.LabeledSystem(str(sub), fmt=sub_fmt).get_atom_names()
+                    system = dpdata.LabeledSystem(str(sub), fmt=sub_fmt)
+                    names = system.get_atom_names()
                 except Exception as exc:  # any reader failure is a config problem
                     probs.append(Problem(loc, f"{sub} cannot be read: {one_line(exc)}", folder,
                                          "re-export it with dpdata (deepmd/npy, labeled)"))
+                    continue
+                problem = labeled_data_problem(system)
+                if problem:
+                    probs.append(Problem(loc, f"{sub} {problem}", folder,
+                                         "remove or relabel those frames (firegen trains on no NaN)"))
                     continue
                 extra = sorted(set(names) - set(type_map))
                 if extra:

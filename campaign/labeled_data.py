@@ -16,8 +16,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .errors import FatalError
+
 if TYPE_CHECKING:
     import dpdata
+
+class LabeledDataError(FatalError, ValueError):
+    """Labeled data that must not be trained on (the message names the folder and the fix)."""
+
 
 LABELED_FIELDS = {"species": 1, "cell": 1, "positions": 1, "label": 1, "hash": 1, "pbc": 1}
 
@@ -99,6 +105,22 @@ def _format_of(folder: Path, fmt: str) -> str:
     return "deepmd/npy" if any(folder.glob("set.*")) else "deepmd/raw"
 
 
+def labeled_data_problem(system: dpdata.LabeledSystem) -> str | None:
+    """What makes a labeled dpdata system unfit to train on, or None: no frames, or coordinates, cells,
+    energies, forces or virials that are not finite numbers (NaN, infinity), named with the first frame."""
+    if system.get_nframes() == 0:
+        return "has no frames"
+    for key, what in (("coords", "coordinates"), ("cells", "cells"), ("energies", "energies"),
+                      ("forces", "forces"), ("virials", "virials")):
+        if key not in system.data:
+            continue
+        values = np.asarray(system.data[key], dtype=float).reshape(system.get_nframes(), -1)
+        bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+        if len(bad):
+            return f"has {what} that are not finite numbers (NaN or infinity) in {len(bad)} frame(s), first frame {bad[0]}"
+    return None
+
+
 def labeled_systems(path: str | os.PathLike, type_map: list[str],
                     fmt: str = "auto") -> Iterator[tuple[Path, dpdata.LabeledSystem]]:
     """Each labeled dpdata system at or below ``path``, as ``(folder, LabeledSystem)``.
@@ -110,10 +132,16 @@ def labeled_systems(path: str | os.PathLike, type_map: list[str],
 
     Raises:
         FileNotFoundError: no system (no ``type.raw``) at or below ``path``.
+        LabeledDataError: a system with non-finite numbers (see :func:`labeled_data_problem`).
     """
     import dpdata  # 1.4 s: only where data are read
     folders = system_folders(path)
     if not folders:
         raise FileNotFoundError(f"{path}: no deepmd/npy or deepmd/raw system (no type.raw) at or below it")
     for folder in folders:
-        yield folder, dpdata.LabeledSystem(str(folder), fmt=_format_of(folder, fmt), type_map=list(type_map))
+        system = dpdata.LabeledSystem(str(folder), fmt=_format_of(folder, fmt), type_map=list(type_map))
+        problem = labeled_data_problem(system)
+        if problem:
+            raise LabeledDataError(f"{folder} {problem}. Fix: remove or relabel those frames (firegen trains on "
+                                   "no NaN)")
+        yield folder, system

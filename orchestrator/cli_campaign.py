@@ -43,16 +43,14 @@ def validate_everything(config: Path, machine: Path | None = None, ignore_unsupp
     (:mod:`firegen.orchestrator.dpgen_import`; ``machine`` is its machine.json).
     """
     if is_dpgen_param(config):
-
         conv = import_dpgen(config, machine, ignore_unsupported=ignore_unsupported, check_files=False)
         print_conversion_messages(conv, ignore_unsupported)
-        cfg = conv.campaign(check_files=False)  # the references are checked below
+        cfg = conv.campaign()  # the references checked too, errors named by the param.json keys
     elif machine is not None:
         raise FiregenError(f"{config}: --machine goes with a DP-GEN param.json only. Fix: drop --machine "
                            "(a campaign YAML has no machine file)")
     else:
-        cfg = load_config(config)
-    cfg.validate_references()
+        cfg = load_config(config)  # the references checked too
     try:
         get_labeler(cfg.labeler.kind, cfg.labeler.settings)
     except (ValueError, ImportError) as exc:

@@ -121,6 +121,7 @@ from __future__ import annotations
 
 import copy
 import glob
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -129,11 +130,11 @@ from typing import Any
 
 import yaml
 
-from firegen.campaign.config import CampaignConfig, _line, validate_dict
+from firegen.campaign.config import CampaignConfig, ConfigError, _line, validate_dict
 from firegen.campaign.config_loop import LabelerConfig
 from firegen.campaign.config_fields import NOTHING
 from firegen.campaign.config_stages import StageConfig
-from firegen.orchestrator.dpgen_errors import DPGenImportError
+from firegen.orchestrator.dpgen_errors import DPGenImportError, name_user_keys
 from firegen.orchestrator.dpgen_machine import check_machine
 from firegen.orchestrator.dpgen_param import check_param, is_dpgen_param, load_dpgen_file
 from firegen.orchestrator.dpgen_run import read_record, resume_job, run_data
@@ -196,6 +197,20 @@ _WHY = {
     "fp_aniso_kspacing": "anisotropic k-spacing", "fp_skip_bad_box": "skipping bad boxes before DFT",
 }
 _TRAINING_OWNED = ("systems", "sys_probs", "auto_prob", "seed")
+#: firegen field -> the DP-GEN key it is converted from, so that an error names the key the user wrote
+#: (the converter adds the per-stage, per-system and per-folder ones).
+ORIGINS = {"name": "the param file's folder name (--name)", "type_map": "type_map", "masses": "mass_map",
+           "systems": "sys_configs", "initial_data": "init_data_sys", "committee.size": "numb_models",
+           "committee.backend": "train_backend", "committee.init_from_previous": "training_init_model",
+           "committee.training": "default_training_param", "selection.trust.f_lo": "model_devi_f_trust_lo",
+           "selection.trust.f_hi": "model_devi_f_trust_hi", "selection.trust.v_lo": "model_devi_v_trust_lo",
+           "selection.trust.v_hi": "model_devi_v_trust_hi", "selection.max_per_iteration": "fp_task_max",
+           "selection.min_per_iteration": "fp_task_min", "selection.skip_when_accurate_above": "fp_accurate_threshold",
+           "selection.soft_accurate_ratio": "fp_accurate_soft_threshold", "stages": "model_devi_jobs",
+           "labeler": "fp_style", "labeler.max_failed_ratio": "ratio_failed", "exploration": "model_devi_engine"}
+#: stages[i].<firegen field> -> model_devi_jobs[k].<DP-GEN key>
+_JOB_FIELDS = {"temperatures": "temps", "pressures": "press", "nsteps": "nsteps", "trj_freq": "trj_freq",
+               "tau_t": "taut", "tau_p": "taup", "ensemble": "ensemble"}
 
 
 # ---- the conversion --------------------------------------------------------------------------
@@ -211,6 +226,7 @@ class Conversion:
         notes: differences in behaviour worth knowing (not errors).
         workers: worker files by name (fworkers, queue adapters), as plain data.
         resume_job: index of the first DP-GEN model_devi job the stages start with.
+        origins: firegen field -> the DP-GEN key it came from (errors name the DP-GEN key).
     """
 
     config: dict
@@ -220,6 +236,7 @@ class Conversion:
     notes: list[str] = field(default_factory=list)
     workers: dict[str, dict] = field(default_factory=dict)
     resume_job: int = 0
+    origins: dict[str, str] = field(default_factory=dict)
 
     def unsupported_message(self) -> str:
         """The one-line list of unsupported keys."""
@@ -232,8 +249,12 @@ class Conversion:
             raise DPGenImportError([self.unsupported_message()])
 
     def campaign(self, check_files: bool = True) -> CampaignConfig:
-        """The validated :class:`CampaignConfig` (relative paths against ``base_dir``)."""
-        return validate_dict(copy.deepcopy(self.config), self.source, self.base_dir, check_files)
+        """The validated :class:`CampaignConfig` (relative paths against ``base_dir``); errors name the
+        param.json key each firegen field came from (``numb_models``, not ``committee.size``)."""
+        try:
+            return validate_dict(copy.deepcopy(self.config), self.source, self.base_dir, check_files)
+        except ConfigError as exc:
+            raise DPGenImportError(name_user_keys(exc.lines, self.source, self.origins)) from None
 
     def to_yaml(self) -> str:
         """The campaign YAML, with the conversion's notes and unsupported keys as comments."""
@@ -302,6 +323,26 @@ def _uniform(value: Any) -> tuple[Any, bool]:
     return value, True
 
 
+_TEMPLATE_SECTIONS = (("model",), ("training",), ("model", "descriptor"), ("model", "fitting_net"),
+                      ("training", "training_data"))
+
+
+def _not_a_mapping(param: Any, key: str) -> tuple[str, Any] | None:
+    """(DP-GEN key, value) of the first part of a training template that must be a mapping and is not."""
+    if not isinstance(param, dict):
+        return key, param
+    for path in _TEMPLATE_SECTIONS:
+        node: Any = param
+        for part in path:
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            if not isinstance(node, dict):
+                return f"{key}.{'.'.join(path)}", node
+    return None
+
+
 def _stage_accepts(ensemble: str) -> bool:
     probe = {"name": "probe", "ensemble": ensemble, "temperatures": [300.0], "nsteps": 10, "trj_freq": 1}
     if ensemble.startswith("npt"):
@@ -326,10 +367,22 @@ class _Converter:
         self.unsupported: list[str] = []
         self.notes: list[str] = []
         self.errors: list[str] = []
+        self.origins: dict[str, str] = dict(ORIGINS)  # firegen field -> the DP-GEN key it came from
 
     # helpers
     def err(self, loc: str, msg: str, got: Any = None, fix: str = "") -> None:
         self.errors.append(_line(self.source, loc, msg, NOTHING if got is None else got, fix))
+
+    def num(self, loc: str, value: Any, kind: type = float) -> Any:
+        """``value`` as ``kind`` (float or int), or an error naming the DP-GEN key ``loc``: DP-GEN's schema
+        takes ``true`` for 1 and lets NaN through, firegen does not."""
+        whole = kind is int
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or (whole and isinstance(value, float) and not value.is_integer()):
+            self.err(loc, f"must be a finite {'whole number' if whole else 'number'}", value,
+                     "write a number there (true/false and NaN are not numbers)")
+            return kind(1)
+        return kind(value)
 
     def path(self, value: str, root: Path | None = None) -> Path:
         p = Path(os.path.expanduser(str(value)))
@@ -380,14 +433,14 @@ class _Converter:
             if not ok:
                 self.unsupported_key(key, "per-system trust levels differ; firegen's are campaign-wide")
                 value = min(value)
-            out[name] = float(value)
+            out[name] = self.num(key, value)
         v = []
         for key in ("model_devi_v_trust_lo", "model_devi_v_trust_hi"):
             value, ok = _uniform(self.j.get(key, V_UNUSED))
             if not ok:
                 self.unsupported_key(key, "per-system trust levels differ; firegen's are campaign-wide")
                 value = min(value)
-            v.append(float(value))
+            v.append(self.num(key, value))
         if min(v) < V_UNUSED:
             out["v_lo"], out["v_hi"] = v
             self.notes.append("with virial trust levels, firegen classifies a frame with one deviation in its "
@@ -416,6 +469,8 @@ class _Converter:
                 files += matched
             names[i] = []
             for n, f in enumerate(files):
+                self.origins[f"systems[{len(systems)}]"] = f"sys_configs[{i}] (file {f})"
+                self.origins[f"systems[{len(systems)}].fmt"] = "sys_format"
                 systems.append({"name": f"sys{i}-{n:03d}", "structure": self.rel(Path(f)), "fmt": fw_fmt})
                 entry = systems[-1]
                 names[i].append(entry["name"])
@@ -461,27 +516,33 @@ class _Converter:
             if not job.get("temps"):
                 self.err(f"{loc}.temps", "is required", fix="list temperatures in K, e.g. temps: [300]")
                 continue
-            stage["temperatures"] = [float(t) for t in job["temps"]]
+            stage["temperatures"] = [self.num(f"{loc}.temps[{n}]", t) for n, t in enumerate(job["temps"])]
             if mapped.startswith("npt"):
                 if not job.get("press"):
                     self.err(f"{loc}.press", f"is required for ensemble {ensemble}",
                              fix="list pressures in bar, e.g. press: [1.0]")
                     continue
-                stage["pressures"] = [float(p) for p in job["press"]]
+                stage["pressures"] = [self.num(f"{loc}.press[{n}]", p) for n, p in enumerate(job["press"])]
             elif job.get("press"):
                 self.notes.append(f"{loc}.press is not used by ensemble {ensemble} (DP-GEN ignores it too)")
             if job.get("nsteps") is None:
                 self.err(f"{loc}.nsteps", "is required (firegen writes the LAMMPS input itself)",
                          fix="add nsteps, e.g. nsteps: 1000")
                 continue
-            stage["nsteps"] = int(job["nsteps"])
-            stage["trj_freq"] = int(job["trj_freq"])
-            stage["dt"] = round(float(job.get("dt", default_dt_ps)) * 1000.0, 9)  # ps → fs
-            stage["tau_t"] = float(job.get("taut", 0.1))
-            stage["tau_p"] = float(job.get("taup", 0.5))
+            dt_key = f"{loc}.dt" if "dt" in job else "model_devi_dt"
+            stage["nsteps"] = self.num(f"{loc}.nsteps", job["nsteps"], int)
+            stage["trj_freq"] = self.num(f"{loc}.trj_freq", job["trj_freq"], int)
+            stage["dt"] = round(self.num(dt_key, job.get("dt", default_dt_ps)) * 1000.0, 9)  # ps → fs
+            stage["tau_t"] = self.num(f"{loc}.taut", job.get("taut", 0.1))
+            stage["tau_p"] = self.num(f"{loc}.taup", job.get("taup", 0.5))
             stage["systems"] = [i for i in job["sys_idx"]]  # resolved to names by convert()
-            stage["converged_when"] = {"accurate_ratio": float(threshold) if threshold is not None else 1.0}
+            stage["converged_when"] = {"accurate_ratio": self.num("fp_accurate_threshold", threshold)
+                                       if threshold is not None else 1.0}
             stage["max_iterations"] = b - a + 1
+            here = f"stages[{len(out)}]"
+            self.origins.update({here: loc, f"{here}.dt": dt_key,
+                                 f"{here}.converged_when": "fp_accurate_threshold", f"{here}.systems": f"{loc}.sys_idx"})
+            self.origins.update({f"{here}.{ours}": f"{loc}.{theirs}" for ours, theirs in _JOB_FIELDS.items()})
             if len(job["sys_idx"]) > 1:
                 multi_sys.append((loc, len(job["sys_idx"])))
             out.append(stage)
@@ -494,11 +555,19 @@ class _Converter:
 
     def committee(self) -> dict:
         param = self.j["default_training_param"]
+        key = "default_training_param"
         if isinstance(param, list):
             if not all(p == param[0] for p in param):
                 self.unsupported_key("default_training_param", "a different training input per member; "
                                      "firegen's committee members differ only in their seeds")
-            param = param[0] if param else {}
+            param, key = (param[0], f"{key}[0]") if param else ({}, key)
+        self.origins["committee.training"] = key
+        bad = _not_a_mapping(param, key)
+        if bad is not None:
+            self.err(bad[0], "must be a mapping (a section of deepmd-kit's input.json)", bad[1],
+                     "give it as deepmd-kit's input.json documents it, e.g. model: {descriptor: {...}, fitting_net: "
+                     "{...}}")
+            return {"size": 2, "training": {}}
         template = copy.deepcopy(param)
         model = template.get("model", {})
         model.pop("type_map", None)
@@ -508,6 +577,7 @@ class _Converter:
         training = template.get("training", {})
         steps = training.pop("numb_steps", None)
         stop_batch = training.pop("stop_batch", None)
+        steps_key = f"{key}.training.{'numb_steps' if steps is not None else 'stop_batch'}"
         steps = steps if steps is not None else stop_batch
         for key in ("systems", "set_prefix", "numb_test", "seed", "validation_data"):
             training.pop(key, None)
@@ -524,12 +594,13 @@ class _Converter:
         fmt = self.j.get("model_format")
         if fmt is not None and fmt != {"tensorflow": "pb", "pytorch": "pth"}[backend]:
             self.unsupported_key("model_format", _WHY["model_format"])
-        out = {"size": int(self.j["numb_models"]), "backend": backend,
+        out = {"size": self.num("numb_models", self.j["numb_models"], int), "backend": backend,
                "init_from_previous": bool(self.j.get("training_init_model")) or
                self.j.get("training_reuse_iter") is not None,
                "training": template}
         if steps is not None:
-            out["numb_steps"] = int(steps)
+            out["numb_steps"] = self.num(steps_key, steps, int)
+            self.origins["committee.numb_steps"] = steps_key
         else:
             self.notes.append("default_training_param sets no training.numb_steps; firegen's default "
                               "committee.numb_steps applies")
@@ -553,8 +624,10 @@ class _Converter:
                          "fix the path (relative to init_data_prefix, or the param file's folder)")
                 continue
             if self.run_dir is not None:
+                self.origins[f"initial_data.imported[{len(imported)}]"] = f"init_data_sys[{k}]"
                 imported.append({"path": str(path.resolve()), "source": "dpgen", "dpgen_iteration": None})
             else:
+                self.origins[f"initial_data.deepmd_npy[{len(npy)}]"] = f"init_data_sys[{k}]"
                 npy.append(self.rel(path))
         out: dict[str, Any] = {}
         if npy:
@@ -641,7 +714,7 @@ class _Converter:
                         self.unsupported_key(f"user_fp_params.{k}", "DP-GEN's pwscf writes only the control, "
                                              "system and electrons namelists")
                 if "kspacing" in user:
-                    settings["kspacing"] = float(user["kspacing"])
+                    settings["kspacing"] = self.num("user_fp_params.kspacing", user["kspacing"])
                 else:
                     self.err("user_fp_params.kspacing", "is required by DP-GEN's pwscf user_fp_params",
                              fix="add kspacing (1/Å)")
@@ -654,7 +727,7 @@ class _Converter:
                                                  "outdir": "./OUT", "tprnfor": True, "tstress": True,
                                                  "disk_io": "none"},
                                      "system": system, "electrons": {"conv_thr": p["ediff"]}}
-                settings["kspacing"] = float(p["kspacing"])
+                settings["kspacing"] = self.num("fp_params.kspacing", p["kspacing"])
             else:
                 self.err("fp_style", "pwscf needs user_fp_params or fp_params", fix="add one, as DP-GEN requires")
         elif style == "vasp":
@@ -697,19 +770,27 @@ class _Converter:
 
     def _labeler_dict(self, kind: str, settings: dict) -> dict:
         out: dict[str, Any] = {"kind": kind, "settings": settings}
+        params = "user_fp_params" if self.j.get("user_fp_params") is not None else "fp_params"
+        origin = {"template": "external_input_path", "input": params, "kspacing": f"{params}.kspacing",
+                  "pseudo_dir": "fp_pp_path", "pseudopotentials": "fp_pp_files", "incar_file": "fp_incar",
+                  "potcar_dir": "fp_pp_path", "potcar_files": "fp_pp_files", "command": "machine.json fp.command",
+                  "mpi_ranks": "machine.json fp.command", "forward_files": "machine.json fp.user_forward_files",
+                  **{k: f"fp_params.{k}" for k in ("input_fmt", "input_fn", "output_fmt", "output_fn")}}
+        self.origins.update({f"labeler.settings.{k}": origin[k] for k in settings if k in origin})
         if "max_failed_ratio" in LabelerConfig.model_fields:
-            out["max_failed_ratio"] = float(self.j.get("ratio_failed", DPGEN_RATIO_FAILED))
+            out["max_failed_ratio"] = self.num("ratio_failed", self.j.get("ratio_failed", DPGEN_RATIO_FAILED))
         elif "ratio_failed" in self.j:
             self.unsupported_key("ratio_failed", "this firegen has no labeler.max_failed_ratio")
         return out
 
     def selection(self) -> dict:
-        out: dict[str, Any] = {"trust": self.trust(), "max_per_iteration": int(self.j["fp_task_max"]),
-                               "min_per_iteration": int(self.j["fp_task_min"])}
+        out: dict[str, Any] = {"trust": self.trust(),
+                               "max_per_iteration": self.num("fp_task_max", self.j["fp_task_max"], int),
+                               "min_per_iteration": self.num("fp_task_min", self.j["fp_task_min"], int)}
         if self.j.get("fp_accurate_threshold") is not None:
-            out["skip_when_accurate_above"] = float(self.j["fp_accurate_threshold"])
+            out["skip_when_accurate_above"] = self.num("fp_accurate_threshold", self.j["fp_accurate_threshold"])
             if self.j.get("fp_accurate_soft_threshold") is not None:
-                out["soft_accurate_ratio"] = float(self.j["fp_accurate_soft_threshold"])
+                out["soft_accurate_ratio"] = self.num("fp_accurate_soft_threshold", self.j["fp_accurate_soft_threshold"])
         elif self.j.get("fp_accurate_soft_threshold") is not None:
             self.notes.append("fp_accurate_soft_threshold without fp_accurate_threshold has no effect in DP-GEN")
         if self.j.get("model_devi_adapt_trust_lo"):
@@ -763,7 +844,7 @@ def convert(jdata: dict, param_dir: str | os.PathLike, *, machine: dict | None =
         stage["systems"] = [n for i in stage["systems"] for n in names.get(i, [])]
     config: dict[str, Any] = {"name": _slug(name or param_dir.name), "type_map": list(j["type_map"])}
     if isinstance(j.get("mass_map"), list):
-        config["masses"] = [float(m) for m in j["mass_map"]]
+        config["masses"] = [conv.num(f"mass_map[{k}]", m) for k, m in enumerate(j["mass_map"])]
     config["systems"] = systems
     initial = conv.initial_data()
     if run_entries:
@@ -781,7 +862,7 @@ def convert(jdata: dict, param_dir: str | os.PathLike, *, machine: dict | None =
         workers, notes = worker_files(tasks, Path(workers_dir).resolve())
         conv.notes += notes
     return Conversion(config=config, base_dir=base_dir, source=source, unsupported=conv.unsupported,
-                      notes=conv.notes, workers=workers, resume_job=start)
+                      notes=conv.notes, workers=workers, resume_job=start, origins=conv.origins)
 
 
 def import_dpgen(param: str | os.PathLike, machine: str | os.PathLike | None = None, *,

@@ -111,7 +111,7 @@ def check_machine(mdata: dict, source: str = "machine.json") -> tuple[dict[str, 
             entry = arginfo.normalize_value(entry, trim_pattern="_*")
             arginfo.check_value(entry, strict=False)
         except (ArgumentError, KeyError, TypeError, ValueError) as exc:
-            lines.append(_schema_line(f"{source}: {name}", exc, "machine"))
+            lines.append(_schema_line(source, exc, "machine", base=name))
             continue
         tasks[name] = {**entry, "hints": hints}
     if lines:

@@ -16,29 +16,25 @@ import json
 import os
 from pathlib import Path
 
-import yaml
-
 from firegen.campaign.config import _line
+from firegen.campaign.config_fields import NOTHING
+from firegen.campaign.input_files import InputProblem, read_input_file
 from firegen.orchestrator.dpgen_errors import DPGenImportError, _schema_line
 
 __all__ = ["check_param", "is_dpgen_param", "load_dpgen_file"]
 
 
 def load_dpgen_file(path: str | os.PathLike) -> dict:
-    """A DP-GEN input file (JSON, or YAML by suffix) as a dict; one-line errors."""
+    """A DP-GEN input file (JSON, or YAML by suffix) as a dict; one-line errors (not UTF-8, bad syntax,
+    nesting too deep, a key that is not text, an integer beyond int64: see
+    :mod:`firegen.campaign.input_files`)."""
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise DPGenImportError([_line(source, "", f"cannot read: {exc.strerror or exc}",
-                                      fix="check the path")]) from None
-    try:
-        data = yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise DPGenImportError([_line(source, where, f"invalid {'JSON' if path.suffix != '.yaml' else 'YAML'}: "
-                                      f"{getattr(exc, 'msg', exc)}", fix="correct the syntax there")]) from None
+        data = read_input_file(path, "yaml" if path.suffix.lower() in (".yaml", ".yml") else "json")
+    except InputProblem as exc:
+        raise DPGenImportError([_line(source, exc.loc, exc.msg, NOTHING if exc.got is None else exc.got,
+                                      exc.fix)]) from None
     if not isinstance(data, dict):
         raise DPGenImportError([_line(source, "", "must be a mapping of DP-GEN keys at the top level",
                                       fix="give a DP-GEN param.json")])
@@ -52,7 +48,7 @@ def is_dpgen_param(path: str | os.PathLike) -> bool:
         return False
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # not readable as JSON: read as a campaign file, which says why
         return False
     return isinstance(data, dict) and "model_devi_jobs" in data
 
