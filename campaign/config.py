@@ -24,6 +24,7 @@ from ase.data import atomic_masses, atomic_numbers
 from pydantic import (AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
+from .config_final import FinalConfig
 from .config_fields import NOTHING, SLUG_FIX, Problem, Slug, _check_symbol, _Model, fail, fx
 from .config_fields import one_line as _one_line
 from .config_loop import (CommitteeConfig, ConvergenceConfig, ExplorationConfig, LabelerConfig, SelectionConfig,
@@ -64,6 +65,8 @@ class CampaignConfig(_Model):
                                    fix="add at least one stage")
     labeler: LabelerConfig = fx(desc="Reference calculator.", fix="e.g. labeler: {kind: emt}")
     exploration: ExplorationConfig = fx(default_factory=ExplorationConfig, desc="MD engine.")
+    final: FinalConfig | None = fx(None, desc="Final model (`firegen finalize`; see config_final.py).",
+                                   fix="e.g. final: {numb_steps: 1000000}")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="<config>")

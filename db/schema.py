@@ -134,6 +134,15 @@ COLLECTIONS: list[CollectionSpec] = [
                         "labeler": {"bsonType": "array", "items": INT}}},
         [([("dataset_id", ASCENDING)], {"name": "dataset"})],
     ),
+    CollectionSpec(  # properties computed with a model: MD runs and Arrhenius fits (db/properties.py)
+        "properties",
+        {"bsonType": "object", "required": ["_id", "campaign", "model_id", "system", "kind", "results"],
+         "properties": {"_id": STR, "campaign": STR, "model_id": {"bsonType": "objectId"}, "system": STR,
+                        "kind": {"enum": ["md", "arrhenius"]}, "results": {"bsonType": "object"},
+                        "md": {"bsonType": ["object", "null"]}, "analysis": {"bsonType": ["object", "null"]}}},
+        [([("campaign", ASCENDING), ("system", ASCENDING)], {"name": "campaign_system"}),
+         ([("model_id", ASCENDING)], {"name": "model"})],
+    ),
     CollectionSpec(  # the candidates of each exploration (db/candidate_lists.py)
         "candidate_lists",
         {"bsonType": "object", "required": ["campaign", "iteration", "task", "ids"],

@@ -17,6 +17,7 @@ from firegen.db.uri import mask_secrets
 from firegen.orchestrator.cli_campaign import register as register_campaign_commands
 from firegen.orchestrator.cli_db import db_app
 from firegen.orchestrator.cli_exchange import register as register_exchange_commands
+from firegen.orchestrator.cli_properties import register as register_property_commands
 from firegen.orchestrator.cli_view import register as register_view_commands
 from firegen.workflows import claim_root_logger
 
@@ -26,6 +27,7 @@ app.add_typer(db_app, name="db")
 register_campaign_commands(app)
 register_exchange_commands(app)
 register_view_commands(app)
+register_property_commands(app)
 
 
 @app.callback()

@@ -67,10 +67,11 @@ def export_model_cmd(
         ctx: typer.Context,
         campaign: str = typer.Option(..., "--campaign", help="Campaign name."),
         output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
-        iteration: Optional[int] = typer.Option(None, "--iteration", help="Iteration (default: the latest trained).")):
+        iteration: Optional[int] = typer.Option(None, "--iteration", help="Iteration (default: the latest trained)."),
+        final: bool = typer.Option(False, "--final", help="The final model (firegen finalize) instead of a committee.")):
     """Write a frozen committee (sha256-checked) and manifest.json (seeds, metrics, dataset ids + hashes)."""
     store = ResultsStore.from_launchpad(cli_target(ctx).connect())
-    result = export_model(store, campaign, output, iteration=iteration)
+    result = export_model(store, campaign, output, iteration=-1 if final else iteration)
     typer.echo(f"wrote {len(result.manifest['models'])} model(s) of iteration {result.manifest['iteration']} "
                f"and manifest.json to {output}")
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from firegen.campaign.errors import FiregenError
 from firegen.campaign.labeled_data import to_labeled_systems
+from firegen.db.properties import FINAL_ITERATION
 from firegen.db.repository import ResultsStore
 
 __all__ = ["DATA_FORMATS", "Export", "export_data", "export_model"]
@@ -162,7 +163,8 @@ def export_model(store: ResultsStore, campaign: str, out_dir: str | os.PathLike,
     the dataset (id, hash, configuration ids and content hashes) and the deepmd-kit version.
 
     Args:
-        iteration: the iteration whose committee to export (default: the latest with stored files).
+        iteration: the iteration whose committee to export (default: the latest with stored files);
+            ``FINAL_ITERATION`` (-1): the final model (``final.pb``, ``final-compressed.pb`` when compressed).
 
     Raises:
         FiregenError: unknown campaign, no (such) trained committee, a file failing its check.
@@ -170,6 +172,7 @@ def export_model(store: ResultsStore, campaign: str, out_dir: str | os.PathLike,
     _campaign(store, campaign)
     known = store.trained_iterations(campaign)
     if iteration is None:
+        known = [i for i in known if i != FINAL_ITERATION]
         if not known:
             raise FiregenError(f"campaign '{campaign}' has no trained model yet. Fix: export after iteration 0 trains")
         iteration = known[-1]
@@ -186,14 +189,22 @@ def export_model(store: ResultsStore, campaign: str, out_dir: str | os.PathLike,
         if m.get("sha256") and digest != m["sha256"]:
             raise FiregenError(f"model {m['_id']} (iteration {iteration}, member {m['member']}): file sha256 {digest} "
                                f"differs from the model document's {m['sha256']}. Fix: retrain that member")
-        path = out_dir / f"graph.{m['member']:03d}{_MODEL_SUFFIX.get(m.get('backend'), '.pb')}"
+        final = iteration == FINAL_ITERATION  # the final model (firegen finalize): final.pb, and compressed
+        path = out_dir / (f"final{_MODEL_SUFFIX.get(m.get('backend'), '.pb')}" if final else
+                          f"graph.{m['member']:03d}{_MODEL_SUFFIX.get(m.get('backend'), '.pb')}")
         path.write_bytes(data)
         files.append(path)
+        if final and m.get("compressed_file_id"):
+            files.append(out_dir / "final-compressed.pb")
+            files[-1].write_bytes(store.blobs.get(m["compressed_file_id"]))
         entries.append({"id": str(m["_id"]), "member": m["member"], "seed": m["seed"], "backend": m["backend"],
                         "file": path.name, "sha256": digest, "parent": str(m["parent"]) if m.get("parent") else None,
                         "metrics": m.get("metrics"), "train_seconds": m.get("train_seconds"),
                         "n_train": m.get("n_train"), "n_validation": m.get("n_validation"),
-                        "dataset_id": str(m["dataset_id"])})
+                        "dataset_id": str(m["dataset_id"]), "kind": m.get("kind", "committee"),
+                        **({"compressed_file": "final-compressed.pb", "compressed_sha256": m["compressed_sha256"],
+                            "validation_groups": m.get("validation_groups")} if final and m.get("compressed_file_id")
+                           else {"compress_error": m.get("compress_error")} if final else {})})
     dataset_ids = {m["dataset_id"] for m in models}
     datasets = []
     for ds_id in sorted(dataset_ids, key=str):

@@ -62,3 +62,43 @@ def test_lock_files_of_dead_servers_are_removed(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["127.0.0.1-2.lock"]
     path = write_lock.register_server(4, pid=os.getpid())
     assert path.read_text() == f"{os.getpid()}\n" and write_lock.registered()
+
+
+def test_a_killed_server_comes_back_on_its_port_with_every_acknowledged_write(tmp_path, monkeypatch):
+    import json
+    import signal
+    import socket
+
+    import pymongo
+    import pytest
+
+    from firegen.db.embedded import server as embedded
+    from firegen.db.errors import EmbeddedPortBusy
+
+    root = tmp_path / "db"
+    root.mkdir()
+    (root / "server.json").write_text(json.dumps({"port": embedded.free_port()}))  # never a developer's server
+    first = embedded.EmbeddedServer(root)
+    uri = first.start()
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
+    try:
+        for i in range(50):  # each acknowledged; the connections leave TIME_WAIT sockets on the port
+            client.firegen.acked.insert_one({"i": i})
+        pid = json.loads((root / "server.json").read_text())["pid"]
+        os.kill(pid, signal.SIGKILL)
+        again = embedded.EmbeddedServer(root)  # a new process: `firegen db up`
+        assert again.start() == uri and again.stale_pid == pid
+        assert client.firegen.acked.count_documents({}) == 50  # the old client reconnects to the same address
+        port = int(uri.rstrip("/").rsplit(":", 1)[1])
+        assert again.stop() and json.loads((root / "server.json").read_text()) == {"port": port}  # kept for next time
+        monkeypatch.setattr(embedded, "PORT_WAIT_S", 1.0)
+        with socket.socket() as squatter:  # another program took the port meanwhile
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatter.bind(("127.0.0.1", port))
+            squatter.listen()
+            with pytest.raises(EmbeddedPortBusy, match=r"must come back on 127\.0\.0\.1:\d+, where its clients expect "
+                                                        r"it, but another process holds that port\. Fix: stop what"):
+                embedded.EmbeddedServer(root).start()
+    finally:
+        client.close()
+        embedded.EmbeddedServer(root).stop()

@@ -50,3 +50,65 @@ def test_worker_runs_fireworks_of_its_category_with_a_short_poll(launchpad, ferr
         proc.wait(timeout=30)
     log = (tmp_path / "cpu" / "worker.log").read_text()
     assert "import firegen.workflows.jobs.init:" in log and "import firegen.workflows.jobs.label:" in log
+
+
+def test_a_launch_the_worker_lost_with_the_database_is_requeued(launchpad, tmp_path):
+    from fireworks import FWorker
+
+    from firegen.db.embedded.capabilities import adapt_launchpad
+    from firegen.db.healing import LOST_KEY
+
+    lp = adapt_launchpad(launchpad)
+    fw = Firework(ScriptTask.from_str("true"), spec={"_category": "cpu"})
+    lp.add_wf(fw)
+    tracker = worker.LaunchTracker(lp)
+    _, launch_id = lp.checkout_fw(FWorker(category="cpu"), str(tmp_path))  # as the Rocket does
+    assert tracker.launch_id == launch_id
+    said = []
+    assert "requeued" in worker.recover_own_launch(lp, tracker.launch_id, said.append)
+    doc = lp.fireworks.find_one({"fw_id": fw.fw_id})
+    assert doc["state"] == "READY" and doc["spec"][LOST_KEY] == 1
+    assert said == [f"firegen worker: Firework {fw.fw_id} (launch {launch_id}) was interrupted; requeued"]
+    assert worker.recover_own_launch(lp, launch_id, said.append) is None  # its launch ended: nothing to do
+
+
+def test_worker_waits_for_a_restarted_database_and_goes_on(tmp_path):
+    import json
+    import os
+    import signal
+
+    from fireworks import LaunchPad
+
+    from firegen.db.embedded.server import EmbeddedServer, free_port
+
+    root = tmp_path / "db"
+    root.mkdir()
+    (root / "server.json").write_text(json.dumps({"port": free_port()}))
+    uri = EmbeddedServer(root).start()
+    lp = LaunchPad(host=uri + "w", name="w", uri_mode=True, strm_lvl="ERROR")
+    lp.reset("", require_password=False)
+    lp_file = write_launchpad_file(tmp_path / "my_launchpad.yaml", uri + "w")
+    proc = start_worker("cpu", lp_file, tmp_path / "cpu", sleep=0.2)
+    log = tmp_path / "cpu" / "worker.log"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "firegen.workflows.tasks" not in log.read_text():
+            time.sleep(0.2)
+        os.kill(json.loads((root / "server.json").read_text())["pid"], signal.SIGKILL)
+        while time.monotonic() < deadline and "unreachable since" not in log.read_text():
+            time.sleep(0.2)
+        assert proc.poll() is None  # waiting, not dead
+        EmbeddedServer(root).start()
+        fw = Firework(ScriptTask.from_str("echo back > out.txt"), spec={"_category": "cpu"})
+        lp.add_wf(fw)
+        while time.monotonic() < deadline and lp.get_fw_by_id(fw.fw_id).state != "COMPLETED":
+            time.sleep(0.2)
+        assert lp.get_fw_by_id(fw.fw_id).state == "COMPLETED"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        EmbeddedServer(root).stop()
+    text = log.read_text()
+    port = uri.rstrip("/").rsplit(":", 1)[1]
+    assert f"database at mongodb://127.0.0.1:{port} unreachable since " in text and "answers again after" in text
+    assert "Traceback" not in text

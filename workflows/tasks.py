@@ -236,12 +236,68 @@ class SelectTask(CampaignTask):
         decision, selected = select_and_decide(store, cfg, self["iteration"], self["stage"])
         store.set_iteration_fields(cfg.name, self["iteration"], {"timings.select_s": time.perf_counter() - t0})
         if decision.action == "done":
+            if cfg.final is not None and cfg.final.at_end:  # the final model, queued by the campaign's end
+                from firegen.workflows.jobs.finalize import finalize_workflow  # start-up, as above
+
+                return FWAction(stored_data={"decision": decision.as_dict()}, additions=[finalize_workflow(cfg.name)])
             return FWAction(stored_data={"decision": decision.as_dict()})
         nxt = self["iteration"] + 1
         open_iteration(store, cfg, nxt, decision.stage, decision.explore)
         wf = labels_then_iteration(cfg, [str(i) for i in selected], self["iteration"], nxt, decision.stage,
                                    decision.explore)
         return self.queue(wf, cfg.name, nxt, stored_data={"decision": decision.as_dict(), "selected": len(selected)})
+
+
+class AfterCampaignTask(CampaignTask):
+    """A task run on a campaign's results (final model, properties): its failure fizzles its own Firework
+    (traceback in ``lpad get_fws -i <fw_id> -d all``) and leaves the campaign's status alone."""
+
+    def _record_failure(self, exc: BaseException, attempts: int) -> None:
+        _log.warning("%s Firework %s failed: %s", self.kind, getattr(self, "fw_id", None), _first_line(exc))
+
+
+@explicit_serialize
+class FinalizeTask(AfterCampaignTask):
+    """Train, compress, validate and store the campaign's final model (workflows/jobs/finalize.py)."""
+
+    kind = "finalize"
+    required_params = ["campaign"]
+    optional_params = ["force"]
+
+    def execute(self, fw_spec):
+        from firegen.workflows.jobs.finalize import finalize  # start-up, as above
+
+        store, cfg = self.context()
+        return FWAction(stored_data=finalize(store, cfg, Path.cwd(), force=bool(self.get("force"))))
+
+
+@explicit_serialize
+class PropertyMDTask(AfterCampaignTask):
+    """Production MD with a stored model at one temperature, analysed and stored (workflows/jobs/properties.py)."""
+
+    kind = "property-md"
+    required_params = ["campaign", "model_id", "system", "md", "analysis"]
+
+    def execute(self, fw_spec):
+        from firegen.workflows.jobs.properties import md_property  # start-up, as above
+
+        return FWAction(stored_data=md_property(open_store(self), self["campaign"], self["model_id"], self["system"],
+                                                self["md"], self["analysis"], Path.cwd(),
+                                                lmp=(fw_spec.get("_fw_env") or {}).get("lmp", "lmp")))
+
+
+@explicit_serialize
+class ArrheniusTask(AfterCampaignTask):
+    """The Arrhenius fits over a temperature ladder of property runs (workflows/jobs/properties.py)."""
+
+    kind = "property-arrhenius"
+    required_params = ["campaign", "model_id", "system", "keys"]
+
+    def execute(self, fw_spec):
+        from firegen.workflows.jobs.properties import arrhenius_property  # start-up, as above
+
+        return FWAction(stored_data=arrhenius_property(open_store(self), self["campaign"], self["model_id"],
+                                                       self["system"], self["keys"]))
 
 
 # ---- workflows ------------------------------------------------------------------------------------------------
@@ -321,4 +377,5 @@ def campaign_workflow(cfg: CampaignConfig, systems: dict, imported: list[str] | 
 
 
 __all__ = ["InitCampaignTask", "LabelTask", "SnapshotGateTask", "TrainTask", "ExploreTask", "SelectTask",
+           "FinalizeTask", "PropertyMDTask", "ArrheniusTask",
            "campaign_workflow", "iteration_fireworks", "label_fireworks", "labels_then_iteration"]

@@ -1,0 +1,86 @@
+"""Helpers of the fault tests: a small cu_emt campaign run by `firegen run` in the background, waiting for a
+moment to strike, and the end-of-campaign checks every fault case makes."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pymongo
+
+from campaign_helpers import BIN, cli_env, small_cu_config
+
+NAME = "cu-fault"
+
+
+def fault_config(folder: Path) -> Path:
+    """cu_emt with a committee of 2 trained for 300 steps, one hot condition, two iterations (so that the
+    second trains on configurations the first selected)."""
+    return small_cu_config(folder, NAME, stage={"temperatures": [1500], "nsteps": 300, "max_iterations": 2})
+
+
+def start_run(folder: Path, config: Path, timeout: float = 1200) -> subprocess.Popen:
+    return subprocess.Popen([str(BIN / "firegen"), "run", str(config), "--timeout", str(timeout)], cwd=folder,
+                            env=cli_env(folder), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def server_state(folder: Path) -> dict:
+    try:
+        return json.loads((folder / ".firegen" / "db" / "server.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except pymongo.errors.PyMongoError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def database(folder: Path):
+    state = wait_for(lambda: server_state(folder).get("pid") and server_state(folder), 300, "the embedded database")
+    return pymongo.MongoClient(state["uri"], serverSelectionTimeoutMS=3000)["firegen"]
+
+
+def running_train(db, seconds: float = 3.0) -> dict | None:
+    """A train launch RUNNING for at least ``seconds`` (dp train is under way), with its Firework's id."""
+    for launch in db.launches.find({"state": "RUNNING"}):
+        fw = db.fireworks.find_one({"fw_id": launch["fw_id"]}, {"spec.firegen.kind": 1})
+        started = launch["state_history"][-1]["created_on"]
+        started = datetime.datetime.fromisoformat(started) if isinstance(started, str) else started
+        started = started if started.tzinfo else started.replace(tzinfo=datetime.timezone.utc)
+        if fw and fw["spec"]["firegen"]["kind"] == "train" and time.time() - started.timestamp() >= seconds:
+            return launch
+    return None
+
+
+def assert_campaign_whole(db, committee: int = 2) -> dict:
+    """The campaign finished; every selected configuration was labeled exactly once and none is left waiting;
+    every iteration that trained has its whole committee with its model file; nothing fizzled."""
+    campaign = db.campaigns.find_one({"name": NAME})
+    assert campaign["status"] in ("converged", "max_iterations"), campaign.get("stop_reason")
+    iterations = list(db.iterations.find({"campaign": NAME}).sort("index", 1))
+    assert len(iterations) == 2 and iterations[0]["selected"] > 0  # the second iteration labels the first's pick
+    picked = db.configurations.count_documents({"campaign": NAME, "origin.iteration": 0, "status": {"$ne": "rejected"},
+                                                "origin.kind": "explored"})
+    labeled = list(db.configurations.find({"campaign": NAME, "status": "labeled"}, {"label_writes": 1, "origin": 1}))
+    assert all(doc["label_writes"] == 1 for doc in labeled)
+    assert sum(doc["origin"]["kind"] == "explored" for doc in labeled) == iterations[0]["selected"] == picked
+    assert db.configurations.count_documents({"campaign": NAME, "status": "label_failed"}) == 0
+    for it in iterations:
+        models = list(db.models.find({"campaign": NAME, "iteration": it["index"]}))
+        assert sorted(m["member"] for m in models) == list(range(committee))
+        for model in models:
+            assert db["blobs.files"].find_one({"_id": model["file_id"]})["metadata"]["sha256"] == model["sha256"]
+    assert db.fireworks.count_documents({"state": "FIZZLED"}) == 0
+    return campaign

@@ -1,0 +1,89 @@
+"""The final-model path on a small real campaign (FerretDB, deepmd-kit, LAMMPS, EMT labels): `firegen finalize`
+trains on every label with the `final:` settings, compresses, validates per system and condition, stores the
+model with its dataset snapshot and held-out predictions; `firegen export model --final` writes it; `firegen
+properties run` runs production MD with it at two temperatures and stores density, RDF, D and the Arrhenius
+document with their provenance."""
+
+import json
+
+import pytest
+
+from campaign_helpers import campaign_db, firegen, small_cu_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finalized(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("final")
+    config = small_cu_config(folder, "cu-fin", stage={"temperatures": [600], "max_iterations": 1},
+                             final={"numb_steps": 500, "validation_fraction": 0.2})
+    run = firegen(folder, "run", str(config), "--timeout", "900", timeout=1000)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    final = firegen(folder, "finalize", "cu-fin", "--now", timeout=900)
+    yield folder, final, campaign_db(folder)
+    firegen(folder, "db", "down")
+
+
+def test_final_model_is_trained_on_every_label_and_stored_with_its_provenance(finalized):
+    folder, final, db = finalized
+    assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
+    model = db.models.find_one({"campaign": "cu-fin", "kind": "final"})
+    assert model["iteration"] == -1 and model["member"] == 0
+    labeled = db.configurations.count_documents({"campaign": "cu-fin", "status": "labeled"})
+    dataset = db.datasets.find_one({"_id": model["dataset_id"]})
+    assert dataset["iteration"] == -1 and dataset["size"] == labeled
+    assert model["n_train"] + model["n_validation"] == labeled and model["n_validation"] >= 2
+    assert json.loads(json.dumps(model["input"]))["training"]["numb_steps"] == 500  # final.numb_steps, not 300
+    assert model["compressed_file_id"] is not None and model["compress_error"] is None
+    groups = model["validation_groups"]
+    assert set(groups["per_system"]) == {"fcc"}
+    assert sum(g["n_frames"] for g in groups["per_system"].values()) == model["n_validation"]
+    assert sum(g["n_frames"] for g in groups["per_condition"].values()) == model["n_validation"]
+    for metrics in groups["per_system"].values():
+        assert {"rmse_e_per_atom", "mae_e_per_atom", "rmse_f", "mae_f", "rmse_v_per_atom", "mae_v_per_atom"} <= set(metrics)
+        assert 0 < metrics["mae_f"] <= metrics["rmse_f"] < 1.0  # eV/Å
+    parity = db.heldout_predictions.find_one({"_id": model["_id"]})
+    assert len(parity["energy_label"]) == model["n_validation"]
+    assert db.campaigns.find_one({"name": "cu-fin"})["final_model_id"] == model["_id"]
+    assert "final model" in final.stdout and "held-out RMSE" in final.stdout
+
+
+def test_finalize_again_keeps_the_stored_model_and_export_writes_it(finalized):
+    folder, _, db = finalized
+    before = db.models.find_one({"campaign": "cu-fin", "kind": "final"})
+    again = firegen(folder, "finalize", "cu-fin", "--now", check=True)
+    after = db.models.find_one({"campaign": "cu-fin", "kind": "final"})
+    assert after["_id"] == before["_id"] and after["sha256"] == before["sha256"] and after["updated"] == before["updated"]
+    assert "final model" in again.stdout
+    firegen(folder, "export", "model", "--campaign", "cu-fin", "--final", "-o", "out", check=True)
+    manifest = json.loads((folder / "out" / "manifest.json").read_text())
+    assert manifest["iteration"] == -1 and manifest["models"][0]["kind"] == "final"
+    assert (folder / "out" / "final.pb").stat().st_size > 0 and (folder / "out" / "final-compressed.pb").is_file()
+    assert manifest["dataset"]["size"] == before["n_train"] + before["n_validation"]
+    committee = firegen(folder, "export", "model", "--campaign", "cu-fin", "-o", "committee", check=True)
+    assert "iteration 0" in committee.stdout  # the default export is still the latest committee
+
+
+def test_properties_run_with_the_final_model_and_are_stored_with_provenance(finalized):
+    folder, _, db = finalized
+    model = db.models.find_one({"campaign": "cu-fin", "kind": "final"})
+    run = firegen(folder, "properties", "run", "cu-fin", "--system", "fcc", "--temperatures", "300,600",
+                  "--equilibration-ps", "0.5", "--production-ps", "3", "--sample-fs", "10", "--now", timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    runs = list(db.properties.find({"campaign": "cu-fin", "kind": "md"}).sort("md.temperature_K", 1))
+    assert [r["md"]["temperature_K"] for r in runs] == [300.0, 600.0]
+    for r in runs:
+        assert r["model_id"] == model["_id"] and r["model"]["compressed"] is True
+        assert r["md"]["engine"] == "lammps" and r["md"]["ensemble"] == "npt" and 1 <= r["md"]["seed"] < 2**31
+        dens = r["results"]["density"]
+        assert 8.0 < dens["density_g_cm3"] < 9.5 and dens["error_g_cm3"] > 0  # EMT Cu: 8.9 g/cm³ at 0 K
+        assert r["results"]["rdf"]["first_peak_A"]["Cu-Cu"] == pytest.approx(2.55, abs=0.15)
+        assert r["results"]["n_frames"] == 301 and "Cu" in r["results"]["diffusion"]
+    assert runs[0]["md"]["seed"] != runs[1]["md"]["seed"]
+    fit = db.properties.find_one({"campaign": "cu-fin", "kind": "arrhenius"})
+    assert fit["members"] == [r["_id"] for r in runs] and fit["results"]["temperatures_K"] == [300.0, 600.0]
+    show = firegen(folder, "properties", "show", "cu-fin", check=True)
+    assert "npt-300K-1bar" in show.stdout and "Arrhenius" in show.stdout
+    bad = firegen(folder, "properties", "run", "cu-fin", "--system", "bcc", "--temperatures", "300")
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("firegen: error: --system 'bcc'")
