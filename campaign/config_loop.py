@@ -11,6 +11,35 @@ from pydantic import model_validator
 from .config_fields import Problem, _Model, fail, fx
 
 
+class WarmStartConfig(_Model):
+    """Members of iteration i+1 start from their iteration-i models (`dp train --init-frz-model`) with a
+    restarted, shorter schedule: DP-GEN's `training_reuse_*` keys."""
+
+    enabled: bool = fx(True, desc="Warm-start members from the previous iteration's models (the first "
+                       "iteration of a campaign always trains from scratch).")
+    numb_steps: int | None = fx(None, gt=0, desc="Training steps of a warm-started member (DP-GEN's "
+                                "training_reuse_numb_steps); null: committee.numb_steps.",
+                                fix="set a positive number of steps, or null")
+    start_lr: float | None = fx(None, gt=0, lt=1, desc="Learning rate a warm-started member restarts its "
+                                "schedule from (DP-GEN's training_reuse_start_lr, there 1e-4); null: the "
+                                "template's start_lr.", fix="use a rate such as 1.0e-4, or null")
+    start_pref_e: float | None = fx(None, ge=0, desc="Energy loss prefactor at the restart (DP-GEN's "
+                                    "training_reuse_start_pref_e); null: the template's.",
+                                    fix="use a non-negative number such as 0.1, or null")
+    start_pref_f: float | None = fx(None, ge=0, desc="Force loss prefactor at the restart (DP-GEN's "
+                                    "training_reuse_start_pref_f); null: the template's.",
+                                    fix="use a non-negative number such as 100, or null")
+    scratch_every: int | None = fx(None, gt=0, desc="Train from scratch every this many iterations "
+                                   "(iterations k*scratch_every); null: only the first.",
+                                   fix="use a positive number of iterations, or null")
+
+    def warm(self, iteration: int) -> bool:
+        """Whether iteration ``iteration`` starts its members from the previous iteration's models."""
+        if not self.enabled or iteration <= 0:
+            return False
+        return not (self.scratch_every and iteration % self.scratch_every == 0)
+
+
 class CommitteeConfig(_Model):
     """The N DeePMD models trained on the same data with different seeds."""
 
@@ -20,8 +49,8 @@ class CommitteeConfig(_Model):
                                         "(`dp --tf train`, frozen .pb models that LAMMPS' deepmd plugin and "
                                         "`dp test` read); PyTorch (.pth) is not wired into training and "
                                         "exploration yet.", fix="use backend: tensorflow")
-    init_from_previous: bool = fx(False, desc="Start each member from the previous iteration's "
-                                  "model (`dp train --init-model`).")
+    warm_start: WarmStartConfig = fx(default_factory=WarmStartConfig,
+                                     desc="Warm-started training from the previous iteration's models.")
     training: dict[str, Any] = fx(default_factory=dict,
                                   desc="deepmd-kit input.json template (model, learning_rate, "
                                   "loss, training); merged with firegen's defaults, `sel: auto` "
@@ -29,6 +58,21 @@ class CommitteeConfig(_Model):
                                   fix="give a mapping shaped like deepmd-kit's input.json")
     numb_steps: int = fx(2000, gt=0, desc="Training steps per member and iteration.",
                          fix="set a positive number of training steps, e.g. 2000")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _init_from_previous(cls, data: Any) -> Any:
+        """The older `init_from_previous: true/false` is `warm_start: {enabled: ...}`."""
+        if isinstance(data, dict) and "init_from_previous" in data:
+            data = dict(data)
+            flag = data.pop("init_from_previous")
+            if "warm_start" in data:
+                fail(Problem("init_from_previous", "and warm_start are both given", flag,
+                             "use warm_start.enabled only"))
+            if not isinstance(flag, bool):
+                fail(Problem("init_from_previous", "must be true or false", flag, "write true or false"))
+            data["warm_start"] = {"enabled": flag}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -78,10 +122,39 @@ class TrustLevels(_Model):
         return self
 
 
+class FingerprintConfig(_Model):
+    """SOAP settings of the structure fingerprint used for deduplication and diverse selection (dscribe)."""
+
+    r_cut: float = fx(5.0, gt=0, le=12, desc="Cutoff radius (Å).", fix="use a radius in Å such as 5.0")
+    n_max: int = fx(4, ge=1, le=12, desc="Radial basis functions.", fix="use a small integer such as 4")
+    l_max: int = fx(3, ge=0, le=9, desc="Highest spherical harmonic degree.", fix="use a small integer such as 3")
+    sigma: float = fx(0.5, gt=0, le=2, desc="Width of the atomic Gaussians (Å).", fix="use a width in Å such as 0.5")
+
+
+class DedupConfig(_Model):
+    """Candidates that are near-copies of each other or of labeled/selected configurations are not labeled."""
+
+    tolerance: float | None = fx(
+        2.0e-5, ge=0, le=2, desc="Fingerprint distance below which two structures count as one (unit-length "
+        "averaged SOAP vectors; 32-atom Cu frames 10 fs apart at 300 K are about 4e-5 apart, frames 200 fs "
+        "apart about 2e-4); null turns deduplication off (DP-GEN's behaviour).",
+        fix="use a small distance such as 2.0e-5, or null to turn deduplication off")
+    across_campaigns: bool = fx(False, desc="Also treat as duplicates the configurations labeled by other "
+                                "campaigns with the same type map and fingerprint settings.")
+
+
 class SelectionConfig(_Model):
     """How candidates become labeling jobs."""
 
     trust: TrustLevels = fx(default_factory=TrustLevels, desc="Trust levels.")
+    policy: Literal["diverse", "random", "deviation"] = fx(
+        "diverse", desc="How the capped batch is picked among the (deduplicated) candidates: `diverse` "
+        "(greedy farthest-point sampling in fingerprint space, away from the labeled data, weighted by force "
+        "deviation), `random` (uniform, DP-GEN's fp_task_max) or `deviation` (random, weighted by deviation).",
+        fix="use diverse, random or deviation")
+    dedup: DedupConfig = fx(default_factory=DedupConfig, desc="Deduplication before labeling.")
+    fingerprint: FingerprintConfig = fx(default_factory=FingerprintConfig,
+                                        desc="Structure fingerprint settings (SOAP).")
     max_per_iteration: int = fx(300, gt=0, desc="Most candidates labeled per iteration.",
                                 fix="set a positive cap, e.g. 300")
     min_per_iteration: int = fx(0, ge=0, desc="Fewer candidates than this are not labeled "

@@ -28,7 +28,7 @@ INT = {"bsonType": ["int", "long"]}
 # N x 3 positions or forces are 3N numbers. ``ResultsStore.atoms`` / ``numpy.reshape`` restore them.
 FLAT9 = {"bsonType": "array", "items": NUM, "minItems": 9, "maxItems": 9}
 FLAT3N = {"bsonType": "array", "items": NUM, "minItems": 3}
-CONFIG_STATUSES = ["candidate", "selected", "labeled", "label_failed", "rejected"]
+CONFIG_STATUSES = ["candidate", "selected", "labeled", "label_failed", "rejected", "duplicate"]
 ORIGIN_KINDS = ["init", "explored", "imported"]
 
 LABEL = {
@@ -149,6 +149,14 @@ COLLECTIONS: list[CollectionSpec] = [
          "properties": {"campaign": STR, "iteration": INT, "task": STR,
                         "ids": {"bsonType": "array", "items": {"bsonType": "objectId"}}}},
         [([("campaign", ASCENDING), ("iteration", ASCENDING)], {"name": "campaign_iteration"})],
+    ),
+    CollectionSpec(  # fingerprints of the labeled and selected configurations (db/fingerprint_banks.py)
+        "fingerprint_banks",
+        {"bsonType": "object", "required": ["campaign", "part", "space", "type_map", "ids", "rows", "file_id"],
+         "properties": {"campaign": STR, "part": STR, "space": STR, "type_map": {"bsonType": "array", "items": STR},
+                        "ids": {"bsonType": "array", "items": {"bsonType": "objectId"}}, "rows": INT,
+                        "file_id": {"bsonType": "objectId"}}},
+        [([("space", ASCENDING), ("campaign", ASCENDING)], {"name": "space_campaign"})],
     ),
 ]
 SPECS = {spec.name: spec for spec in COLLECTIONS}

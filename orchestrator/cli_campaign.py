@@ -22,6 +22,7 @@ from firegen.launchers.local import start_worker, worker_env, write_fworker
 from firegen.launchers.worker import DEFAULT_SLEEP
 from firegen.launchers.worker import run as run_worker
 from firegen.orchestrator.cli_exchange import print_conversion_messages
+from firegen.orchestrator.cli_properties import properties_brief
 from firegen.orchestrator.cli_view import write_campaign_report
 from firegen.orchestrator.database import bring_up, cli_target, prepare_database
 from firegen.orchestrator.dpgen_import import import_dpgen, is_dpgen_param
@@ -97,6 +98,7 @@ def status(ctx: typer.Context, campaign: Optional[str] = typer.Argument(None, he
         typer.echo("no campaigns in the database")
     for name in names:
         typer.echo(campaign_summary(store, name))
+        typer.echo(properties_brief(store.db, name) or "", nl=False)  # final model and properties, if any
 
 
 def worker_launchpad(target, home: Path | None = None) -> Path:

@@ -52,8 +52,9 @@ def run_here(lp, fw_ids: list[int]) -> None:
 
 def _queue(lp, wf) -> list[int]:
     """Add ``wf``; its Fireworks' ids in the order they were built."""
+    before = [fw.fw_id for fw in wf.fws]  # add_wf gives the Fireworks their ids in place
     old_new = lp.add_wf(wf)
-    return [old_new[fw.fw_id] for fw in wf.fws]
+    return [old_new[i] for i in before]
 
 
 def finalize_cmd(ctx: typer.Context, campaign: str = typer.Argument(..., help="Campaign name."),
@@ -184,6 +185,19 @@ def properties_table(docs: list[dict]) -> str:
                              f"σ(300 K) {c['extrapolated']:.2e}±{c['extrapolated_error']:.1e} S/cm")
             lines.append(f"{d['system']:<12} {'Arrhenius':<22} " + "; ".join(parts or ["no fit"]))
     return "\n".join(lines)
+
+
+def properties_brief(db, campaign: str) -> str | None:
+    """What ``firegen status`` adds under a campaign's table: its final model and properties (None: neither)."""
+    props = PropertyStore(db)
+    model, docs = props.final_model(campaign), props.of_campaign(campaign)
+    if model is None and not docs:
+        return None
+    lines = [final_summary(model).splitlines()[0]] if model is not None else []
+    if docs:
+        lines.append(f"properties ({len(docs)}; `firegen properties show {campaign}`):")
+        lines += ["  " + line for line in properties_table(docs).splitlines()]
+    return "\n".join(lines) + "\n"
 
 
 @properties_app.command("show")

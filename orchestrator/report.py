@@ -5,7 +5,7 @@ from __future__ import annotations
 from firegen.db.repository import ResultsStore
 
 COLUMNS = ["iteration", "stage", "ensemble", "T (K)", "P (bar)", "MD steps", "tasks", "frames", "candidates",
-           "selected", "labeled", "failed labels", "accurate %", "decision"]
+           "duplicates", "selected", "labeled", "failed labels", "accurate %", "decision"]
 
 
 def label_counts(store: ResultsStore, campaign: str, iterations: list[dict], doc: dict | None) -> dict[tuple[int, str], int]:
@@ -38,7 +38,8 @@ def iteration_rows(store: ResultsStore, campaign: str, iterations: list[dict] | 
             "P (bar)": "/".join(f"{p:g}" for p in it.get("pressures", [])) or "-",
             "MD steps": it.get("nsteps", ""), "tasks": len(it.get("explore") or it.get("explorations") or []),
             "frames": counts.get("total", ""),
-            "candidates": counts.get("candidate", ""), "selected": it.get("selected", ""),
+            "candidates": counts.get("candidate", ""), "duplicates": it.get("duplicates", ""),
+            "selected": it.get("selected", ""),
             "labeled": per_iteration.get((it["index"], "labeled"), 0),
             "failed labels": per_iteration.get((it["index"], "label_failed"), 0),
             "accurate %": f"{100 * ratios['accurate']:.1f}" if ratios else "",

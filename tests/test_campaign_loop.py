@@ -21,7 +21,7 @@ def finished_campaign(tmp_path_factory):
     config = small_cu_config(folder, "cu-loop", selection={"trust": {"f_lo": 0.15, "f_hi": 0.35},
                                                           "max_per_iteration": 20})
     raw = yaml.safe_load(config.read_text())
-    raw["committee"].update(numb_steps=800, init_from_previous=True)  # DP-GEN's training_reuse
+    raw["committee"].update(numb_steps=800, warm_start={"numb_steps": 400, "start_lr": 5.0e-4})
     raw["stages"][0].update(name="warm", temperatures=[300, 600], max_iterations=3)
     raw["stages"].append(dict(raw["stages"][0], name="hot", temperatures=[900]))
     config.write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -14,6 +14,7 @@ from firegen.db.repository import ResultsStore
 from firegen.campaign.config import load_config
 from firegen.campaign.convergence import decide
 from firegen.orchestrator.submit import prepared_systems
+from firegen.workflows.jobs.batch import write_initial_part
 from firegen.workflows.jobs.explore import deviation_edges, keep_candidates
 from firegen.workflows.jobs.init import initial_configurations, open_iteration
 from firegen.workflows.jobs.label import label_batch
@@ -149,6 +150,7 @@ def test_select_reads_the_candidates_explorations_listed_by_id(ferretdb, db_name
         cfg = load_config(small_cu_config(tmp_path, "cu-lists"))
         store = _store(client[db_name], cfg)
         earlier, _ = store.add_configuration(cfg.name, **{**_frame(0), "status": "labeled"}, origin={"kind": "init"})
+        write_initial_part(store, cfg, [earlier], [ResultsStore.atoms(store.configurations_by_ids([earlier])[0])])
         open_iteration(store, cfg, 0, 0)
         origin = {"kind": "explored", "iteration": 0}
         frames = {k: _frame(k) for k in range(1, 5)}

@@ -72,7 +72,7 @@ def test_defaults(workdir):
     assert (trust.f_lo, trust.f_hi, trust.v_lo, trust.v_hi) == (0.15, 0.35, None, None)
     assert cfg.selection.max_per_iteration == 300 and cfg.selection.min_per_iteration == 0
     assert cfg.committee.size == 4 and cfg.committee.backend == "tensorflow"
-    assert cfg.committee.numb_steps == 2000 and cfg.committee.init_from_previous is False
+    assert cfg.committee.numb_steps == 2000 and cfg.committee.warm_start.enabled is True
     assert cfg.exploration.engine == "lammps"
     stage = cfg.stages[0]
     assert (stage.dt, stage.trj_freq, stage.tau_t, stage.tau_p) == (1.0, 10, 0.1, 0.5)
@@ -249,7 +249,7 @@ def test_frozen_is_json_stable_and_round_trips(workdir):
     reordered = dict(reversed(list(yaml.safe_load((CONFIGS / "na3ocl_xtb.yaml").read_text())
                                    .items())))
     reordered["selection"]["min_per_iteration"] = 0
-    reordered["committee"]["init_from_previous"] = False
+    reordered["committee"].setdefault("warm_start", {})["scratch_every"] = None
     shutil.copy(CONFIGS / "structures/Na3OCl.cif", workdir / "structures/Na3OCl.cif")
     assert load_config(write(workdir, reordered)).config_hash() == cfg.config_hash()
     assert validate_dict(frozen).frozen() == frozen

@@ -117,7 +117,7 @@ def test_pwscf_npt_aniso_with_old_pbs_machine(dpgen_dir):
 def test_vasp_nvt_and_npt_a_with_init_model(dpgen_dir):
     conv, cfg, _ = convert(dpgen_dir, "param_vasp.json")
     assert conv.unsupported == []
-    assert cfg.committee.init_from_previous is True and cfg.committee.numb_steps == 800
+    assert cfg.committee.warm_start.enabled is True and cfg.committee.numb_steps == 800
     assert [s.ensemble for s in cfg.stages] == ["nvt", "npt-aniso"]
     assert cfg.stages[1].pressures == [1.0] and cfg.stages[1].systems == ["sys0-000", "sys1-000"]
     assert cfg.labeler.kind == "vasp"

@@ -85,5 +85,7 @@ def test_properties_run_with_the_final_model_and_are_stored_with_provenance(fina
     assert fit["members"] == [r["_id"] for r in runs] and fit["results"]["temperatures_K"] == [300.0, 600.0]
     show = firegen(folder, "properties", "show", "cu-fin", check=True)
     assert "npt-300K-1bar" in show.stdout and "Arrhenius" in show.stdout
+    status = firegen(folder, "status", "cu-fin", check=True)
+    assert f"final model {model['_id']}" in status.stdout and "npt-600K-1bar" in status.stdout
     bad = firegen(folder, "properties", "run", "cu-fin", "--system", "bcc", "--temperatures", "300")
     assert bad.returncode == 2 and bad.stderr.strip().startswith("firegen: error: --system 'bcc'")

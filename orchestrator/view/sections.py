@@ -83,6 +83,7 @@ def iteration_table(src: CampaignSource, links) -> Section:
                                               row_id=lambda r: f"it-{r['iteration']}"),
                     note="", empty="no iteration yet", pager=None)
     return Section("iterations", "iterations", "T in K, P in bar; candidates: frames with f_lo ≤ max force deviation < f_hi; "
+                   "duplicates: candidates within the fingerprint tolerance of another, not labeled; "
                    "labeled / failed labels: of the candidates the iteration selected; accurate %: frames below f_lo.",
                    html=html)
 

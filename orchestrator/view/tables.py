@@ -15,7 +15,8 @@ from firegen.orchestrator.report import iteration_rows, label_counts
 from firegen.orchestrator.view.source import CampaignSource, utc
 
 #: The per-iteration table as papers print it.
-ITERATION_COLUMNS = ["iteration", "stage", "ensemble", "T (K)", "P (bar)", "MD steps", "candidates", "selected",
+ITERATION_COLUMNS = ["iteration", "stage", "ensemble", "T (K)", "P (bar)", "MD steps", "candidates", "duplicates",
+                     "selected",
                      "labeled", "failed labels", "accurate %", "decision", "reason"]
 #: What the deviation histograms count.
 FRACTIONS = ("accurate", "candidate", "failed")

@@ -8,6 +8,7 @@ from firegen.campaign.config import CampaignConfig
 from firegen.campaign.convergence import Decision, decide, stage_task_keys
 from firegen.campaign.seeds import selection_seed
 from firegen.db.repository import ResultsStore
+from firegen.workflows.jobs.batch import choose
 from firegen.workflows.steps import select as selection
 
 
@@ -42,17 +43,22 @@ def select_and_decide(store: ResultsStore, cfg: CampaignConfig, iteration: int,
     sel_cfg = cfg.selection
     cap = selection.labeling_cap(sel_cfg.max_per_iteration, ratio["accurate"],
                                  sel_cfg.skip_when_accurate_above, sel_cfg.soft_accurate_ratio)
-    picked = selection.select_candidates(keys, cap, selection_seed(cfg.name, iteration, sel_cfg.seed))
-    if decision.action == "done" or len(picked) < sel_cfg.min_per_iteration:
+    if decision.action == "done":
+        cap = 0
+    batch = choose(store, cfg, iteration, keys, cap, selection_seed(cfg.name, iteration, sel_cfg.seed))
+    picked = batch.picked
+    if len(picked) < sel_cfg.min_per_iteration:
         picked = []
     picked_set = set(picked)
     store.set_status(picked, "selected")
-    store.set_status([k for k in keys if k not in picked_set], "rejected",
+    for key, (of, distance) in batch.duplicates.items():
+        store.set_status([key], "duplicate", duplicate_of=of, duplicate_distance=distance)
+    store.set_status([k for k in keys if k not in picked_set and k not in batch.duplicates], "rejected",
                      rejected_reason="campaign ended" if decision.action == "done" else "over the per-iteration cap")
     statuses = campaign.get("stage_status", [])[:stage]
     if decision.stage_status != "running":
         statuses = statuses + [decision.stage_status]
     store.update_iteration(cfg.name, iteration, stage, counts=totals, ratios=ratio, selected=len(picked),
-                           decision=decision.as_dict(), status="done")
+                           duplicates=len(batch.duplicates), decision=decision.as_dict(), status="done")
     store.update_campaign(cfg.name, status=decision.campaign_status, stage_status=statuses)
     return decision, picked

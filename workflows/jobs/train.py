@@ -15,6 +15,7 @@ from firegen.campaign.seeds import training_seed
 from firegen.db.repository import ResultsStore
 from firegen.workflows.jobs.gate import snapshot_to_train
 from firegen.workflows.steps import train as training
+from firegen.workflows.steps.train_input import restart_schedule
 
 #: Force components of the held-out frames kept per model for its parity plot (every frame's energy is kept).
 PARITY_FORCES = 3000
@@ -59,14 +60,19 @@ def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, membe
     train_sys = write_deepmd_npy(train_docs, cfg.type_map, data_dir / "train")
     valid_sys = write_deepmd_npy(valid_docs, cfg.type_map, data_dir / "valid") if valid_docs else None
     seed = training_seed(cfg.name, iteration, member)
-    input_dict = training.make_training_input(cfg.committee.training, train_sys, cfg.type_map, seed,
-                                              cfg.committee.numb_steps, valid_sys)
+    template, steps = cfg.committee.training, cfg.committee.numb_steps
     parent = None
     init_model = None
-    if cfg.committee.init_from_previous and iteration > 0:
+    warm = cfg.committee.warm_start
+    if warm.warm(iteration):
         parent = store.find_model(cfg.name, iteration - 1, member)
         if parent and parent.get("file_id"):
             init_model = store.blobs.fetch(parent["file_id"], workdir / "parent.pb")
+            template = restart_schedule(template, warm.start_lr, warm.start_pref_e, warm.start_pref_f)
+            steps = warm.numb_steps or steps
+        else:
+            parent = None  # no stored parent (e.g. the member failed then): from scratch
+    input_dict = training.make_training_input(template, train_sys, cfg.type_map, seed, steps, valid_sys)
     t0 = time.perf_counter()
     result = training.train_model(workdir / "train", input_dict, init_model=init_model)
     metrics = {"train": training.evaluate_model(result.frozen_model, train_sys, cfg.type_map)}

@@ -14,7 +14,7 @@ import numpy as np
 
 from firegen.campaign.training_template import DEFAULT_INPUT, merge_with_defaults
 
-__all__ = ["DEFAULT_INPUT", "make_training_input", "member_seeds"]
+__all__ = ["DEFAULT_INPUT", "make_training_input", "member_seeds", "restart_schedule"]
 
 #: Sections of the template that must be JSON objects when present.
 _DICT_SECTIONS = (
@@ -176,3 +176,22 @@ def make_training_input(
     return data
 
 
+
+
+def restart_schedule(template: Mapping, start_lr: float | None = None, start_pref_e: float | None = None,
+                     start_pref_f: float | None = None) -> dict:
+    """A copy of a training template whose learning-rate schedule and loss prefactors restart from these
+    values (DP-GEN's ``training_reuse_start_lr`` / ``_start_pref_e`` / ``_start_pref_f``): what a member
+    warm-started from its previous model trains with. ``None`` keeps the template's value."""
+    import copy
+
+    out = copy.deepcopy(dict(template))
+    if start_lr is not None:
+        out.setdefault("learning_rate", {})["start_lr"] = float(start_lr)
+        stop = out["learning_rate"].get("stop_lr")
+        if stop is not None and float(stop) > float(start_lr):
+            out["learning_rate"]["stop_lr"] = float(start_lr)
+    for key, value in (("start_pref_e", start_pref_e), ("start_pref_f", start_pref_f)):
+        if value is not None:
+            out.setdefault("loss", {})[key] = float(value)
+    return out
