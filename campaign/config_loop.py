@@ -17,6 +17,9 @@ class WarmStartConfig(_Model):
 
     enabled: bool = fx(True, desc="Warm-start members from the previous iteration's models (the first "
                        "iteration of a campaign always trains from scratch).")
+    from_iteration: int = fx(1, ge=1, desc="First iteration whose members are warm-started (DP-GEN's "
+                             "training_reuse_iter); earlier ones train from scratch.",
+                             fix="use an iteration index of 1 or more")
     numb_steps: int | None = fx(None, gt=0, desc="Training steps of a warm-started member (DP-GEN's "
                                 "training_reuse_numb_steps); null: committee.numb_steps.",
                                 fix="set a positive number of steps, or null")
@@ -35,7 +38,7 @@ class WarmStartConfig(_Model):
 
     def warm(self, iteration: int) -> bool:
         """Whether iteration ``iteration`` starts its members from the previous iteration's models."""
-        if not self.enabled or iteration <= 0:
+        if not self.enabled or iteration < max(1, self.from_iteration):
             return False
         return not (self.scratch_every and iteration % self.scratch_every == 0)
 
