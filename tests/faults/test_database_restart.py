@@ -25,15 +25,15 @@ def test_sigkill_of_the_embedded_database_during_training(tmp_path):
         assert f"pid {before['pid']}) had died" in up.stdout
         assert db.configurations.count_documents({"status": "labeled"}) >= labeled_before > 0  # nothing lost
         out, err = run.communicate(timeout=1200)
+        assert run.returncode == 0, out[-3000:] + err[-3000:]
+        assert f"database at mongodb://127.0.0.1:{before['port']} unreachable since " in err
+        assert "; waiting (Ctrl-C to stop)" in err and "answers again after" in err
+        assert "Traceback" not in out + err
+        logs = "".join(p.read_text() for p in (tmp_path / ".firegen" / "workers").glob("*/worker.log"))
+        assert "unreachable since" in logs  # the workers waited too, instead of dying
+        assert_campaign_whole(db)
     finally:
         if run.poll() is None:
             run.kill()
             run.communicate()
         firegen(tmp_path, "db", "down")
-    assert run.returncode == 0, out[-3000:] + err[-3000:]
-    assert f"database at mongodb://127.0.0.1:{before['port']} unreachable since " in err
-    assert "; waiting (Ctrl-C to stop)" in err and "answers again after" in err
-    assert "Traceback" not in out + err
-    logs = "".join(p.read_text() for p in (tmp_path / ".firegen" / "workers").glob("*/worker.log"))
-    assert "unreachable since" in logs  # the workers waited too, instead of dying
-    assert_campaign_whole(db)

@@ -19,18 +19,18 @@ def test_sigkill_of_the_gpu_worker_during_training_heals_itself(tmp_path):
         worker_pid = int(launch["fworker"]["env"][ENV_PROCESS].split("/")[2])
         os.killpg(worker_pid, signal.SIGKILL)  # the worker and its dp train
         out, err = run.communicate(timeout=1200)
+        assert run.returncode == 0, out[-3000:] + err[-3000:]
+        assert "the gpu worker exited with code -9; starting another (1 of 3)" in err
+        fw = find_firework(db, {"fw_id": launch["fw_id"]})  # live, or archived with its finished iteration
+        assert fw["state"] == "COMPLETED" and fw["spec"][LOST_KEY] == 1
+        launches = fw["launches"] + fw.get("archived_launches", [])
+        assert len(launches) == 2 and launch["launch_id"] in launches
+        logs = (tmp_path / ".firegen" / "workers" / "cpu" / "worker.log").read_text()
+        logs += (tmp_path / ".firegen" / "workers" / "gpu" / "worker.log").read_text()
+        assert f"Firework {launch['fw_id']} was lost (its worker process is gone); rerun" in logs
+        assert_campaign_whole(db)
     finally:
         if run.poll() is None:
             run.kill()
             run.communicate()
         firegen(tmp_path, "db", "down")
-    assert run.returncode == 0, out[-3000:] + err[-3000:]
-    assert "the gpu worker exited with code -9; starting another (1 of 3)" in err
-    fw = find_firework(db, {"fw_id": launch["fw_id"]})  # live, or archived with its finished iteration
-    assert fw["state"] == "COMPLETED" and fw["spec"][LOST_KEY] == 1
-    launches = fw["launches"] + fw.get("archived_launches", [])
-    assert len(launches) == 2 and launch["launch_id"] in launches
-    logs = (tmp_path / ".firegen" / "workers" / "cpu" / "worker.log").read_text()
-    logs += (tmp_path / ".firegen" / "workers" / "gpu" / "worker.log").read_text()
-    assert f"Firework {launch['fw_id']} was lost (its worker process is gone); rerun" in logs
-    assert_campaign_whole(db)
