@@ -84,6 +84,16 @@ def test_every_configuration_has_an_origin_and_every_model_a_dataset(finished_ca
         blob = db["blobs.files"].find_one({"_id": model["file_id"]})
         assert blob["metadata"]["sha256"] == model["sha256"]
         assert model["metrics"]["train"]["rmse_f"] > 0
+        steps = model["input"]["training"]["numb_steps"]
+        if model["iteration"] >= 1:  # warm-started from the same member of the previous iteration
+            parent = db.models.find_one({"_id": model["parent"]})
+            assert (parent["iteration"], parent["member"]) == (model["iteration"] - 1, model["member"])
+            assert steps == 400 and model["input"]["learning_rate"]["start_lr"] == 5.0e-4
+        else:
+            assert model["parent"] is None and steps == 800
+    for doc in db.configurations.find({"campaign": "cu-loop", "status": "duplicate"}):
+        repeated = db.configurations.find_one({"_id": doc["duplicate_of"]})
+        assert repeated["status"] in ("labeled", "label_failed") and doc["duplicate_distance"] < 2.0e-5
 
 
 def test_provenance_answers_match_the_history(finished_campaign):

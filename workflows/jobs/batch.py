@@ -87,12 +87,14 @@ def choose(store: ResultsStore, cfg: CampaignConfig, iteration: int, keys: list,
     dev = np.array([(d.get("model_deviation") or {}).get("max_f", 0.0) for d in docs], dtype=float)
     duplicates: dict = {}
     kept = np.arange(len(keys))
+    nearest = index.nearest(fps)  # each candidate's closest labeled or selected structure: searched once
     if sel.dedup.tolerance is not None:
-        kept, dups = fp.deduplicate(fps, sel.dedup.tolerance, index, order=np.argsort(-dev, kind="stable"))
+        kept, dups = fp.deduplicate(fps, sel.dedup.tolerance, index, order=np.argsort(-dev, kind="stable"),
+                                    nearest=nearest)
         duplicates = {keys[i]: (of if where == "stored" else keys[of], dist) for i, (where, of, dist) in dups.items()}
     kept_keys = [keys[i] for i in kept]
     if sel.policy == "diverse":
-        rows = fp.farthest_point_indices(fps[kept], cap, weights=dev[kept], stored=index)
+        rows = fp.farthest_point_indices(fps[kept], cap, weights=dev[kept], stored_distance=nearest[0][kept])
         chosen = {kept_keys[r] for r in rows}
         picked = [k for k in kept_keys if k in chosen]
     else:

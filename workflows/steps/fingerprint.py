@@ -134,7 +134,8 @@ class FingerprintIndex:
 
 
 def deduplicate(fps: np.ndarray, tolerance: float, stored: FingerprintIndex | None = None,
-                order: Sequence[int] | None = None) -> tuple[np.ndarray, dict[int, tuple[str, object, float]]]:
+                order: Sequence[int] | None = None, nearest: tuple[np.ndarray, np.ndarray] | None = None,
+                ) -> tuple[np.ndarray, dict[int, tuple[str, object, float]]]:
     """Which candidates to keep: a candidate within ``tolerance`` of a stored fingerprint, or of a candidate
     kept before it, is a duplicate.
 
@@ -144,6 +145,7 @@ def deduplicate(fps: np.ndarray, tolerance: float, stored: FingerprintIndex | No
         stored: the labeled and selected configurations so far (None: none).
         order: the order in which candidates claim their place (e.g. by decreasing model deviation, so the
             most uncertain of a group of near-copies is the one kept); default: as given.
+        nearest: ``stored.nearest(fps)`` when already computed (the search is the costly part).
 
     Returns:
         ``(kept, duplicates)``: the kept candidate indices (ascending), and for every other candidate
@@ -156,26 +158,47 @@ def deduplicate(fps: np.ndarray, tolerance: float, stored: FingerprintIndex | No
         raise ValueError(f"order must be a permutation of range({n})")
     dups: dict[int, tuple[str, object, float]] = {}
     if stored is not None and len(stored):
-        dist, rows = stored.nearest(fps)
+        dist, rows = stored.nearest(fps) if nearest is None else nearest
         for i in np.flatnonzero(dist < tolerance):
             dups[int(i)] = ("stored", stored.ids[int(rows[i])], float(dist[i]))
+    neighbours = _pairs_within(fps, tolerance)  # candidate -> {other candidate: distance}, usually small
     kept: list[int] = []
+    is_kept = np.zeros(n, dtype=bool)
     for i in order:
         i = int(i)
         if i in dups:
             continue
-        if kept:
-            d = np.linalg.norm(fps[kept] - fps[i], axis=1)
-            j = int(np.argmin(d))
-            if d[j] < tolerance:
-                dups[i] = ("candidate", kept[j], float(d[j]))
-                continue
+        near = [(d, j) for j, d in neighbours.get(i, {}).items() if is_kept[j]]
+        if near:
+            d, j = min(near)
+            dups[i] = ("candidate", j, d)
+            continue
         kept.append(i)
+        is_kept[i] = True
     return np.array(sorted(kept), dtype=np.intp), dups
 
 
+def _pairs_within(fps: np.ndarray, tolerance: float) -> dict[int, dict[int, float]]:
+    """For each row, the other rows closer than ``tolerance`` (faiss range search of the rows among themselves)."""
+    import faiss  # see FingerprintIndex
+
+    fps = np.ascontiguousarray(fps, dtype=np.float32)
+    if len(fps) < 2 or tolerance <= 0:
+        return {}
+    index = faiss.IndexFlatL2(fps.shape[1])
+    index.add(fps)
+    lims, d2, rows = index.range_search(fps, float(tolerance) ** 2)
+    out: dict[int, dict[int, float]] = {}
+    for i in range(len(fps)):
+        for j, dd in zip(rows[lims[i]:lims[i + 1]], d2[lims[i]:lims[i + 1]]):
+            if int(j) != i:
+                out.setdefault(i, {})[int(j)] = float(np.sqrt(max(dd, 0.0)))
+    return out
+
+
 def farthest_point_indices(fps: np.ndarray, max_n: int, weights: np.ndarray | None = None,
-                           stored: FingerprintIndex | None = None) -> np.ndarray:
+                           stored: FingerprintIndex | None = None,
+                           stored_distance: np.ndarray | None = None) -> np.ndarray:
     """A batch of at most ``max_n`` rows that covers fingerprint space: greedy farthest-point sampling.
 
     Each step takes the candidate with the largest ``weight * distance`` to everything chosen so far,
@@ -184,18 +207,24 @@ def farthest_point_indices(fps: np.ndarray, max_n: int, weights: np.ndarray | No
     (a more uncertain frame is worth more at the same distance); ``None`` weighs all alike. Deterministic:
     ties go to the lower index.
 
+    ``stored_distance``: each row's distance to its nearest stored fingerprint, when already computed
+    (in place of ``stored``).
+
     Returns:
         The chosen row indices, in the order chosen.
     """
-    fps = np.asarray(fps, dtype=np.float64)
+    fps = np.asarray(fps, dtype=np.float32)
     n = len(fps)
     max_n = min(int(max_n), n)
+    sq = np.einsum("ij,ij->i", fps, fps)
     if max_n <= 0:
         return np.empty(0, dtype=np.intp)
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=float).reshape(n)
     if not np.isfinite(w).all() or (w < 0).any():
         raise ValueError("weights must be finite and >= 0")
-    if stored is not None and len(stored):
+    if stored_distance is not None:
+        nearest = np.asarray(stored_distance, dtype=float).reshape(n).copy()
+    elif stored is not None and len(stored):
         nearest = stored.nearest(fps)[0]
     else:
         nearest = np.full(n, np.inf)
@@ -210,5 +239,6 @@ def farthest_point_indices(fps: np.ndarray, max_n: int, weights: np.ndarray | No
         k = int(np.argmax(score))
         chosen.append(k)
         taken[k] = True
-        nearest = np.minimum(nearest, np.linalg.norm(fps - fps[k], axis=1))
+        d2 = np.maximum(sq + sq[k] - 2.0 * (fps @ fps[k]), 0.0)  # one matrix-vector product per pick
+        nearest = np.minimum(nearest, np.sqrt(d2.astype(np.float64)))
     return np.asarray(chosen, dtype=np.intp)
