@@ -16,6 +16,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -289,6 +290,15 @@ def _join(base: str, rel: str) -> str:
     return f"{base}.{rel}"
 
 
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|(constrained|function|lax|json|literal|list|dict|tuple|chain)"
+                        r"[-\w]*(\[.*\])?)$")
+
+
+def _drop_union_tags(loc: tuple) -> tuple:
+    """``loc`` less the names pydantic gives the members of a union (``species.list[str][1]`` → ``species[1]``)."""
+    return tuple(p for p in loc if not (isinstance(p, str) and _UNION_TAG.match(p)))
+
+
 def _loc_str(loc: tuple) -> str:
     out = ""
     for part in loc:
@@ -335,7 +345,7 @@ def _pydantic_lines(source: str, exc: ValidationError) -> list[str]:
     covered: set = set()  # missing keys explained by a misspelled one ("did you mean ...")
     lines: list[tuple[tuple, str]] = []
     for err in errors:
-        loc, kind, ctx = err["loc"], err["type"], err.get("ctx") or {}
+        loc, kind, ctx = _drop_union_tags(err["loc"]), err["type"], err.get("ctx") or {}
         path = _loc_str(loc)
         if kind == "firegen":
             lines += [(loc, _line(source, _join(path, p.loc), p.msg, p.got, p.fix))

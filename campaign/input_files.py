@@ -8,7 +8,7 @@ What is refused, and why:
 
 - text that is not UTF-8 (a UTF-16 file from a Windows editor, Latin-1 bytes): YAML and JSON here are
   UTF-8, and a guess at another encoding could read a different number than the user wrote;
-- YAML or JSON syntax errors and duplicate mapping keys (YAML would keep the last one silently);
+- YAML or JSON syntax errors and duplicate mapping keys (both would keep the last one silently);
 - nesting deeper than :data:`MAX_DEPTH` levels (no campaign needs more than about 8; the parsers and
   everything after them recurse, so 1,000 levels would end in a ``RecursionError``);
 - mapping keys that are not text (``[a, b]: 1``, ``5: x``, YAML 1.1's ``on:``/``yes:`` read as true):
@@ -87,9 +87,19 @@ def _text(path: Path) -> str:
     return text.removeprefix("\ufeff")  # a UTF-8 byte-order mark is harmless
 
 
-def read_input_file(path: Path, fmt: str | None = None) -> Any:
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object that keeps each key once (``json`` would keep the last of a repeated key silently)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise InputProblem("", f"invalid JSON: duplicate key {key!r}", "keep each key once")
+        out[key] = value
+    return out
+
+
+def read_input_file(path: Path, fmt: str | None = None, check: bool = True) -> Any:
     """The parsed content of a YAML or JSON input file (``fmt`` "yaml"/"json"; default by suffix: ``.json``
-    is JSON, anything else YAML), checked with :func:`plain_data_problems`.
+    is JSON, anything else YAML), checked with :func:`plain_data_problems` (unless not ``check``: parsed only).
 
     Raises:
         InputProblem: the first problem (unreadable, not UTF-8, bad syntax, duplicate or non-text key,
@@ -100,7 +110,7 @@ def read_input_file(path: Path, fmt: str | None = None) -> Any:
     try:
         if fmt == "json":
             try:
-                data = json.loads(text)
+                data = json.loads(text, object_pairs_hook=_unique_pairs)
             except json.JSONDecodeError as exc:
                 raise InputProblem(f"line {exc.lineno}", f"invalid JSON: {exc.msg}",
                                    "correct the JSON syntax there") from None
@@ -118,7 +128,7 @@ def read_input_file(path: Path, fmt: str | None = None) -> Any:
     except RecursionError:
         raise InputProblem("", f"nests lists or mappings deeper than Python can read (more than {MAX_DEPTH} "
                            "levels are refused anyway)", "flatten the nesting") from None
-    for problem in plain_data_problems(data):
+    for problem in plain_data_problems(data) if check else ():
         raise problem
     return data
 

@@ -368,6 +368,7 @@ class _Converter:
         self.notes: list[str] = []
         self.errors: list[str] = []
         self.origins: dict[str, str] = dict(ORIGINS)  # firegen field -> the DP-GEN key it came from
+        self.machine_source = "machine.json"
 
     # helpers
     def err(self, loc: str, msg: str, got: Any = None, fix: str = "") -> None:
@@ -740,7 +741,10 @@ class _Converter:
         elif style == "custom":
             kind = "command"
             settings.update({k: self.j["fp_params"][k] for k in ("input_fmt", "input_fn", "output_fmt", "output_fn")})
-            if not fp or not fp.get("command"):
+            if fp is not None and not fp.get("command"):
+                self.errors.append(_line(self.machine_source, "fp.command", "is empty, and fp_style custom labels "
+                                         "by running it", fix="give the labeling command, e.g. python3 label.py"))
+            elif not fp:
                 self.err("fp_style", "custom needs the labeling command from machine.json (fp.command)",
                          fix="pass the machine.json (--machine machine.json)")
             else:
@@ -832,6 +836,7 @@ def convert(jdata: dict, param_dir: str | os.PathLike, *, machine: dict | None =
     tasks, machine_notes = check_machine(machine, machine_source) if machine else ({}, [])
     conv = _Converter(j, param_dir, base_dir, source, tasks, Path(run_dir).resolve() if run_dir else None, name)
     conv.notes += machine_notes
+    conv.machine_source = machine_source
     conv.keys(_defaults(run_jdata_arginfo()))
     run_entries, start = conv.run_data()
     if start >= len(j["model_devi_jobs"]):

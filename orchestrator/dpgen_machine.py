@@ -14,6 +14,8 @@ v0 keys inside it (``batch``, ``numb_node``, ``task_per_node``, ``numb_gpu``, ``
 
 from __future__ import annotations
 
+import math
+
 from firegen.campaign.config import _line
 from firegen.orchestrator.dpgen_errors import DPGenImportError, _schema_line
 
@@ -58,7 +60,7 @@ def _old_task(entry: dict) -> tuple[dict, dict]:
     for key, hint in (("time_limit", "walltime"), ("mem_limit", "mem"), ("qos", "qos"), ("account", "account")):
         if key in resources:
             hints[hint] = resources.pop(key)
-    if "mem" in hints and isinstance(hints["mem"], (int, float)):
+    if "mem" in hints and isinstance(hints["mem"], (int, float)) and math.isfinite(hints["mem"]):
         hints["mem"] = f"{int(hints['mem'])}G"  # v0 mem_limit is in GB
     resources.pop("exclude_list", None)
     resources.pop("with_mpi", None)
@@ -104,6 +106,12 @@ def check_machine(mdata: dict, source: str = "machine.json") -> tuple[dict[str, 
         if not isinstance(entry, dict):
             lines.append(_line(source, name, "must be a mapping with command, machine and resources",
                                fix="see DP-GEN's machine.json documentation"))
+            continue
+        bad = next((k for k in ("machine", "resources") if entry.get(k) is not None and not isinstance(entry[k], dict)),
+                   None)
+        if bad is not None:
+            lines.append(_line(source, f"{name}.{bad}", "must be a mapping", entry[bad],
+                               fix=f"give dpdispatcher's {bad.capitalize()} keys as DP-GEN's machine.json documents them"))
             continue
         entry, hints = _old_task(entry)
         arginfo = _task_arginfo(name, entry["resources"])

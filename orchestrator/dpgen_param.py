@@ -46,9 +46,9 @@ def is_dpgen_param(path: str | os.PathLike) -> bool:
     path = Path(path)
     if path.suffix.lower() != ".json" or not path.is_file():
         return False
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError):  # not readable as JSON: read as a campaign file, which says why
+    try:  # leniently (a repeated key, a byte-order mark): load_dpgen_file says what is wrong with it
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except (OSError, ValueError, RecursionError):  # not JSON at all: read as a campaign file, which says why
         return False
     return isinstance(data, dict) and "model_devi_jobs" in data
 
