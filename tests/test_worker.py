@@ -112,3 +112,46 @@ def test_worker_waits_for_a_restarted_database_and_goes_on(tmp_path):
     port = uri.rstrip("/").rsplit(":", 1)[1]
     assert f"database at mongodb://127.0.0.1:{port} unreachable since " in text and "answers again after" in text
     assert "Traceback" not in text
+
+
+def test_the_ping_thread_outlives_a_database_outage(tmp_path, monkeypatch):
+    import json
+    import os
+    import signal
+
+    import fireworks.core.rocket as rocket
+    import fireworks.fw_config as fw_config
+    from fireworks import FWorker, LaunchPad
+
+    from firegen.db.embedded.server import EmbeddedServer, free_port
+    from firegen.db.healing import _last_ping
+
+    for module, name in ((rocket, "PING_TIME_SECS"), (fw_config, "PING_TIME_SECS"), (rocket, "ping_launch")):
+        monkeypatch.setattr(module, name, getattr(module, name))  # restored after the test
+    monkeypatch.setattr(worker, "PING_RETRY_SECS", 0.2)
+    worker.configure_pings(0.5)
+    root = tmp_path / "db"
+    root.mkdir()
+    (root / "server.json").write_text(json.dumps({"port": free_port()}))
+    uri = EmbeddedServer(root).start()
+    lp = LaunchPad(host=uri + "p", name="p", uri_mode=True, strm_lvl="ERROR",
+                   mongoclient_kwargs={"serverSelectionTimeoutMS": 1000})
+    lp.reset("", require_password=False)
+    lp.add_wf(Firework(ScriptTask.from_str("true")))
+    _, launch_id = lp.checkout_fw(FWorker(), str(tmp_path))
+    stop = rocket.start_ping_launch(lp, launch_id)  # FireWorks starts the (replaced) ping thread
+    try:
+        os.kill(json.loads((root / "server.json").read_text())["pid"], signal.SIGKILL)
+        time.sleep(3)  # several pings fail meanwhile
+        EmbeddedServer(root).start()
+        restarted = time.time()
+        deadline = time.monotonic() + 30
+        def last_ping() -> float:
+            return _last_ping(lp.launches.find_one({"launch_id": launch_id})).timestamp()
+
+        while time.monotonic() < deadline and last_ping() < restarted:
+            time.sleep(0.2)
+        assert last_ping() >= restarted  # FireWorks' own thread ends at the first failed ping; this one goes on
+    finally:
+        stop.set()
+        EmbeddedServer(root).stop()

@@ -136,3 +136,21 @@ def test_progress_says_why_a_running_firework_does_not_move(lp, tmp_path):
     assert len(progress.silent) == 2 and "not pinged:" in progress.line()
     assert progress.silent[0].startswith(f"train Firework {train} (host ") and "its worker process is gone" in progress.silent[0]
     assert progress.silent[1].startswith(f"label Firework {label} (host ") and "lost after 1800 s without a ping" in progress.silent[1]
+
+
+def test_lostruns_command_shows_and_applies_the_workers_rule(lp, ferretdb, db_name, tmp_path, clean_env):
+    import sys
+    from pathlib import Path
+
+    fw_id = _add(lp, "explore")
+    launch_id = _checkout(lp, tmp_path, _dead_identity())
+    firegen = [str(Path(sys.executable).parent / "firegen"), "--uri", ferretdb.uri + db_name, "lostruns"]
+    shown = subprocess.run(firegen, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=clean_env)
+    assert shown.returncode == 0, shown.stderr
+    assert f"RUNNING explore Firework {fw_id} (launch {launch_id}, host " in shown.stdout
+    assert "its worker process is gone" in shown.stdout and f"lost Fireworks: [{fw_id}]" in shown.stdout
+    assert lp.fireworks.find_one({"fw_id": fw_id})["state"] == "RUNNING"  # only shown
+    done = subprocess.run(firegen + ["--rerun"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env=clean_env)
+    assert f"lost Fireworks: [{fw_id}]; rerun: [{fw_id}]; given up (lost too often): []" in done.stdout
+    assert lp.fireworks.find_one({"fw_id": fw_id})["state"] == "READY"
