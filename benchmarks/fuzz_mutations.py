@@ -349,7 +349,7 @@ def text_mutation(rng: random.Random, text: str) -> tuple[bytes, str, bool]:
     if choice == 0:
         return text.encode("utf-16"), "utf-16", False
     if choice == 1:
-        return ("# café\n" + text).encode("latin-1"), "latin-1-byte", False
+        return b"# caf\xe9 (Latin-1)\n" + text.encode(), "latin-1-byte", False
     if choice == 2:
         n = rng.choice([100, 1000, 5000])
         return (text + f"\nzz_deep: {'[' * n}1{']' * n}\n").encode(), f"nested-lists-{n}", False
