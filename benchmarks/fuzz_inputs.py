@@ -49,6 +49,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fuzz_mutations as mut  # noqa: E402
+from fuzz_schema import yaml_schema_mutation  # noqa: E402
 
 OUTCOMES = ["error-names-field", "error-other-field", "error-unclean", "traceback", "hang", "accepted-valid",
             "accepted-invalid", "rejected-valid"]
@@ -73,7 +74,7 @@ def make_case(rng: random.Random, ws: dict, n: int) -> mut.Case:
         cfg = mut.deep_copy(ws["configs"][seed_name])
         files: list[str] = []
         if family == "yaml-schema":
-            found = mut.yaml_schema_mutation(rng, cfg)
+            found = yaml_schema_mutation(rng, cfg)
             if found is None:
                 return make_case(rng, ws, n)
             mutation, valid, expect = found
