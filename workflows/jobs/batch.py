@@ -75,9 +75,11 @@ def choose(store: ResultsStore, cfg: CampaignConfig, iteration: int, keys: list,
     """Deduplicate ``keys`` (when ``selection.dedup.tolerance`` is set) and pick at most ``cap`` of the rest
     with ``selection.policy``."""
     sel = cfg.selection
-    if not keys or cap <= 0 or not needs_fingerprints(cfg):
+    if not keys or cap <= 0:
+        return Batch([])
+    if not needs_fingerprints(cfg):
         weights = None
-        if sel.policy == "deviation" and keys:
+        if sel.policy == "deviation":
             weights = [d["model_deviation"]["max_f"] for d in store.configurations_by_ids(keys, {"model_deviation": 1})]
         return Batch(selection.select_candidates(keys, cap, seed, weights=weights, policy=sel.policy))
     index = stored_index(store, cfg, iteration)
