@@ -32,10 +32,10 @@ default_training_param                committee.training (what firegen owns is d
                                       ``training.numb_steps`` (or ``stop_batch``) → committee.numb_steps;
                                       a per-member list: only when all members are equal
 train_backend                         committee.backend (tensorflow; pytorch is unsupported for now)
-training_init_model / training_reuse  committee.init_from_previous: true (DP-GEN starts reusing at
-_iter                                 training_reuse_iter, firegen from iteration 1);
-                                      training_reuse_numb_steps/start_lr/start_pref_e/start_pref_f/
-                                      old_ratio and training_iter0_model_path,
+training_init_model                   committee.warm_start: {enabled: true} (from iteration 1, same settings)
+training_reuse_iter and               committee.warm_start: {from_iteration, numb_steps, start_lr,
+training_reuse_numb_steps (stop_batch) start_pref_e, start_pref_f}; neither key: warm_start.enabled false;
+/start_lr/start_pref_e/start_pref_f   training_reuse_old_ratio, training_iter0_model_path,
                                       training_init_frozen_model, training_finetune_model: unsupported
 model_devi_jobs                       stages: each job, or each run of consecutive identical jobs, is
                                       one stage ``job<aaa>[-<bbb>]`` with max_iterations = the number of
@@ -156,7 +156,9 @@ _JOB_WHY = {"template": "LAMMPS input templates (firegen writes its own LAMMPS i
             "nbeads": "path-integral MD"}
 _MAPPED = {"type_map", "mass_map", "init_data_prefix", "init_data_sys", "sys_configs_prefix", "sys_configs",
            "sys_format", "numb_models", "default_training_param", "train_backend", "training_init_model",
-           "training_reuse_iter", "model_devi_jobs", "model_devi_dt", "model_devi_f_trust_lo",
+           "training_reuse_iter", "training_reuse_numb_steps", "training_reuse_stop_batch",
+           "training_reuse_start_lr", "training_reuse_start_pref_e", "training_reuse_start_pref_f",
+           "model_devi_jobs", "model_devi_dt", "model_devi_f_trust_lo",
            "model_devi_f_trust_hi", "model_devi_v_trust_lo", "model_devi_v_trust_hi", "model_devi_engine",
            "mlp_engine", "fp_style", "fp_task_max", "fp_task_min", "fp_accurate_threshold",
            "fp_accurate_soft_threshold", "ratio_failed", "model_devi_skip",
@@ -188,10 +190,6 @@ _WHY = {
     "training_iter0_model_path": "starting iteration 0 from given checkpoints",
     "training_init_frozen_model": "starting iteration 0 from given frozen models",
     "training_finetune_model": "fine-tuning",
-    "training_reuse_numb_steps": "a separate number of steps when reusing models",
-    "training_reuse_start_lr": "a separate learning rate when reusing models",
-    "training_reuse_start_pref_e": "separate loss prefactors when reusing models",
-    "training_reuse_start_pref_f": "separate loss prefactors when reusing models",
     "training_reuse_old_ratio": "old/new data probability when reusing models",
     "model_format": "frozen model formats other than TensorFlow's .pb / PyTorch's .pth",
     "fp_aniso_kspacing": "anisotropic k-spacing", "fp_skip_bad_box": "skipping bad boxes before DFT",
@@ -201,7 +199,12 @@ _TRAINING_OWNED = ("systems", "sys_probs", "auto_prob", "seed")
 #: (the converter adds the per-stage, per-system and per-folder ones).
 ORIGINS = {"name": "the param file's folder name (--name)", "type_map": "type_map", "masses": "mass_map",
            "systems": "sys_configs", "initial_data": "init_data_sys", "committee.size": "numb_models",
-           "committee.backend": "train_backend", "committee.init_from_previous": "training_init_model",
+           "committee.backend": "train_backend", "committee.warm_start": "training_init_model",
+           "committee.warm_start.from_iteration": "training_reuse_iter",
+           "committee.warm_start.numb_steps": "training_reuse_numb_steps",
+           "committee.warm_start.start_lr": "training_reuse_start_lr",
+           "committee.warm_start.start_pref_e": "training_reuse_start_pref_e",
+           "committee.warm_start.start_pref_f": "training_reuse_start_pref_f",
            "committee.training": "default_training_param", "selection.trust.f_lo": "model_devi_f_trust_lo",
            "selection.trust.f_hi": "model_devi_f_trust_hi", "selection.trust.v_lo": "model_devi_v_trust_lo",
            "selection.trust.v_hi": "model_devi_v_trust_hi", "selection.max_per_iteration": "fp_task_max",
@@ -596,19 +599,27 @@ class _Converter:
         if fmt is not None and fmt != {"tensorflow": "pb", "pytorch": "pth"}[backend]:
             self.unsupported_key("model_format", _WHY["model_format"])
         out = {"size": self.num("numb_models", self.j["numb_models"], int), "backend": backend,
-               "init_from_previous": bool(self.j.get("training_init_model")) or
-               self.j.get("training_reuse_iter") is not None,
-               "training": template}
+               "warm_start": self.warm_start(), "training": template}
         if steps is not None:
             out["numb_steps"] = self.num(steps_key, steps, int)
             self.origins["committee.numb_steps"] = steps_key
         else:
             self.notes.append("default_training_param sets no training.numb_steps; firegen's default "
                               "committee.numb_steps applies")
+        return out
+
+    def warm_start(self) -> dict:
+        """DP-GEN's training_init_model (reuse from iteration 1, same settings) and training_reuse_* keys."""
         reuse = self.j.get("training_reuse_iter")
-        if reuse is not None and reuse > 1:
-            self.notes.append(f"training_reuse_iter = {reuse}: firegen initializes from the previous "
-                              "iteration's models from iteration 1 on")
+        if reuse is None:
+            return {"enabled": bool(self.j.get("training_init_model"))}
+        out = {"enabled": True, "from_iteration": max(1, self.num("training_reuse_iter", reuse, int))}
+        steps_key = "training_reuse_stop_batch" if "training_reuse_stop_batch" in self.j else "training_reuse_numb_steps"
+        if self.j.get(steps_key) is not None:
+            out["numb_steps"] = self.num(steps_key, self.j[steps_key], int)
+        for ours in ("start_lr", "start_pref_e", "start_pref_f"):
+            if self.j.get(f"training_reuse_{ours}") is not None:
+                out[ours] = self.num(f"training_reuse_{ours}", self.j[f"training_reuse_{ours}"])
         return out
 
     def initial_data(self) -> dict:
@@ -788,7 +799,7 @@ class _Converter:
         return out
 
     def selection(self) -> dict:
-        out: dict[str, Any] = {"trust": self.trust(),
+        out: dict[str, Any] = {"trust": self.trust(), "policy": "random", "dedup": {"tolerance": None},  # DP-GEN's
                                "max_per_iteration": self.num("fp_task_max", self.j["fp_task_max"], int),
                                "min_per_iteration": self.num("fp_task_min", self.j["fp_task_min"], int)}
         if self.j.get("fp_accurate_threshold") is not None:

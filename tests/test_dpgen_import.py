@@ -126,6 +126,25 @@ def test_vasp_nvt_and_npt_a_with_init_model(dpgen_dir):
     assert any("custodian" in n for n in conv.notes)
 
 
+def test_training_reuse_keys_become_warm_start_and_selection_stays_dp_gen_s(dpgen_dir):
+    def change(d):
+        d.pop("training_init_model", None)
+        d.update(training_reuse_iter=2, training_reuse_numb_steps=300, training_reuse_start_lr=1e-4,
+                 training_reuse_start_pref_e=0.1, training_reuse_start_pref_f=100)
+
+    conv, cfg, _ = convert(dpgen_dir, _edit(dpgen_dir, "param_vasp.json", change))
+    assert conv.unsupported == []
+    warm = cfg.committee.warm_start
+    assert (warm.enabled, warm.from_iteration, warm.numb_steps) == (True, 2, 300)
+    assert (warm.start_lr, warm.start_pref_e, warm.start_pref_f) == (1e-4, 0.1, 100)
+    assert [warm.warm(i) for i in range(4)] == [False, False, True, True]  # DP-GEN: iter_index >= reuse_iter
+    # DP-GEN picks uniformly at random among the candidates and keeps near-copies
+    assert cfg.selection.policy == "random" and cfg.selection.dedup.tolerance is None
+
+    plain = _edit(dpgen_dir, "param_vasp.json", lambda d: d.pop("training_init_model", None))
+    assert convert(dpgen_dir, plain)[1].committee.warm_start.enabled is False
+
+
 def test_npt_t_maps_to_npt_tri_and_nve_is_listed(dpgen_dir):
     def change(d):
         d["model_devi_jobs"][1]["ensemble"] = "npt-t"

@@ -1,0 +1,323 @@
+#!/usr/bin/env python
+"""Label efficiency: held-out error against DFT labels spent, DP-GEN beside firegen, on the same campaign.
+
+The campaign is ``benchmarks/vs_dpgen/``'s (fcc Cu, 32 atoms, EMT labels through DP-GEN's ``custom`` fp
+style and firegen's ``command`` labeler, 18 initial frames, a committee of 4 x 400 training steps, 3
+iterations of NVT LAMMPS at 300 and 600 K, trust levels 0.15 / 0.35 eV/Å, at most 40 labels per
+iteration). Three variants, each run ``--seeds`` times in a fresh folder:
+
+* ``dpgen``: ``dpgen run param.json machine.json`` (DP-GEN 0.14; its training seeds and its choice among
+  candidates are random in every run);
+* ``firegen-random``: ``firegen import-dpgen`` of the same files, i.e. DP-GEN's behaviour (uniform random
+  choice, no deduplication, every committee trained from scratch), campaign name and ``selection.seed``
+  varied per seed;
+* ``firegen``: the same import with firegen's own selection: deduplication, diverse (farthest-point)
+  selection, and warm-started training (same 400 steps per iteration, restarted at ``start_lr`` 5e-4).
+
+The **held-out set** is built once per output folder, independently of any campaign: ASE Langevin MD with
+EMT itself at 300 and 600 K on the 32-atom cell at lattice scales 0.98, 1.00 and 1.02 (strained cells), 20
+frames each 20 fs apart after 200 fs, labeled by EMT (``<out>/heldout``, deepmd/npy, 120 frames).
+
+After every iteration the committee's mean prediction is compared with the held-out labels: force RMSE
+(eV/Å, per component) and energy RMSE (meV/atom), against the labels the committee was trained on (the
+initial 18 included). Printed: per variant the labels needed to reach ``--target-f`` (first committee at or
+below it; median [min-max] over seeds), the ratio to DP-GEN, the final errors and labels, and where
+firegen's candidates went (duplicates removed, candidates over the cap). ``<out>/label_efficiency.png``
+plots force RMSE against labels for every run; ``<out>/results.json`` keeps the curves
+(``--report-only`` reprints and replots them).
+
+Usage (from the repository root; about 45 minutes on 2 idle cores for 3 seeds)::
+
+    .venv/bin/python benchmarks/label_efficiency.py --seeds 3 --out /tmp/label-efficiency
+    .venv/bin/python benchmarks/label_efficiency.py --report-only --out /tmp/label-efficiency
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "vs_dpgen"))
+sys.path.insert(0, str(HERE))
+
+import _bench  # noqa: E402
+import run as vs_dpgen  # noqa: E402  (benchmarks/vs_dpgen/run.py: run folders, DP-GEN and firegen runs)
+
+VARIANTS = ("dpgen", "firegen-random", "firegen")
+TYPE_MAP = ["Cu"]
+
+
+# ----------------------------------------------------------------------------------- held-out set
+
+
+def build_heldout(folder: Path, temperatures=(300, 600), scales=(0.98, 1.0, 1.02), frames: int = 20,
+                  every: int = 20, equilibrate: int = 200, seed: int = 2026) -> Path:
+    """EMT MD frames labeled by EMT, written as deepmd/npy (kept: later runs reuse them)."""
+    out = folder / "heldout"
+    if (out / "type.raw").is_file():
+        return out
+    import dpdata
+    from ase import units
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    systems = None
+    rng = np.random.default_rng(seed)
+    for temperature in temperatures:
+        for scale in scales:
+            atoms = bulk("Cu", "fcc", a=3.615 * scale, cubic=True).repeat((2, 2, 2))
+            atoms.calc = EMT()
+            MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+            dyn = Langevin(atoms, 1.0 * units.fs, temperature_K=temperature, friction=0.02, rng=rng)
+            dyn.run(equilibrate)
+            for _ in range(frames):
+                dyn.run(every)
+                snap = atoms.copy()
+                snap.calc = EMT()
+                snap.get_potential_energy()
+                one = dpdata.LabeledSystem(snap, fmt="ase/structure")
+                systems = one if systems is None else systems + one
+    systems.to("deepmd/npy", str(out))
+    return out
+
+
+class HeldOut:
+    """Held-out frames and a committee's errors on them."""
+
+    def __init__(self, path: Path):
+        import dpdata
+
+        data = dpdata.LabeledSystem(str(path), fmt="deepmd/npy")
+        self.natoms = data.get_natoms()
+        self.coords = data["coords"].reshape(len(data), -1)
+        self.cells = data["cells"].reshape(len(data), 9)
+        self.types = data["atom_types"]
+        self.energies = data["energies"]
+        self.forces = data["forces"].reshape(len(data), -1)
+
+    def errors(self, models: list[Path]) -> dict:
+        """RMSEs of the committee's mean prediction: force (eV/Å) and energy (meV/atom)."""
+        from deepmd.infer import DeepPot
+
+        e, f = [], []
+        for model in models:
+            out = DeepPot(str(model)).eval(self.coords, self.cells, self.types)
+            e.append(np.asarray(out[0]).reshape(-1))
+            f.append(np.asarray(out[1]).reshape(len(self.energies), -1))
+        e_mean, f_mean = np.mean(e, axis=0), np.mean(f, axis=0)
+        return {"rmse_f": float(np.sqrt(np.mean((f_mean - self.forces) ** 2))),
+                "rmse_e_mev": float(1000 * np.sqrt(np.mean(((e_mean - self.energies) / self.natoms) ** 2)))}
+
+
+# ----------------------------------------------------------------------------------- committees of a run
+
+
+def dpgen_committees(folder: Path) -> list[dict]:
+    """``{iteration, labels, models}`` per trained DP-GEN iteration (labels: frames in its training data)."""
+    import dpdata
+
+    out = []
+    for train in sorted(folder.glob("iter.*/00.train")):
+        models = sorted(train.glob("00[0-9]/frozen_model.pb"))
+        inp = train / "000" / "input.json"
+        if not models or not inp.is_file():
+            continue
+        systems = json.loads(inp.read_text())["training"]["training_data"]["systems"]
+        labels = sum(len(dpdata.LabeledSystem(str((train / "000" / s).resolve()), fmt="deepmd/npy")) for s in systems)
+        out.append({"iteration": int(train.parent.name.split(".")[1]), "labels": labels, "models": models})
+    return out
+
+
+def firegen_committees(folder: Path, campaign: str) -> list[dict]:
+    """``{iteration, labels, models}`` per firegen iteration (labels: its dataset snapshot), models from GridFS."""
+    import gridfs
+    import pymongo
+
+    client = pymongo.MongoClient(vs_dpgen._server_uri(folder), serverSelectionTimeoutMS=10000)
+    db = client["firegen"]
+    bucket = gridfs.GridFSBucket(db, "blobs")
+    by_iteration: dict[int, dict] = {}
+    for m in db.models.find({"campaign": campaign}, {"iteration": 1, "member": 1, "file_id": 1, "n_train": 1,
+                                                     "n_validation": 1}):
+        path = folder / "models" / f"{m['iteration']}-{m['member']}.pb"
+        path.parent.mkdir(exist_ok=True)
+        with path.open("wb") as fh:
+            bucket.download_to_stream(m["file_id"], fh)
+        entry = by_iteration.setdefault(m["iteration"], {"iteration": m["iteration"], "models": [],
+                                                         "labels": m["n_train"] + m["n_validation"]})
+        entry["models"].append(path)
+    where = {"duplicates": 0, "candidates": 0, "selected": 0}
+    for it in db.iterations.find({"campaign": campaign}, {"duplicates": 1, "counts": 1, "selected": 1}):
+        where["duplicates"] += int(it.get("duplicates") or 0)
+        where["candidates"] += int((it.get("counts") or {}).get("candidate") or 0)
+        where["selected"] += int(it.get("selected") or 0)
+    client.close()
+    return [by_iteration[k] for k in sorted(by_iteration)], where
+
+
+# ----------------------------------------------------------------------------------- one run
+
+
+def firegen_yaml(folder: Path, variant: str, seed: int, args) -> Path:
+    """``firegen import-dpgen`` of the run folder's param.json, set up as ``variant``."""
+    import yaml
+
+    out = folder / "campaign.yaml"
+    subprocess.run([args.firegen, "import-dpgen", "param.json", "machine.json", "-o", str(out),
+                    "--name", f"cu-{variant}-{seed}"], cwd=folder, check=True, capture_output=True, text=True)
+    cfg = yaml.safe_load(out.read_text())
+    sel = cfg.setdefault("selection", {})
+    sel["seed"] = seed
+    if variant == "firegen-random":
+        sel.update(policy="random", dedup={"tolerance": None})
+        cfg["committee"]["warm_start"] = {"enabled": False}
+    else:
+        sel.update(policy="diverse", dedup={"tolerance": args.tolerance})
+        cfg["committee"]["warm_start"] = {"enabled": True, "start_lr": 5.0e-4}
+    cfg["committee"].pop("init_from_previous", None)
+    out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return out
+
+
+def one_run(variant: str, seed: int, args, heldout: HeldOut) -> dict:
+    folder = Path(args.out) / f"{variant}-{seed}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    bench = SimpleNamespace(quick=False, dpgen=args.dpgen, firegen=args.firegen, timeout=args.timeout,
+                            sleep=0.5, firegen_config=None)
+    env = vs_dpgen.prepare(folder, bench)
+    t0 = time.time()
+    where = {}
+    try:
+        if variant == "dpgen":
+            res = vs_dpgen.run_dpgen(folder, env, bench)
+            committees = dpgen_committees(folder)
+        else:
+            bench.firegen_config = str(firegen_yaml(folder, variant, seed, args))
+            res = vs_dpgen.run_firegen(folder, env, bench)
+            committees, where = firegen_committees(folder, res["campaign"])
+    finally:
+        if variant != "dpgen":
+            vs_dpgen.stop_firegen_db(folder, args.firegen, env)
+    curve = [{"iteration": c["iteration"], "labels": c["labels"], **heldout.errors(c["models"])} for c in committees]
+    row = {"variant": variant, "seed": seed, "code": res["code"], "wall_s": time.time() - t0, "curve": curve,
+           "where": where}
+    print(f"  {variant} seed {seed}: exit {res['code']}, "
+          + ", ".join(f"it{c['iteration']} {c['labels']} labels {c['rmse_f']:.4f} eV/Å" for c in curve), flush=True)
+    if not args.keep:
+        shutil.rmtree(folder / "dpdispatcher-work", ignore_errors=True)
+    return row
+
+
+# ----------------------------------------------------------------------------------- report
+
+
+def labels_to_reach(curve: list[dict], target: float) -> int | None:
+    for point in curve:
+        if point["rmse_f"] <= target:
+            return point["labels"]
+    return None
+
+
+def _stat(values: list[float], fmt: str = "{:.0f}") -> str:
+    if not values:
+        return "-"
+    return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
+
+
+def report(rows: list[dict], target: float, out: Path) -> None:
+    print(f"\nheld-out force RMSE target: {target} eV/Å (committee mean prediction, 120 EMT MD frames)")
+    header = f"{'variant':<16} {'runs':>4} {'reached':>7} {'labels to target':>18} {'final labels':>14} " \
+             f"{'final RMSE f eV/Å':>20} {'final RMSE e meV/atom':>22}"
+    print(header)
+    print("-" * len(header))
+    need: dict[str, list[int]] = {}
+    for variant in VARIANTS:
+        runs = [r for r in rows if r["variant"] == variant and r["curve"]]
+        if not runs:
+            continue
+        reached = [labels_to_reach(r["curve"], target) for r in runs]
+        need[variant] = [n for n in reached if n is not None]
+        print(f"{variant:<16} {len(runs):>4} {len(need[variant]):>7} {_stat(need[variant]):>18} "
+              f"{_stat([r['curve'][-1]['labels'] for r in runs]):>14} "
+              f"{_stat([r['curve'][-1]['rmse_f'] for r in runs], '{:.4f}'):>20} "
+              f"{_stat([r['curve'][-1]['rmse_e_mev'] for r in runs], '{:.2f}'):>22}")
+    base = need.get("dpgen")
+    for variant in ("firegen-random", "firegen"):
+        if base and need.get(variant) and len(need[variant]) == len([r for r in rows if r["variant"] == variant]):
+            print(f"labels to target, {variant} / dpgen (medians): "
+                  f"{statistics.median(need[variant]) / statistics.median(base):.2f}")
+    for r in rows:
+        if r["where"]:
+            w = r["where"]
+            print(f"{r['variant']} seed {r['seed']}: {w['candidates']} candidates, {w['duplicates']} duplicates "
+                  f"removed, {w['selected']} selected, {w['candidates'] - w['duplicates'] - w['selected']} over the cap")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colours = {"dpgen": "tab:gray", "firegen-random": "tab:blue", "firegen": "tab:red"}
+    for variant in VARIANTS:
+        for n, r in enumerate(r for r in rows if r["variant"] == variant and r["curve"]):
+            ax.plot([p["labels"] for p in r["curve"]], [p["rmse_f"] for p in r["curve"]], "o-", alpha=0.7,
+                    color=colours[variant], label=variant if n == 0 else None)
+    ax.axhline(target, ls="--", color="k", lw=0.8, label=f"target {target} eV/Å")
+    ax.set_xlabel("labels spent (EMT single points)")
+    ax.set_ylabel("held-out force RMSE (eV/Å)")
+    ax.set_title("fcc Cu, 32 atoms: committee error vs labels")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "label_efficiency.png", dpi=120)
+    print(f"figure: {out / 'label_efficiency.png'}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, default=3, help="runs per variant (default 3)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
+    p.add_argument("--out", default="/tmp/label-efficiency", help="folder for the held-out set, runs and results")
+    p.add_argument("--target-f", type=float, default=0.06, help="held-out force RMSE target (eV/Å)")
+    p.add_argument("--tolerance", type=float, default=2.0e-5, help="firegen's dedup tolerance")
+    p.add_argument("--firegen", default=str(_bench.VENV_BIN / "firegen"))
+    p.add_argument("--dpgen", default=str(_bench.VENV_BIN / "dpgen"))
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--keep", action="store_true", help="keep whole run folders")
+    p.add_argument("--report-only", action="store_true", help="reprint and replot <out>/results.json")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.json"
+    if args.report_only:
+        report(json.loads(results.read_text()), args.target_f, out)
+        return 0
+    heldout = HeldOut(build_heldout(out))
+    rows = json.loads(results.read_text()) if results.is_file() else []
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for seed in range(args.seeds):
+        for variant in variants:
+            if any(r["variant"] == variant and r["seed"] == seed for r in rows):
+                continue  # done in an earlier, interrupted call
+            rows.append(one_run(variant, seed, args, heldout))
+            results.write_text(json.dumps(rows, indent=1))
+    report(rows, args.target_f, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
