@@ -174,22 +174,30 @@ def _physics_problems(data: dict) -> list[Problem]:
     return probs
 
 
-def _shape_problems(template: Mapping) -> list[Problem]:
-    """Sections that must be mappings (reported before anything reads into them)."""
-    probs = []
-    for path in (("model",), ("model", "descriptor"), ("model", "fitting_net"), ("learning_rate",), ("loss",),
-                 ("training",), ("training", "training_data")):
+#: Sections of a training template that must be mappings when present.
+MAPPING_SECTIONS = (("model",), ("model", "descriptor"), ("model", "fitting_net"), ("learning_rate",), ("loss",),
+                    ("training",), ("training", "training_data"), ("training", "validation_data"))
+
+
+def non_mapping_sections(template: Mapping) -> list[tuple[str, Any]]:
+    """``(dotted key, value)`` of each section of :data:`MAPPING_SECTIONS` present but not a mapping."""
+    out = []
+    for path in MAPPING_SECTIONS:
         node: Any = template
         for depth, key in enumerate(path):
             if not isinstance(node, Mapping) or key not in node:
                 break
             node = node[key]
             if not isinstance(node, Mapping):
-                probs.append(Problem(".".join(path[: depth + 1]), "must be a mapping", node,
-                                     "give a mapping shaped like deepmd-kit's input.json (e.g. learning_rate: "
-                                     "{type: exp, start_lr: 0.001})"))
+                out.append((".".join(path[: depth + 1]), node))
                 break
-    return probs
+    return out
+
+
+def _shape_problems(template: Mapping) -> list[Problem]:
+    """Sections that must be mappings (reported before anything reads into them)."""
+    return [Problem(key, "must be a mapping", value, "give a mapping shaped like deepmd-kit's input.json (e.g. "
+                    "learning_rate: {type: exp, start_lr: 0.001})") for key, value in non_mapping_sections(template)]
 
 
 def template_problems(template: Mapping, type_map: list[str], numb_steps: int) -> list[Problem]:

@@ -12,21 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from firegen.campaign.training_template import DEFAULT_INPUT, merge_with_defaults
+from firegen.campaign.training_template import DEFAULT_INPUT, merge_with_defaults, non_mapping_sections
 
 __all__ = ["DEFAULT_INPUT", "make_training_input", "member_seeds", "restart_schedule"]
 
-#: Sections of the template that must be JSON objects when present.
-_DICT_SECTIONS = (
-    ("model",),
-    ("model", "descriptor"),
-    ("model", "fitting_net"),
-    ("learning_rate",),
-    ("loss",),
-    ("training",),
-    ("training", "training_data"),
-    ("training", "validation_data"),
-)
 #: deepmd-kit v1 keys under ``training`` that the v2 ``training_data`` section replaced.
 _LEGACY_TRAINING_KEYS = ("systems", "set_prefix", "batch_size", "numb_test")
 
@@ -38,18 +27,8 @@ def _check_template(template: Any) -> None:
             f"training template must be a dict (a deepmd-kit input.json), got "
             f"{type(template).__name__}"
         )
-    for path in _DICT_SECTIONS:
-        node: Any = template
-        for depth, key in enumerate(path):
-            if not isinstance(node, Mapping) or key not in node:
-                break
-            node = node[key]
-            if not isinstance(node, Mapping):
-                name = ".".join(path[: depth + 1])
-                raise ValueError(
-                    f"training template key '{name}' must be a dict, got "
-                    f"{type(node).__name__}: {node!r}"
-                )
+    for name, node in non_mapping_sections(template)[:1]:
+        raise ValueError(f"training template key '{name}' must be a dict, got {type(node).__name__}: {node!r}")
     training = template.get("training", {})
     legacy = [k for k in _LEGACY_TRAINING_KEYS if k in training]
     if legacy:
