@@ -181,10 +181,10 @@ def firegen_yaml(folder: Path, variant: str, seed: int, args) -> Path:
     sel = cfg.setdefault("selection", {})
     sel["seed"] = seed
     if variant == "firegen-random":
-        sel.update(policy="random", dedup={"tolerance": None})
+        sel.update(policy="random", dedup={"displacement": None})
         cfg["committee"]["warm_start"] = {"enabled": False}
     else:
-        sel.update(policy="diverse", dedup={"tolerance": args.tolerance})
+        sel.update(policy="diverse", dedup={"displacement": args.displacement})
         cfg["committee"]["warm_start"] = {"enabled": True, "start_lr": 5.0e-4}
     cfg["committee"].pop("init_from_previous", None)
     out.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -293,7 +293,7 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
     p.add_argument("--out", default="/tmp/label-efficiency", help="folder for the held-out set, runs and results")
     p.add_argument("--target-f", type=float, default=0.06, help="held-out force RMSE target (eV/Å)")
-    p.add_argument("--tolerance", type=float, default=2.0e-5, help="firegen's dedup tolerance")
+    p.add_argument("--displacement", type=float, default=0.01, help="firegen's dedup displacement (Å)")
     p.add_argument("--firegen", default=str(_bench.VENV_BIN / "firegen"))
     p.add_argument("--dpgen", default=str(_bench.VENV_BIN / "dpgen"))
     p.add_argument("--timeout", type=float, default=3600)

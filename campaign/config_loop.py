@@ -137,13 +137,21 @@ class FingerprintConfig(_Model):
 class DedupConfig(_Model):
     """Candidates that are near-copies of each other or of labeled/selected configurations are not labeled."""
 
-    tolerance: float | None = fx(
-        2.0e-5, ge=0, le=2, desc="Fingerprint distance below which two structures count as one (unit-length "
-        "averaged SOAP vectors; 32-atom Cu frames 10 fs apart at 300 K are about 4e-5 apart, frames 200 fs "
-        "apart about 2e-4); null turns deduplication off (DP-GEN's behaviour).",
-        fix="use a small distance such as 2.0e-5, or null to turn deduplication off")
+    displacement: float | None = fx(
+        0.01, gt=0, le=1, desc="Two structures are one when their fingerprints are closer than a structure's are to a "
+        "copy of it with every atom moved at random by this much (Å, rms): the distance is measured on the "
+        "campaign's own starting frames when it starts (a tenth of a thermal displacement at 300 K). null turns "
+        "deduplication off (DP-GEN's behaviour).",
+        fix="use a small displacement in Å such as 0.01, or null to turn deduplication off")
+    tolerance: float | None = fx(None, gt=0, le=2, desc="A fingerprint distance to use instead of the one "
+                                 "`displacement` gives (unit-length averaged SOAP vectors).",
+                                 fix="use a small distance such as 2.0e-5, or null")
     across_campaigns: bool = fx(False, desc="Also treat as duplicates the configurations labeled by other "
                                 "campaigns with the same type map and fingerprint settings.")
+
+    @property
+    def enabled(self) -> bool:
+        return self.displacement is not None or self.tolerance is not None
 
 
 class SelectionConfig(_Model):

@@ -8,7 +8,8 @@ configurations its ``select`` picked). A part is written once and never changes;
 select reads every part of its campaign (one small document per iteration plus its blob), so its reads
 follow the number of iterations, not of configurations.
 
-Document: ``{_id: "<campaign>/<part>", campaign, part, space, type_map, ids: [ObjectId], rows, file_id}``;
+Document: ``{_id: "<campaign>/<part>", campaign, part, space, type_map, ids: [ObjectId], rows, file_id}``
+(the ``initial`` part also ``tolerance``: the campaign's duplicate distance, measured on its starting frames);
 ``space`` names the fingerprint settings (parts of another space are not compared).
 """
 
@@ -34,9 +35,16 @@ def has_part(db, campaign: str, part: str | int) -> bool:
     return db[COLLECTION].find_one({"_id": part_id(campaign, part)}, {"_id": 1}) is not None
 
 
+def campaign_tolerance(db, campaign: str) -> float | None:
+    """The duplicate tolerance the campaign's ``initial`` part keeps (None: none kept)."""
+    doc = db[COLLECTION].find_one({"_id": part_id(campaign, "initial")}, {"tolerance": 1})
+    return (doc or {}).get("tolerance")
+
+
 def store_part(db, blobs: BlobStore, campaign: str, part: str | int, space: str, type_map: Sequence[str],
-               ids: Sequence, fps: np.ndarray) -> None:
-    """Write one part (a rerun of the same select overwrites it with the same content)."""
+               ids: Sequence, fps: np.ndarray, tolerance: float | None = None) -> None:
+    """Write one part (a rerun of the same select overwrites it with the same content); the ``initial`` part
+    also keeps the campaign's duplicate ``tolerance`` (a fingerprint distance), when it has one."""
     fps = np.ascontiguousarray(fps, dtype=np.float32)
     if len(fps) != len(ids):
         raise ValueError(f"{len(fps)} fingerprints for {len(ids)} configurations")
@@ -46,6 +54,8 @@ def store_part(db, blobs: BlobStore, campaign: str, part: str | int, space: str,
                            metadata={"campaign": campaign, "kind": "fingerprints"})
     doc = {"campaign": campaign, "part": str(part), "space": space, "type_map": list(type_map),
            "ids": list(ids), "rows": int(len(fps)), "file_id": file_id}
+    if tolerance is not None:
+        doc["tolerance"] = float(tolerance)
     validate_document(COLLECTION, doc)
     db[COLLECTION].replace_one({"_id": part_id(campaign, part)}, doc, upsert=True)
 

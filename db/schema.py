@@ -155,7 +155,7 @@ COLLECTIONS: list[CollectionSpec] = [
         {"bsonType": "object", "required": ["campaign", "part", "space", "type_map", "ids", "rows", "file_id"],
          "properties": {"campaign": STR, "part": STR, "space": STR, "type_map": {"bsonType": "array", "items": STR},
                         "ids": {"bsonType": "array", "items": {"bsonType": "objectId"}}, "rows": INT,
-                        "file_id": {"bsonType": "objectId"}}},
+                        "file_id": {"bsonType": "objectId"}, "tolerance": {"bsonType": "double"}}},
         [([("space", ASCENDING), ("campaign", ASCENDING)], {"name": "space_campaign"})],
     ),
 ]

@@ -799,7 +799,7 @@ class _Converter:
         return out
 
     def selection(self) -> dict:
-        out: dict[str, Any] = {"trust": self.trust(), "policy": "random", "dedup": {"tolerance": None},  # DP-GEN's
+        out: dict[str, Any] = {"trust": self.trust(), "policy": "random", "dedup": {"displacement": None},  # DP-GEN's
                                "max_per_iteration": self.num("fp_task_max", self.j["fp_task_max"], int),
                                "min_per_iteration": self.num("fp_task_min", self.j["fp_task_min"], int)}
         if self.j.get("fp_accurate_threshold") is not None:

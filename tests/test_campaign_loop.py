@@ -94,7 +94,8 @@ def test_every_configuration_has_an_origin_and_every_model_a_dataset(finished_ca
     for doc in db.configurations.find({"campaign": "cu-loop", "status": "duplicate"}):
         repeated = db.configurations.find_one({"_id": doc["duplicate_of"]})
         # a labeled one, or a candidate of the same iteration kept in its place (labeled, or over the cap)
-        assert repeated["status"] in ("labeled", "label_failed", "rejected") and doc["duplicate_distance"] < 2.0e-5
+        tolerance = db.iterations.find_one({"campaign": "cu-loop", "index": doc["origin"]["iteration"]})["duplicate_tolerance"]
+        assert repeated["status"] in ("labeled", "label_failed", "rejected") and doc["duplicate_distance"] < tolerance
 
 
 def test_provenance_answers_match_the_history(finished_campaign):

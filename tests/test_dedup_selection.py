@@ -52,7 +52,7 @@ def test_a_repeated_exploration_yields_no_new_labels(mongo_db, tmp_path):
     raw["stages"][0]["max_iterations"] = 5
     path.write_text(yaml.safe_dump(raw))
     cfg = load_config(path)
-    assert cfg.selection.policy == "diverse" and cfg.selection.dedup.tolerance is not None  # the defaults
+    assert cfg.selection.policy == "diverse" and cfg.selection.dedup.enabled  # the defaults
     store = ResultsStore(mongo_db)
     store.init()
     store.create_campaign(cfg.name, cfg.frozen(), cfg.type_map)
@@ -70,10 +70,11 @@ def test_a_repeated_exploration_yields_no_new_labels(mongo_db, tmp_path):
     by_hash = {d["hash"]: i for i, d in docs.items()}
     assert {d["duplicate_of"] for d in duplicates.values()} >= {init_id}  # the copy of the labeled frame
     for d in duplicates.values():
-        assert d["duplicate_distance"] < cfg.selection.dedup.tolerance
+        assert d["duplicate_distance"] < fingerprint_banks.campaign_tolerance(store.db, cfg.name)
         assert d["duplicate_of"] == init_id or d["duplicate_of"] in picked
     iteration = store.get_iteration(cfg.name, 0)
     assert iteration["duplicates"] == 2 and iteration["selected"] == 6
+    assert iteration["duplicate_tolerance"] == fingerprint_banks.campaign_tolerance(store.db, cfg.name) > 0
     ids, matrix = fingerprint_banks.read_parts(store.db, store.blobs, next(iter(
         p["space"] for p in store.db[fingerprint_banks.COLLECTION].find({"_id": f"{cfg.name}/0"}))),
         campaigns=[cfg.name])
@@ -92,7 +93,7 @@ def test_a_repeated_exploration_yields_no_new_labels(mongo_db, tmp_path):
 def test_random_policy_without_dedup_is_dp_gen_behaviour(mongo_db, tmp_path):
     path = small_cu_config(tmp_path, "cu-random", selection={"trust": {"f_lo": 0.1, "f_hi": 0.4},
                                                              "max_per_iteration": 3, "policy": "random",
-                                                             "dedup": {"tolerance": None}})
+                                                             "dedup": {"displacement": None}})
     cfg = load_config(path)
     store = ResultsStore(mongo_db)
     store.init()

@@ -139,7 +139,7 @@ def test_training_reuse_keys_become_warm_start_and_selection_stays_dp_gen_s(dpge
     assert (warm.start_lr, warm.start_pref_e, warm.start_pref_f) == (1e-4, 0.1, 100)
     assert [warm.warm(i) for i in range(4)] == [False, False, True, True]  # DP-GEN: iter_index >= reuse_iter
     # DP-GEN picks uniformly at random among the candidates and keeps near-copies
-    assert cfg.selection.policy == "random" and cfg.selection.dedup.tolerance is None
+    assert cfg.selection.policy == "random" and not cfg.selection.dedup.enabled
 
     plain = _edit(dpgen_dir, "param_vasp.json", lambda d: d.pop("training_init_model", None))
     assert convert(dpgen_dir, plain)[1].committee.warm_start.enabled is False

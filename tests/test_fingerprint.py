@@ -11,16 +11,25 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from firegen.campaign.config_loop import DedupConfig
 from firegen.workflows.steps import fingerprint as fp
 
-TOL = DedupConfig().tolerance  # the documented default
-
 
 @pytest.fixture(scope="module")
 def na3ocl():
     s = Structure.from_file("configs/structures/Na3OCl.cif")
     s.make_supercell([2, 2, 2])
     atoms = AseAtomsAdaptor.get_atoms(s)
-    atoms.rattle(0.05, seed=3)  # a thermal-like frame, not the perfect crystal
+    atoms.rattle(0.1, seed=3)  # a thermal-like frame, not the perfect crystal
     return atoms
+
+
+@pytest.fixture(scope="module")
+def TOL(na3ocl):
+    """The default duplicate tolerance of a Na3OCl campaign: what moving every atom by 0.01 Å does."""
+    frames = []
+    for seed in range(4):
+        a = na3ocl.copy()
+        a.rattle(0.1, seed=10 + seed)
+        frames.append(a)
+    return fp.displacement_distance(frames, ["Na", "O", "Cl"], DedupConfig().displacement)
 
 
 def _distance(a, b, species=("Na", "O", "Cl")):
@@ -28,7 +37,7 @@ def _distance(a, b, species=("Na", "O", "Cl")):
     return float(np.linalg.norm(x[0] - x[1]))
 
 
-def test_permuted_translated_and_wrapped_copies_have_the_same_fingerprint(na3ocl):
+def test_permuted_translated_and_wrapped_copies_have_the_same_fingerprint(na3ocl, TOL):
     permuted = na3ocl[np.random.default_rng(0).permutation(len(na3ocl))]
     shifted = na3ocl.copy()
     shifted.translate([1.3, -0.4, 2.9])  # atoms leave the cell ...
@@ -39,15 +48,19 @@ def test_permuted_translated_and_wrapped_copies_have_the_same_fingerprint(na3ocl
     assert _distance(na3ocl, permuted) < TOL
 
 
-def test_one_displaced_atom_is_a_different_structure(na3ocl):
+def test_one_displaced_atom_is_a_different_structure(na3ocl, TOL):
     moved = na3ocl.copy()
     pos = moved.positions.copy()
     pos[5] += [0.3, 0.0, 0.0]  # one Na by 0.3 Å
     moved.positions = pos
     assert _distance(na3ocl, moved) > TOL
+    # and every atom moved by a third of the default displacement is still the same structure
+    nudged = na3ocl.copy()
+    nudged.positions = na3ocl.positions + np.random.default_rng(4).normal(0, 0.0033 / np.sqrt(3), na3ocl.positions.shape)
+    assert _distance(na3ocl, nudged) < TOL
 
 
-def test_a_swapped_pair_of_unlike_atoms_is_a_different_structure(na3ocl):
+def test_a_swapped_pair_of_unlike_atoms_is_a_different_structure(na3ocl, TOL):
     swapped = na3ocl.copy()
     symbols = swapped.get_chemical_symbols()
     na, cl = symbols.index("Na"), symbols.index("Cl")
@@ -74,7 +87,7 @@ def test_deduplicate_against_stored_and_within_the_batch():
     stored = fp.FingerprintIndex(x.shape[1])
     stored.add(x[:1], ["labeled-0"])
     # candidates: frames 0..3 and the near copy of frame 1; frame 0 is already labeled
-    kept, dups = fp.deduplicate(x, TOL, stored, order=[4, 3, 2, 1, 0])
+    kept, dups = fp.deduplicate(x, 1e-6, stored, order=[4, 3, 2, 1, 0])
     assert kept.tolist() == [2, 3, 4]  # the near copy came first, so it is kept and frame 1 is its duplicate
     assert dups[0][:2] == ("stored", "labeled-0")
     assert dups[1][:2] == ("candidate", 4)

@@ -30,15 +30,34 @@ class Batch:
         duplicates: id -> ``(id of the configuration it duplicates, fingerprint distance)``.
         stored_fingerprints: rows in the campaign's fingerprint bank before this iteration (0 without
             deduplication and diverse selection).
+        tolerance: the fingerprint distance that made a duplicate (None: no deduplication).
     """
 
     picked: list
     duplicates: dict = field(default_factory=dict)
     stored_fingerprints: int = 0
+    tolerance: float | None = None
 
 
 def needs_fingerprints(cfg: CampaignConfig) -> bool:
-    return cfg.selection.policy == "diverse" or cfg.selection.dedup.tolerance is not None
+    return cfg.selection.policy == "diverse" or cfg.selection.dedup.enabled
+
+
+#: Starting frames the duplicate tolerance is measured on (``selection.dedup.displacement``).
+CALIBRATION_FRAMES = 8
+
+
+def duplicate_tolerance(cfg: CampaignConfig, frames: list) -> float | None:
+    """The fingerprint distance below which two structures of this campaign are one: ``dedup.tolerance`` when
+    given, else the distance that moving every atom of ``frames`` by ``dedup.displacement`` makes."""
+    dedup = cfg.selection.dedup
+    if dedup.tolerance is not None:
+        return dedup.tolerance
+    if dedup.displacement is None or not frames:
+        return None
+    step = max(1, len(frames) // CALIBRATION_FRAMES)
+    return fp.displacement_distance(frames[::step][:CALIBRATION_FRAMES], cfg.type_map, dedup.displacement,
+                                    fingerprint_spec(cfg))
 
 
 def fingerprint_spec(cfg: CampaignConfig) -> fp.FingerprintSpec:
@@ -51,7 +70,7 @@ def write_initial_part(store: ResultsStore, cfg: CampaignConfig, ids: list, fram
     if needs_fingerprints(cfg):
         fps = fp.fingerprints(frames, cfg.type_map, fingerprint_spec(cfg))
         banks.store_part(store.db, store.blobs, cfg.name, "initial", fingerprint_spec(cfg).key(cfg.type_map),
-                         cfg.type_map, ids, fps)
+                         cfg.type_map, ids, fps, tolerance=duplicate_tolerance(cfg, frames))
 
 
 def stored_index(store: ResultsStore, cfg: CampaignConfig, iteration: int) -> fp.FingerprintIndex:
@@ -72,7 +91,7 @@ def stored_index(store: ResultsStore, cfg: CampaignConfig, iteration: int) -> fp
 
 
 def choose(store: ResultsStore, cfg: CampaignConfig, iteration: int, keys: list, cap: int, seed: int) -> Batch:
-    """Deduplicate ``keys`` (when ``selection.dedup.tolerance`` is set) and pick at most ``cap`` of the rest
+    """Deduplicate ``keys`` (unless ``selection.dedup`` is off) and pick at most ``cap`` of the rest
     with ``selection.policy``."""
     sel = cfg.selection
     if not keys or cap <= 0:
@@ -90,9 +109,11 @@ def choose(store: ResultsStore, cfg: CampaignConfig, iteration: int, keys: list,
     duplicates: dict = {}
     kept = np.arange(len(keys))
     nearest = index.nearest(fps)  # each candidate's closest labeled or selected structure: searched once
-    if sel.dedup.tolerance is not None:
-        kept, dups = fp.deduplicate(fps, sel.dedup.tolerance, index, order=np.argsort(-dev, kind="stable"),
-                                    nearest=nearest)
+    tolerance = None
+    if sel.dedup.enabled:
+        tolerance = sel.dedup.tolerance or banks.campaign_tolerance(store.db, cfg.name) or \
+            duplicate_tolerance(cfg, [ResultsStore.atoms(d) for d in docs])  # no starting frames: the candidates
+        kept, dups = fp.deduplicate(fps, tolerance, index, order=np.argsort(-dev, kind="stable"), nearest=nearest)
         duplicates = {keys[i]: (of if where == "stored" else keys[of], dist) for i, (where, of, dist) in dups.items()}
     kept_keys = [keys[i] for i in kept]
     if sel.policy == "diverse":
@@ -105,4 +126,4 @@ def choose(store: ResultsStore, cfg: CampaignConfig, iteration: int, keys: list,
     row = {k: i for i, k in enumerate(keys)}
     banks.store_part(store.db, store.blobs, cfg.name, iteration, fingerprint_spec(cfg).key(cfg.type_map),
                      cfg.type_map, picked, fps[[row[k] for k in picked]] if picked else fps[:0])
-    return Batch(picked, duplicates, len(index))
+    return Batch(picked, duplicates, len(index), tolerance)

@@ -59,6 +59,7 @@ def select_and_decide(store: ResultsStore, cfg: CampaignConfig, iteration: int,
     if decision.stage_status != "running":
         statuses = statuses + [decision.stage_status]
     store.update_iteration(cfg.name, iteration, stage, counts=totals, ratios=ratio, selected=len(picked),
-                           duplicates=len(batch.duplicates), decision=decision.as_dict(), status="done")
+                           duplicates=len(batch.duplicates), duplicate_tolerance=batch.tolerance,
+                           decision=decision.as_dict(), status="done")
     store.update_campaign(cfg.name, status=decision.campaign_status, stage_status=statuses)
     return decision, picked

@@ -29,6 +29,7 @@ __all__ = [
     "FingerprintSpec",
     "deduplicate",
     "dimension",
+    "displacement_distance",
     "farthest_point_indices",
     "fingerprints",
 ]
@@ -100,6 +101,24 @@ def fingerprints(frames: Sequence, species: Sequence[str], spec: FingerprintSpec
     x = np.asarray(out, dtype=np.float64)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+def displacement_distance(frames: Sequence, species: Sequence[str], displacement: float,
+                          spec: FingerprintSpec = FingerprintSpec(), seed: int = 0) -> float:
+    """The fingerprint distance that an rms displacement of every atom by ``displacement`` (Å) makes: the median,
+    over ``frames``, of the distance between a frame and a copy of it with Gaussian displacements. Turns a
+    physical near-copy criterion into a tolerance for :func:`deduplicate` for this campaign's elements."""
+    if not frames:
+        raise ValueError("no frames to measure the displacement distance on")
+    rng = np.random.default_rng(seed)
+    moved = []
+    for atoms in frames:
+        copy = atoms.copy()
+        copy.positions = atoms.positions + rng.normal(0.0, displacement / np.sqrt(3.0), atoms.positions.shape)
+        moved.append(copy)
+    x = fingerprints(list(frames) + moved, species, spec)
+    n = len(frames)
+    return float(np.median(np.linalg.norm(x[:n] - x[n:], axis=1)))
 
 
 class FingerprintIndex:
