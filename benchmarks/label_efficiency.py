@@ -188,7 +188,10 @@ def firegen_yaml(folder: Path, variant: str, seed: int, args) -> Path:
         cfg["committee"]["warm_start"] = {"enabled": True, "start_lr": 5.0e-4}
     cfg["committee"].pop("init_from_previous", None)
     out.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return out
+    submitted = folder / "variant" / out.name  # the harness copies it back beside param.json (relative paths hold)
+    submitted.parent.mkdir(exist_ok=True)
+    submitted.write_text(out.read_text())
+    return submitted
 
 
 def one_run(variant: str, seed: int, args, heldout: HeldOut) -> dict:
