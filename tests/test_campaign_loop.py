@@ -21,7 +21,7 @@ def finished_campaign(tmp_path_factory):
     config = small_cu_config(folder, "cu-loop", selection={"trust": {"f_lo": 0.15, "f_hi": 0.35},
                                                           "max_per_iteration": 20})
     raw = yaml.safe_load(config.read_text())
-    raw["committee"].update(numb_steps=800, warm_start={"numb_steps": 400, "start_lr": 5.0e-4})
+    raw["committee"].update(numb_steps=800, warm_start={"numb_steps": 400, "start_lr": 8.0e-4})
     raw["stages"][0].update(name="warm", temperatures=[300, 600], max_iterations=3)
     raw["stages"].append(dict(raw["stages"][0], name="hot", temperatures=[900]))
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -88,7 +88,7 @@ def test_every_configuration_has_an_origin_and_every_model_a_dataset(finished_ca
         if model["iteration"] >= 1:  # warm-started from the same member of the previous iteration
             parent = db.models.find_one({"_id": model["parent"]})
             assert (parent["iteration"], parent["member"]) == (model["iteration"] - 1, model["member"])
-            assert steps == 400 and model["input"]["learning_rate"]["start_lr"] == 5.0e-4
+            assert steps == 400 and model["input"]["learning_rate"]["start_lr"] == 8.0e-4
         else:
             assert model["parent"] is None and steps == 800
     for doc in db.configurations.find({"campaign": "cu-loop", "status": "duplicate"}):
