@@ -43,7 +43,7 @@ def _explore(store, cfg, iteration: int, frames: list) -> None:
     keep_candidates(store, cfg.name, iteration, "fcc|c1", [])
     for task, n in (("fcc|c0", len(frames)), ("fcc|c1", 0)):
         store.set_iteration_fields(cfg.name, iteration, {f"explorations.{task}": {
-            "accurate": 40, "candidate": n, "failed": 0, "total": 40 + n}})  # below the 0.9 criterion
+            "accurate": 5, "candidate": n, "failed": 0, "total": 5 + n}})  # below the 0.9 criterion
 
 
 def test_a_repeated_exploration_yields_no_new_labels(mongo_db, tmp_path):
@@ -104,3 +104,35 @@ def test_random_policy_without_dedup_is_dp_gen_behaviour(mongo_db, tmp_path):
     statuses = [d["status"] for d in store.configurations.find({"campaign": cfg.name})]
     assert len(picked) == 3 and statuses.count("rejected") == 2 and "duplicate" not in statuses
     assert store.db[fingerprint_banks.COLLECTION].count_documents({}) == 0  # no fingerprints computed
+
+
+def test_across_campaigns_a_structure_another_campaign_labeled_is_a_duplicate(mongo_db, tmp_path):
+    store = ResultsStore(mongo_db)
+    store.init()
+    first = load_config(small_cu_config(tmp_path, "cu-first"))
+    store.create_campaign(first.name, first.frozen(), first.type_map)
+    labeled = _frames(2, seed=70)
+    ids = [store.add_atoms(first.name, a, {"kind": "init"}, status="labeled")[0] for a in labeled]
+    write_initial_part(store, first, ids, labeled)
+
+    path = small_cu_config(tmp_path, "cu-second")
+    raw = yaml.safe_load(path.read_text())
+    raw["selection"]["dedup"] = {"across_campaigns": True}
+    path.write_text(yaml.safe_dump(raw))
+    second = load_config(path)
+    store.create_campaign(second.name, second.frozen(), second.type_map)
+    own = _frames(1, seed=90)[0]
+    own_id, _ = store.add_atoms(second.name, own, {"kind": "init"}, status="labeled")
+    write_initial_part(store, second, [own_id], [own])
+    new = _frames(2, seed=80)
+    _explore(store, second, 0, new + [_shifted(labeled[1], 3)])  # the last: the first campaign's label, moved
+    _, picked = select_and_decide(store, second, 0, 0)
+    dup = store.configurations.find_one({"campaign": second.name, "status": "duplicate"})
+    assert len(picked) == 2 and dup["duplicate_of"] == ids[1]
+
+    alone = load_config(small_cu_config(tmp_path, "cu-third"))  # the default: its own campaign only
+    store.create_campaign(alone.name, alone.frozen(), alone.type_map)
+    write_initial_part(store, alone, [own_id], [own])
+    _explore(store, alone, 0, [_shifted(labeled[1], 4)])
+    _, picked = select_and_decide(store, alone, 0, 0)
+    assert len(picked) == 1
