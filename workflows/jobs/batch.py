@@ -28,14 +28,11 @@ class Batch:
     Attributes:
         picked: ids to label, in candidate order.
         duplicates: id -> ``(id of the configuration it duplicates, fingerprint distance)``.
-        stored_fingerprints: rows in the campaign's fingerprint bank before this iteration (0 without
-            deduplication and diverse selection).
         tolerance: the fingerprint distance that made a duplicate (None: no deduplication).
     """
 
     picked: list
     duplicates: dict = field(default_factory=dict)
-    stored_fingerprints: int = 0
     tolerance: float | None = None
 
 
@@ -126,4 +123,4 @@ def choose(store: ResultsStore, cfg: CampaignConfig, iteration: int, keys: list,
     row = {k: i for i, k in enumerate(keys)}
     banks.store_part(store.db, store.blobs, cfg.name, iteration, fingerprint_spec(cfg).key(cfg.type_map),
                      cfg.type_map, picked, fps[[row[k] for k in picked]] if picked else fps[:0])
-    return Batch(picked, duplicates, len(index), tolerance)
+    return Batch(picked, duplicates, tolerance)
