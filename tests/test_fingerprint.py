@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ase.build import bulk
@@ -12,9 +14,12 @@ from firegen.campaign.config_loop import DedupConfig
 from firegen.workflows.steps import fingerprint as fp
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 @pytest.fixture(scope="module")
 def na3ocl():
-    s = Structure.from_file("configs/structures/Na3OCl.cif")
+    s = Structure.from_file(str(ROOT / "configs" / "structures" / "Na3OCl.cif"))
     s.make_supercell([2, 2, 2])
     atoms = AseAtomsAdaptor.get_atoms(s)
     atoms.rattle(0.1, seed=3)  # a thermal-like frame, not the perfect crystal
