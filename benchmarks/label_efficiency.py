@@ -235,9 +235,11 @@ def labels_to_reach(curve: list[dict], target: float) -> int | None:
 
 
 def _stat(values: list[float], fmt: str = "{:.0f}") -> str:
+    """Median [min-max]; a run that never reached the target counts as infinitely many labels ("inf")."""
     if not values:
         return "-"
-    return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
+    show = lambda v: "inf" if v == float("inf") else fmt.format(v)  # noqa: E731
+    return f"{show(statistics.median(values))} [{show(min(values))}-{show(max(values))}]"
 
 
 def report(rows: list[dict], target: float, out: Path) -> None:
@@ -252,16 +254,16 @@ def report(rows: list[dict], target: float, out: Path) -> None:
         if not runs:
             continue
         reached = [labels_to_reach(r["curve"], target) for r in runs]
-        need[variant] = [n for n in reached if n is not None]
-        print(f"{variant:<16} {len(runs):>4} {len(need[variant]):>7} {_stat(need[variant]):>18} "
+        need[variant] = [float("inf") if n is None else n for n in reached]
+        print(f"{variant:<16} {len(runs):>4} {sum(n is not None for n in reached):>7} {_stat(need[variant]):>18} "
               f"{_stat([r['curve'][-1]['labels'] for r in runs]):>14} "
               f"{_stat([r['curve'][-1]['rmse_f'] for r in runs], '{:.4f}'):>20} "
               f"{_stat([r['curve'][-1]['rmse_e_mev'] for r in runs], '{:.2f}'):>22}")
-    base = need.get("dpgen")
+    base = statistics.median(need["dpgen"]) if need.get("dpgen") else float("inf")
     for variant in ("firegen-random", "firegen"):
-        if base and need.get(variant) and len(need[variant]) == len([r for r in rows if r["variant"] == variant]):
-            print(f"labels to target, {variant} / dpgen (medians): "
-                  f"{statistics.median(need[variant]) / statistics.median(base):.2f}")
+        mine = statistics.median(need[variant]) if need.get(variant) else float("inf")
+        ratio = f"{mine / base:.2f}" if base < float("inf") and mine < float("inf") else "undefined (a median not reached)"
+        print(f"labels to target, {variant} / dpgen (medians): {ratio}")
     for r in rows:
         if r["where"]:
             w = r["where"]
