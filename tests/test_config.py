@@ -50,7 +50,7 @@ def test_shipped_configs_load(name):
     assert cfg.committee.size == 4 and cfg.committee.numb_steps == 800 and cfg.committee.warm_start.enabled
     assert [s.ensemble for s in cfg.stages] == ["nvt"]
     assert [c["temperature"] for c in cfg.stages[0].conditions()] == [300.0, 600.0]
-    assert cfg.stages[0].max_iterations == {"cu_emt.yaml": 5, "na3ocl_xtb.yaml": 4}[name]
+    assert cfg.stages[0].max_iterations == {"cu_emt.yaml": 5, "na3ocl_xtb.yaml": 6}[name]
     assert len(cfg.masses()) == len(cfg.type_map)
 
 
