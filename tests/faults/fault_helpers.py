@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pymongo
 
-from campaign_helpers import BIN, cli_env, small_cu_config
+from campaign_helpers import BIN, cli_env, firegen, small_cu_config
 
 NAME = "cu-fault"
 
@@ -25,6 +25,14 @@ def fault_config(folder: Path) -> Path:
 def start_run(folder: Path, config: Path, timeout: float = 1200) -> subprocess.Popen:
     return subprocess.Popen([str(BIN / "firegen"), "run", str(config), "--timeout", str(timeout)], cwd=folder,
                             env=cli_env(folder), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop_run(folder: Path, run: subprocess.Popen) -> None:
+    """End a test's ``firegen run`` (if still running) and its embedded database."""
+    if run.poll() is None:
+        run.kill()
+        run.communicate()
+    firegen(folder, "db", "down")
 
 
 def server_state(folder: Path) -> dict:

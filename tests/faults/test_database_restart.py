@@ -7,7 +7,8 @@ import signal
 import time
 
 from campaign_helpers import firegen
-from fault_helpers import assert_campaign_whole, database, fault_config, running_train, server_state, start_run, wait_for
+from fault_helpers import (assert_campaign_whole, database, fault_config, running_train, server_state, start_run,
+                           stop_run, wait_for)
 
 
 def test_sigkill_of_the_embedded_database_during_training(tmp_path):
@@ -33,7 +34,4 @@ def test_sigkill_of_the_embedded_database_during_training(tmp_path):
         assert "unreachable since" in logs  # the workers waited too, instead of dying
         assert_campaign_whole(db)
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.communicate()
-        firegen(tmp_path, "db", "down")
+        stop_run(tmp_path, run)

@@ -5,8 +5,7 @@ Firework (once), and the campaign finishes whole."""
 import os
 import signal
 
-from campaign_helpers import firegen
-from fault_helpers import assert_campaign_whole, database, fault_config, running_train, start_run, wait_for
+from fault_helpers import assert_campaign_whole, database, fault_config, running_train, start_run, stop_run, wait_for
 from firegen.db.fireworks_archive import find_firework
 from firegen.db.healing import ENV_PROCESS, LOST_KEY
 
@@ -30,7 +29,4 @@ def test_sigkill_of_the_gpu_worker_during_training_heals_itself(tmp_path):
         assert f"Firework {launch['fw_id']} was lost (its worker process is gone); rerun" in logs
         assert_campaign_whole(db)
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.communicate()
-        firegen(tmp_path, "db", "down")
+        stop_run(tmp_path, run)
