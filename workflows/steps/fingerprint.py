@@ -250,10 +250,8 @@ def farthest_point_indices(fps: np.ndarray, max_n: int, weights: np.ndarray | No
     chosen: list[int] = []
     taken = np.zeros(n, dtype=bool)
     for _ in range(max_n):
-        if np.isinf(nearest).all():
-            score = w.copy()
-        else:
-            score = w * np.where(np.isinf(nearest), np.max(nearest[np.isfinite(nearest)], initial=0.0), nearest)
+        # no stored fingerprints and nothing chosen yet: every distance is inf, so the weight alone decides
+        score = w.copy() if np.isinf(nearest[0]) else w * nearest
         score[taken] = -1.0
         k = int(np.argmax(score))
         chosen.append(k)
