@@ -53,6 +53,14 @@ def _first_line(proc: subprocess.Popen, out: Path, timeout: float = 60) -> str:
     raise AssertionError(f"{proc.args} said nothing in {timeout} s")
 
 
+def _said(proc: subprocess.Popen, out: Path, text: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in out.read_text():
+        assert proc.poll() is None, f"{proc.args} exited: {out.read_text()}"
+        assert time.monotonic() < deadline, f"{proc.args} did not say {text!r} in {timeout} s: {out.read_text()}"
+        time.sleep(0.2)
+
+
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -80,6 +88,7 @@ def live(tmp_path_factory):
         line = _first_line(dashboard, dash_out)
         assert line.startswith(f"firegen dashboard on http://127.0.0.1:{port}/ (read-only")
         token = _first_line(everywhere, every_out).split("?token=")[1].split(" ")[0]
+        _said(run, run_out, f"queued campaign '{NAME}'")  # before that, its page is a 404 (not in the database)
         with playwright_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
             yield {"folder": folder, "db": campaign_db(folder), "base": f"http://127.0.0.1:{port}", "run": run,
