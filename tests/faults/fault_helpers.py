@@ -4,6 +4,7 @@ moment to strike, and the end-of-campaign checks every fault case makes."""
 from __future__ import annotations
 
 import datetime
+import os
 import json
 import subprocess
 import time
@@ -89,3 +90,27 @@ def assert_campaign_whole(db, committee: int = 2) -> dict:
         assert db["blobs.files"].find_one({"_id": model["file_id"]})["metadata"]["sha256"] == model["sha256"]
     assert db.fireworks.count_documents({"state": "FIZZLED"}) == 0
     return campaign
+
+
+TABLE_ENV = "FIREGEN_FAULT_TABLE"
+
+
+def label_figures(db, campaign: str = NAME) -> dict:
+    """What a fault cost in labels: configurations selected for labeling that ended without one (lost), and
+    labels written more than once (duplicated)."""
+    lost = db.configurations.count_documents({"campaign": campaign, "status": {"$in": ["selected", "label_failed"]}})
+    duplicated = db.configurations.count_documents({"campaign": campaign, "label_writes": {"$gt": 1}})
+    labeled = db.configurations.count_documents({"campaign": campaign, "status": "labeled"})
+    return {"labeled": labeled, "labels_lost": lost, "labels_duplicated": duplicated}
+
+
+def record_outcome(case: str, survived: bool, figures: dict | None = None, note: str = "") -> None:
+    """Append one fault case's outcome to the JSON-lines file named by $FIREGEN_FAULT_TABLE (set by
+    benchmarks/faults.py, which prints the table); a no-op otherwise. Call it at the end of a case, after its
+    assertions (a failed case is recorded by benchmarks/faults.py from pytest's own result)."""
+    path = os.environ.get(TABLE_ENV)
+    if not path:
+        return
+    row = {"case": case, "survived": survived, **(figures or {}), "note": note}
+    with open(path, "a") as out:
+        out.write(json.dumps(row) + "\n")
