@@ -30,6 +30,9 @@ Kinds shipped here:
     any calculator class from ``ase.calculators``, e.g. ``ase:EMT``, ``ase:LennardJones``,
     ``ase:lj.LennardJones``, ``ase:morse.MorsePotential``; settings are passed as keyword
     arguments to the class and must be JSON-serialisable.
+``delayed``
+    another labeler's labels returned after a seeded heavy-tailed (log-normal) delay, for
+    scheduling benchmarks; see :mod:`~firegen.workflows.steps.delayed_labeler`.
 ``cp2k``, ``qe``, ``vasp``
     DFT codes run in a work folder (CP2K and VASP under custodian), parsed with dpdata; see
     :mod:`~firegen.workflows.steps.cp2k_labeler`, :mod:`~firegen.workflows.steps.qe_labeler`,
@@ -419,6 +422,7 @@ def _as_list_or_none(value) -> list | None:
 # The ASE-calculator labelers register themselves on import (kept in their own module).
 from firegen.workflows.steps.ase_labelers import ASELabeler, generic_ase_labeler  # noqa: E402
 from firegen.workflows.steps import command_labeler as _command_labeler  # noqa: E402,F401  (kind "command")
+from firegen.workflows.steps import delayed_labeler as _delayed_labeler  # noqa: E402,F401  (kind "delayed")
 
 # The DFT labelers (external codes) register lazy factories: importing this module stays cheap
 # and needs neither the codes nor custodian; ``get_labeler("cp2k", ...)`` imports the module.
