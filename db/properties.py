@@ -71,10 +71,13 @@ class PropertyStore:
         """The property documents with these ``_id`` s that exist, in the order given."""
         return [d for d in (self.get(k) for k in keys) if d is not None]
 
-    def of_campaign(self, campaign: str, brief: bool = True) -> list[dict]:
+    def of_campaign(self, campaign: str, brief: bool = True, without: Sequence[str] | None = None) -> list[dict]:
         """The campaign's properties by system, kind and temperature; ``brief`` leaves out the curves
-        (RDF, MSD)."""
-        projection = {"results.rdf": 0, "results.msd": 0} if brief else None
+        (RDF, MSD); ``without`` names the ``results`` fields to leave out instead (e.g. ``["msd"]``)."""
+        if without is not None:
+            projection = {f"results.{name}": 0 for name in without} or None
+        else:
+            projection = {"results.rdf": 0, "results.msd": 0} if brief else None
         docs = list(self.properties.find({"campaign": campaign}, projection))
         return sorted(docs, key=lambda d: (d.get("system", ""), d.get("kind", ""),
                                            (d.get("md") or {}).get("temperature_K") or 0, d["_id"]))

@@ -146,8 +146,9 @@ def learning_curve(rows: list[dict]) -> go.Figure:
     return _layout(fig, height=400)
 
 
-def parity_figure(predictions: list[dict]) -> go.Figure:
-    """Model against label on the held-out frames of one committee: energy per atom and force components."""
+def parity_figure(predictions: list[dict], names: list[str] | None = None) -> go.Figure:
+    """Model against label on the held-out frames of one committee: energy per atom and force components
+    (``names``: each prediction's legend name, default ``member <k>``)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("energy (eV/atom)", "force components (eV/Å)"))
     for col, (label, model, unit) in enumerate((("energy_label", "energy_model", "eV/atom"),
                                                 ("force_label", "force_model", "eV/Å")), start=1):
@@ -157,11 +158,12 @@ def parity_figure(predictions: list[dict]) -> go.Figure:
         lo, hi = lo - pad, hi + pad
         fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"color": "#999", "dash": "dash"},
                         name="model = label", showlegend=col == 1, hoverinfo="skip", row=1, col=col)
-        for p in predictions:
+        for k, p in enumerate(predictions):
             color = MEMBER_COLORS[p["member"] % len(MEMBER_COLORS)]
+            name = names[k] if names else f"member {p['member']}"
             fig.add_scatter(x=p[label], y=p[model], mode="markers", marker={"size": 4, "color": color, "opacity": 0.6},
-                            name=f"member {p['member']}", legendgroup=f"m{p['member']}", showlegend=col == 1,
-                            row=1, col=col, hovertemplate=f"member {p['member']}: label %{{x:.4g}}, model %{{y:.4g}} "
+                            name=name, legendgroup=f"m{k}", showlegend=col == 1,
+                            row=1, col=col, hovertemplate=f"{name}: label %{{x:.4g}}, model %{{y:.4g}} "
                                                           f"{unit}<extra></extra>")
         fig.update_xaxes(title=f"label ({unit})", range=[lo, hi], row=1, col=col)  # same range: y = x is the diagonal
         fig.update_yaxes(title=f"model ({unit})", range=[lo, hi], row=1, col=col)
@@ -198,3 +200,66 @@ def timeline_figure(bars: list[LaunchBar]) -> go.Figure:
     workers = sorted({b.worker for b in bars})
     return _layout(fig, height=max(220, 120 + 60 * len(workers)), barmode="overlay",
                    xaxis_title="seconds since the campaign's first launch", yaxis={"automargin": True})
+
+
+def rdf_figure(runs: list[dict]) -> go.Figure:
+    """The RDFs of one system's property runs: one panel per element pair (and the total), one line per run."""
+    pairs = ["total"] + list(((runs[0].get("results") or {}).get("rdf") or {}).get("partial") or {})
+    cols = min(3, len(pairs))
+    rows = math.ceil(len(pairs) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"g(r) {p}" for p in pairs],
+                        horizontal_spacing=0.06, vertical_spacing=0.5 / rows)
+    shades = sample_colorscale("Plasma", [0.1 + 0.75 * (k / (len(runs) - 1) if len(runs) > 1 else 0.0)
+                                          for k in range(len(runs))])
+    for run, color in zip(runs, shades):
+        rdf = (run.get("results") or {}).get("rdf") or {}
+        name = (run.get("md") or {}).get("label", "run")
+        for k, pair in enumerate(pairs):
+            g = rdf.get("total") if pair == "total" else (rdf.get("partial") or {}).get(pair)
+            if not g:
+                continue
+            fig.add_scatter(x=rdf["r_A"], y=g, mode="lines", line={"color": color, "width": 1.5}, name=name,
+                            legendgroup=name, showlegend=k == 0, row=k // cols + 1, col=k % cols + 1,
+                            hovertemplate=f"{name} {pair}: g(%{{x:.2f}} Å) = %{{y:.3f}}<extra></extra>")
+    fig.update_xaxes(title="r (Å)")
+    return _layout(fig, height=260 * rows)
+
+
+def arrhenius_figure(runs: list[dict], fits: list[dict]) -> go.Figure:
+    """σ (S/cm) and each species' D (cm²/s) of one system's runs against 1000/T (K⁻¹), log scale, with error
+    bars and the stored Arrhenius fit drawn through them."""
+    from firegen.workflows.steps.properties_transport import BOLTZMANN_EV_K  # the fit's own constant
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("conductivity σ (S/cm)", "diffusion coefficient D (cm²/s)"))
+    runs = sorted(runs, key=lambda d: d["md"]["temperature_K"])
+    x = [1000.0 / d["md"]["temperature_K"] for d in runs]
+    conds = [(d.get("results") or {}).get("conductivity") for d in runs]
+    if all(conds):
+        fig.add_scatter(x=x, y=[c["sigma_S_cm"] for c in conds], mode="markers", name="σ (MD)",
+                        marker={"color": MEMBER_COLORS[0], "size": 8},
+                        error_y={"type": "data", "array": [c["error_S_cm"] for c in conds]}, row=1, col=1,
+                        hovertemplate="1000/T %{x:.3f} K⁻¹: σ %{y:.3g} S/cm<extra></extra>")
+    species = list(((runs[0].get("results") or {}).get("diffusion") or {})) if runs else []
+    for k, s in enumerate(species):
+        ds = [d["results"]["diffusion"][s] for d in runs]
+        fig.add_scatter(x=x, y=[v["D_cm2_s"] for v in ds], mode="markers", name=f"D({s}) (MD)",
+                        marker={"color": MEMBER_COLORS[(k + 1) % len(MEMBER_COLORS)], "size": 8},
+                        error_y={"type": "data", "array": [v["error_cm2_s"] for v in ds]}, row=1, col=2,
+                        hovertemplate=f"1000/T %{{x:.3f}} K⁻¹: D({s}) %{{y:.3g}} cm²/s<extra></extra>")
+    for doc in fits:
+        r = doc.get("results") or {}
+        lines = ([("σ", r["conductivity"], 1, 0)] if r.get("conductivity") else []) + [
+            (f"D({s})", f, 2, species.index(s) + 1 if s in species else 0) for s, f in (r.get("diffusion") or {}).items()]
+        for name, fit, col, color in lines:
+            temps = sorted(set(fit["temperatures_K"]) | {fit["extrapolated_T_K"]})
+            grid = [temps[0] + (temps[-1] - temps[0]) * i / 40 for i in range(41)]
+            y = [math.exp(fit["ln_prefactor"] - fit["activation_energy_eV"] / (BOLTZMANN_EV_K * t))
+                 / (t if fit["times_T"] else 1.0) for t in grid]
+            fig.add_scatter(x=[1000.0 / t for t in grid], y=y, mode="lines",
+                            line={"dash": "dot", "color": MEMBER_COLORS[color % len(MEMBER_COLORS)]},
+                            name=f"{name} fit: E_a {fit['activation_energy_eV']:.3f} ± "
+                                 f"{fit['activation_energy_error_eV']:.3f} eV", row=1, col=col, hoverinfo="skip")
+    for col in (1, 2):
+        fig.update_xaxes(title="1000 / T (K⁻¹)", row=1, col=col)
+        fig.update_yaxes(type="log", exponentformat="power", row=1, col=col)
+    return _layout(fig, height=400)

@@ -17,7 +17,8 @@ from firegen.orchestrator.view.source import CampaignSource
 
 #: The campaign pages of the dashboard: path under ``/c/<campaign>/``, title, and what they show.
 CAMPAIGN_PAGES = {"": ("overview", sec.overview), "models": ("models", sec.models), "labels": ("labels", sec.labels),
-                  "timeline": ("timeline", sec.timeline), "lineage": ("lineage", sec.lineage)}
+                  "results": ("final model & properties", sec.results), "timeline": ("timeline", sec.timeline),
+                  "lineage": ("lineage", sec.lineage)}
 
 
 @dataclass(frozen=True)

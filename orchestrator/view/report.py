@@ -65,7 +65,8 @@ def report_sections(src: CampaignSource) -> list[sec.Section]:
     datasets = sec.datasets(src, links)
     if latest:
         datasets.note += " " + snapshot_rows_note(src)
-    return [*sec.overview(src, links), *sec.models(src, links), *sec.labels(src, links), *sec.timeline(src, links),
+    return [*sec.overview(src, links), *sec.models(src, links), *sec.results(src, links), *sec.labels(src, links),
+            *sec.timeline(src, links),
             datasets, *(member_sections(src, links, members) if latest else [])]
 
 
@@ -73,8 +74,8 @@ def write_report(src: CampaignSource, path: Path) -> Path:
     """Write the campaign's report to ``path`` (folders made as needed); returns the path."""
     sections = report_sections(src)
     nav = [NavItem(s.title.split(" (")[0], f"#sec-{s.id}") for s in sections
-           if s.id in ("iterations", "tasks", "deviation", "learning", "parity", "budget", "failures", "timeline",
-                       "datasets")]
+           if s.id in ("iterations", "tasks", "deviation", "learning", "parity", "final", "properties", "budget",
+                       "failures", "timeline", "datasets")]
     html = html_page(f"firegen report: {src.name}", sections, nav)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ dashboard serves them one page at a time (and again as JSON when the page asks f
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from firegen.db.provenance import configuration_provenance
@@ -140,19 +141,99 @@ def model_table(src: CampaignSource, links, rows: list[dict] | None = None) -> S
 
 def models(src: CampaignSource, links) -> list[Section]:
     rows = tables.model_rows(src)
+    committee = [r for r in rows if r["iteration"] >= 0]  # the final model (iteration -1) is not on the curve
     iteration, predictions = src.latest_predictions
     n = sum(len(p["energy_label"]) for p in predictions[:1])
     return [
         Section("learning", "learning curve", "RMSE of every committee member on its held-out frames (solid) and on "
                 "its training frames (dotted), per iteration; log scale.",
-                html="" if rows else _empty("no model trained yet"),
-                figure=_figure(figures.learning_curve(rows)) if rows else None),
+                html="" if committee else _empty("no model trained yet"),
+                figure=_figure(figures.learning_curve(committee)) if committee else None),
         Section("parity", "parity of the latest committee" + (f" (iteration {iteration})" if iteration is not None else ""),
                 f"Model against label on the {n} held-out frames (chosen by content hash, never trained on)."
                 if predictions else "", html="" if predictions else _empty(
                     "no held-out predictions yet (a committee stores them when at least 2 frames are held out)"),
                 figure=_figure(figures.parity_figure(predictions)) if predictions else None),
         model_table(src, links, rows)]
+
+
+def final_model(src: CampaignSource, links) -> list[Section]:
+    """The final model (``firegen finalize``): what it is, its errors per system and condition, its parity plots."""
+    model = src.final_model
+    if model is None:
+        return [Section("final", "final model", html=_empty(
+            f"no final model yet: `firegen finalize {src.name}` trains one on every label (or `final: {{at_end: true}}`)"))]
+    compressed = "yes" if model.get("compressed_file_id") else f"no ({model.get('compress_error') or 'not run'})"
+    facts = [{"name": "model", "key": "final-model", "value": str(model["_id"]), "href": links.model(model["_id"])},
+             {"name": "dataset snapshot", "key": "final-dataset", "value": "snapshot",
+              "href": links.dataset(model.get("dataset_id"))},
+             {"name": "frames train", "key": "final-n-train", "value": model.get("n_train")},
+             {"name": "frames held out", "key": "final-n-validation", "value": model.get("n_validation")},
+             {"name": "training steps", "key": "final-steps",
+              "value": (model.get("final_settings") or {}).get("numb_steps")},
+             {"name": "train s", "key": "final-train-s", "value": model.get("train_seconds")},
+             {"name": "compressed", "key": "final-compressed", "value": compressed}]
+    rows = tables.final_model_rows(model)
+    html = _facts(facts) + fragment("table.html", table=table(rows, tables.FINAL_COLUMNS, "final", key="set"),
+                                    note="", empty="no held-out frames (final.validation_fraction 0?)", pager=None)
+    parity = src.final_predictions
+    return [Section("final", "final model", "Trained on every label of the campaign with the final settings. Errors on "
+                    "its held-out frames (never trained on) per system and per (system, condition), and on its training "
+                    "frames: energy and virial in eV/atom, force components in eV/Å.", html=html),
+            Section("final-parity", "parity of the final model",
+                    f"Model against label on {len(parity['energy_label'])} held-out frames: energy per atom (eV/atom) and "
+                    f"{len(parity['force_label'])} force components (eV/Å)." if parity else "",
+                    html="" if parity else _empty("no held-out predictions stored for the final model"),
+                    figure=_figure(figures.parity_figure([parity], ["final model"])) if parity else None)]
+
+
+def properties(src: CampaignSource, links) -> list[Section]:
+    """The stored properties: density, conductivity, D per species, Arrhenius fits, RDFs per system."""
+    docs = src.properties
+    runs = tables.property_rows(docs)
+    if not docs:
+        return [Section("properties", "properties", html=_empty(
+            f"no property computed yet: `firegen properties run {src.name} --system S --temperatures T1,T2`"))]
+    model_ids = sorted({str(d.get("model_id")) for d in docs})
+    out = [Section("properties", "properties from MD",
+                   "Production MD with model " + ", ".join(model_ids) + ": density (g/cm³) block-averaged with its "
+                   "standard error; Nernst–Einstein conductivity σ (S/cm) with the propagated error; T in K, P in bar.",
+                   html=fragment("table.html", table=table(runs, tables.PROPERTY_COLUMNS, "properties", key="run id"),
+                                 note="", empty="no MD run finished", pager=None)),
+           Section("diffusion", "diffusion coefficients",
+                   "D = slope/6 of the mean squared displacement (every time origin, centre-of-mass drift removed) over "
+                   "the fit window; ± is the standard error over independent blocks (cm²/s).",
+                   html=fragment("table.html", table=table(tables.diffusion_rows(docs), tables.DIFFUSION_COLUMNS,
+                                                           "diffusion", key="key"),
+                                 note="", empty="no MD run finished", pager=None))]
+    fits = [d for d in docs if d.get("kind") == "arrhenius"]
+    arrhenius_rows = tables.arrhenius_rows(docs)
+    systems = sorted({d.get("system") for d in tables.md_properties(docs)})
+    if arrhenius_rows or len(runs) > 1:
+        figure = None
+        if systems:
+            mine = [d for d in tables.md_properties(docs) if d.get("system") == systems[0]]
+            figure = _figure(figures.arrhenius_figure(mine, [f for f in fits if f.get("system") == systems[0]]))
+        out.append(Section("arrhenius", "Arrhenius fits",
+                           "Weighted fits of ln(σT) and ln D against 1/(k_B T): activation energy E_a (eV) and the value "
+                           "extrapolated to 'at (K)', errors from the fit's covariance."
+                           + (f" Plot: system {systems[0]}." if systems else ""),
+                           html=fragment("table.html", table=table(arrhenius_rows, tables.ARRHENIUS_COLUMNS,
+                                                                   "arrhenius", key="key"),
+                                         note="", empty="no Arrhenius fit (runs at two temperatures or more)", pager=None),
+                           figure=figure))
+    for system in systems:
+        mine = [d for d in tables.md_properties(docs) if d.get("system") == system]
+        if any((d.get("results") or {}).get("rdf") for d in mine):
+            out.append(Section("rdf-" + re.sub(r"[^\w-]", "_", str(system)), f"radial distribution functions: {system}",
+                               "Total and partial g(r) per element pair (ASE, averaged over the run's frames); r in Å.",
+                               figure=_figure(figures.rdf_figure(mine))))
+    return out
+
+
+def results(src: CampaignSource, links) -> list[Section]:
+    """The dashboard's page of what the campaign produced: its final model and the properties computed with it."""
+    return [*final_model(src, links), *properties(src, links)]
 
 
 def lineage(src: CampaignSource, links) -> list[Section]:

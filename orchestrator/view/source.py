@@ -13,6 +13,7 @@ from functools import cached_property
 
 from firegen.campaign.errors import FiregenError
 from firegen.db.launchpad_queries import all_fireworks, campaign_fireworks, firework_states, launches_of
+from firegen.db.properties import PropertyStore
 from firegen.db.repository import ResultsStore
 
 
@@ -97,12 +98,31 @@ class CampaignSource:
         ``(iteration, one per member)``."""
         by_iteration: dict[int, list] = {}
         for model in self.models:
-            by_iteration.setdefault(model["iteration"], []).append(model["_id"])
+            if model["iteration"] >= 0:  # the final model (iteration -1) has a section of its own
+                by_iteration.setdefault(model["iteration"], []).append(model["_id"])
         for iteration in sorted(by_iteration, reverse=True)[:3]:
             found = self.store.heldout_predictions(by_iteration[iteration])
             if found:
                 return iteration, found
         return None, []
+
+    @cached_property
+    def final_model(self) -> dict | None:
+        """The campaign's final model (``firegen finalize``), or None."""
+        return PropertyStore(self.store.db).final_model(self.name)
+
+    @cached_property
+    def final_predictions(self) -> dict | None:
+        """The final model's held-out predictions (its parity points), or None."""
+        if self.final_model is None:
+            return None
+        found = self.store.heldout_predictions([self.final_model["_id"]])
+        return found[0] if found else None
+
+    @cached_property
+    def properties(self) -> list[dict]:
+        """The campaign's ``properties`` documents (MD runs with their RDFs, Arrhenius fits), MSD curves left out."""
+        return PropertyStore(self.store.db).of_campaign(self.name, without=["msd"])
 
     def read(self, parts: tuple[str, ...]) -> CampaignSource:
         """Read ``parts`` now (reading them side by side in threads measured no faster on the embedded FerretDB)."""
@@ -118,7 +138,7 @@ class CampaignSource:
     def preloaded(self) -> CampaignSource:
         """This source with every part read now (a consistent picture that pages can share across threads)."""
         return self.read(("campaign", "iterations", "models", "snapshots", "states", "fireworks", "launches",
-                          "latest_predictions"))
+                          "latest_predictions", "final_model", "final_predictions", "properties"))
 
 
 class LaunchPadSource:

@@ -259,3 +259,98 @@ def member_rows(members: list[dict], conditions: dict[int, str]) -> list[dict]:
                      "Firework": origin.get("fw_id"), "energy (eV)": label.get("energy"),
                      "labeler": label.get("code"), "host": label.get("host"), "label s": label.get("walltime")})
     return rows
+
+
+# the final model and the properties (``firegen finalize``, ``firegen properties run``) ------------------------
+#: The final model's validation table (energy and virial per atom, force per Cartesian component).
+FINAL_COLUMNS = ["frames", "set", "E RMSE (eV/atom)", "E MAE (eV/atom)", "F RMSE (eV/Å)", "F MAE (eV/Å)",
+                 "V RMSE (eV/atom)", "V MAE (eV/atom)"]
+PROPERTY_COLUMNS = ["system", "run", "T (K)", "P (bar)", "density (g/cm³)", "density ± (g/cm³)", "σ (S/cm)",
+                    "σ ± (S/cm)", "frames", "production (ps)", "engine", "seed"]
+DIFFUSION_COLUMNS = ["system", "run", "species", "D (cm²/s)", "D ± (cm²/s)", "fit window (ps)", "atoms"]
+ARRHENIUS_COLUMNS = ["system", "quantity", "E_a (eV)", "E_a ± (eV)", "T (K)", "at (K)", "value", "value ±", "unit"]
+
+
+def _validation_row(name: str, metrics: dict, frames) -> dict:
+    return {"set": name, "frames": metrics.get("n_frames", frames),
+            "E RMSE (eV/atom)": metrics.get("rmse_e_per_atom"), "E MAE (eV/atom)": metrics.get("mae_e_per_atom"),
+            "F RMSE (eV/Å)": metrics.get("rmse_f"), "F MAE (eV/Å)": metrics.get("mae_f"),
+            "V RMSE (eV/atom)": metrics.get("rmse_v_per_atom"), "V MAE (eV/atom)": metrics.get("mae_v_per_atom")}
+
+
+def final_model_rows(model: dict) -> list[dict]:
+    """The final model's errors: on all held-out frames, per system, per (system, condition), and on its
+    training frames (the ``set`` column names which; values as stored)."""
+    metrics = model.get("metrics") or {}
+    groups = model.get("validation_groups") or {}
+    rows = []
+    if metrics.get("validation"):
+        rows.append(_validation_row("held-out, all", metrics["validation"], model.get("n_validation")))
+    for system, m in sorted((groups.get("per_system") or {}).items()):
+        rows.append(_validation_row(f"held-out, {system}", m, None))
+    for group, m in sorted((groups.get("per_condition") or {}).items()):
+        rows.append(_validation_row(f"held-out, {group}", m, None))
+    if metrics.get("train"):
+        rows.append(_validation_row("training frames", metrics["train"], model.get("n_train")))
+    return rows
+
+
+def md_properties(docs: list[dict]) -> list[dict]:
+    """The MD runs among ``properties`` documents (``kind: md``), by system and temperature."""
+    return [d for d in docs if d.get("kind") == "md"]
+
+
+def property_rows(docs: list[dict]) -> list[dict]:
+    """One row per property MD run: density and conductivity with their errors, as stored (g/cm³, S/cm)."""
+    rows = []
+    for d in md_properties(docs):
+        md, r = d.get("md") or {}, d.get("results") or {}
+        dens, cond = r.get("density") or {}, r.get("conductivity") or {}
+        rows.append({"_id": d["_id"], "system": d.get("system"), "run": md.get("label"), "run id": run_id(d),
+                     "T (K)": md.get("temperature_K"), "P (bar)": md.get("pressure_bar"),
+                     "density (g/cm³)": dens.get("density_g_cm3"), "density ± (g/cm³)": dens.get("error_g_cm3"),
+                     "σ (S/cm)": cond.get("sigma_S_cm"), "σ ± (S/cm)": cond.get("error_S_cm"),
+                     "frames": r.get("n_frames"), "production (ps)": md.get("production_ps"),
+                     "engine": md.get("engine"), "seed": md.get("seed")})
+    return rows
+
+
+def run_id(doc: dict) -> str:
+    """``"<system>/<run label>"``: names a property run in tables (``data-field``) and figures."""
+    return f"{doc.get('system')}/{(doc.get('md') or {}).get('label')}"
+
+
+def diffusion_rows(docs: list[dict]) -> list[dict]:
+    """One row per (run, species): D and its block error (cm²/s), the MSD fit window (ps)."""
+    rows = []
+    for d in md_properties(docs):
+        for species, x in ((d.get("results") or {}).get("diffusion") or {}).items():
+            rows.append({"key": f"{run_id(d)}/{species}", "system": d.get("system"),
+                         "run": (d.get("md") or {}).get("label"), "species": species, "D (cm²/s)": x.get("D_cm2_s"),
+                         "D ± (cm²/s)": x.get("error_cm2_s"),
+                         "fit window (ps)": f"{x.get('fit_start_ps', 0):.4g}–{x.get('fit_end_ps', 0):.4g}",
+                         "atoms": x.get("n_atoms")})
+    return rows
+
+
+def arrhenius_rows(docs: list[dict]) -> list[dict]:
+    """One row per Arrhenius fit: of σ (``ln σT``) and of each species' D (``ln D``), with E_a (eV) and the
+    value extrapolated (S/cm or cm²/s), each with its error; fits that could not be made give their reason."""
+    rows = []
+    for d in docs:
+        if d.get("kind") != "arrhenius":
+            continue
+        r = d.get("results") or {}
+        temps = ", ".join(f"{t:g}" for t in r.get("temperatures_K") or [])
+        fits = ([("σ", r["conductivity"], "S/cm")] if r.get("conductivity") else []) + [
+            (f"D({s})", f, "cm²/s") for s, f in (r.get("diffusion") or {}).items()]
+        for quantity, fit, unit in fits:
+            rows.append({"key": f"{d.get('system')}/{quantity}", "system": d.get("system"), "quantity": quantity,
+                         "E_a (eV)": fit.get("activation_energy_eV"), "E_a ± (eV)": fit.get("activation_energy_error_eV"),
+                         "T (K)": temps, "at (K)": fit.get("extrapolated_T_K"), "value": fit.get("extrapolated"),
+                         "value ±": fit.get("extrapolated_error"), "unit": unit})
+        for what, why in (r.get("skipped") or {}).items():
+            name = "σ" if what == "conductivity" else f"D({what})"
+            rows.append({"key": f"{d.get('system')}/{name}", "system": d.get("system"), "quantity": name,
+                         "T (K)": temps, "unit": f"no fit: {why}"})
+    return rows

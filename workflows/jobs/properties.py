@@ -82,13 +82,21 @@ def md_property(store: ResultsStore, campaign: str, model_id: str, system: str, 
         traj = run_property_ase(atoms, DP(str(model_path)), protocol, engine="ase-deepmd")
     results = analyse_trajectory(traj.frames, traj.dt_ps, protocol.temperature_K, settings,
                                  fixed_cell=protocol.ensemble == "nvt")
-    props.store({"_id": key, "campaign": campaign, "model_id": model["_id"], "system": system, "kind": "md",
-                 "model": {"iteration": model.get("iteration"), "member": model.get("member"),
-                           "kind": model.get("kind", "committee"), "compressed": bool(model.get("compressed_file_id"))},
-                 "md": {**protocol.as_dict(), "label": protocol.label(), "engine": traj.engine,
-                        "wall_s": traj.wall_time},
-                 "analysis": settings.as_dict(), "results": results, "seconds": time.perf_counter() - t0})
+    props.store(md_document(campaign, model, system, protocol, settings, results, traj.engine, traj.wall_time,
+                            time.perf_counter() - t0))
     return {"property_id": key, "seconds": time.perf_counter() - t0}
+
+
+def md_document(campaign: str, model: dict, system: str, protocol: PropertyMD, settings: AnalysisSettings,
+                results: dict, engine: str, wall_s: float, seconds: float) -> dict:
+    """The ``properties`` document of one MD run (``kind: md``) with its provenance: the model, the protocol
+    (seed included), the engine, the analysis settings and the results of :func:`analyse_trajectory`."""
+    return {"_id": property_key(campaign, model["_id"], system, "md", protocol.label()), "campaign": campaign,
+            "model_id": model["_id"], "system": system, "kind": "md",
+            "model": {"iteration": model.get("iteration"), "member": model.get("member"),
+                      "kind": model.get("kind", "committee"), "compressed": bool(model.get("compressed_file_id"))},
+            "md": {**protocol.as_dict(), "label": protocol.label(), "engine": engine, "wall_s": wall_s},
+            "analysis": settings.as_dict(), "results": results, "seconds": seconds}
 
 
 def _masses(type_map: list[str]) -> list[float]:
