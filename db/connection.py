@@ -14,6 +14,7 @@ Only case 4 ever starts a server. Passwords are never printed: :func:`DBTarget.d
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from firegen.db.errors import DatabaseUnreachable
 from firegen.db.fireworks_archive import ARCHIVE_SUFFIX
 from firegen.db.embedded.capabilities import adapt_launchpad
 from firegen.db.embedded.server import EmbeddedServer
-from firegen.db.uri import database_name, mask_secrets, mask_uri
+from firegen.db.uri import TLS_FILE_OPTIONS, check_uri, database_name, mask_secrets, mask_uri
 
 EMBEDDED_MARK = "# written by firegen for its embedded FerretDB"
 DEFAULT_DB_NAME = "firegen"
@@ -78,15 +79,22 @@ class DBTarget:
         return f"{where} (from {self.source})"
 
     def launchpad(self) -> LaunchPad:
-        """A FireWorks LaunchPad on this target (no round trip yet)."""
+        """A FireWorks LaunchPad on this target (no round trip yet); a client pymongo refuses to build (an
+        unreadable TLS file, a bad option in a launchpad file) is one :class:`FiregenError` naming the source."""
         kwargs = {"serverSelectionTimeoutMS": SERVER_SELECTION_MS}
-        if self.launchpad_file is not None:
-            spec = yaml.safe_load(self.launchpad_file.read_text()) or {}
-            spec["mongoclient_kwargs"] = {**kwargs, **(spec.get("mongoclient_kwargs") or {})}
-            return LaunchPad.from_dict(spec)
-        return LaunchPad(host=self.uri, name=database_name(self.uri, DEFAULT_DB_NAME), uri_mode=True,
-                         mongoclient_kwargs=kwargs, user_indices=USER_INDICES, wf_user_indices=WF_USER_INDICES,
-                         strm_lvl="WARNING")
+        try:
+            if self.launchpad_file is not None:
+                spec = read_launchpad_spec(self.launchpad_file)
+                spec["mongoclient_kwargs"] = {**kwargs, **(spec.get("mongoclient_kwargs") or {})}
+                return LaunchPad.from_dict(spec)
+            return LaunchPad(host=self.uri, name=database_name(self.uri, DEFAULT_DB_NAME), uri_mode=True,
+                             mongoclient_kwargs=kwargs, user_indices=USER_INDICES, wf_user_indices=WF_USER_INDICES,
+                             strm_lvl="WARNING")
+        except (pymongo.errors.ConfigurationError, pymongo.errors.InvalidName, OSError, TypeError, ValueError) as exc:
+            raise FiregenError(f"{self.source}: cannot use the database settings of {self.describe()}: "
+                               f"{mask_secrets(str(exc)).splitlines()[0][:200]}. Fix: correct them (MongoDB URI "
+                               "options, or the launchpad file's host/port/name/username/password/authsource/"
+                               "mongoclient_kwargs).") from None
 
     def connect(self) -> LaunchPad:
         """The LaunchPad, after checking that the server answers (one clear error otherwise); on FerretDB
@@ -97,9 +105,19 @@ class DBTarget:
         lp = self.launchpad()
         try:
             lp.connection.admin.command("ping")
+        except pymongo.errors.OperationFailure as exc:
+            if exc.code != 18:  # AuthenticationFailed
+                raise
+            raise FiregenError(f"the database at {self.describe()} refused the user name and password "
+                               "(authentication failed). Fix: check them and the authSource option (the database "
+                               "the user was created in; default: the URI's database, or the launchpad file's "
+                               "authsource or name); percent-encode '@', ':', '/' and '%' in a URI.") from None
         except pymongo.errors.PyMongoError as exc:
             reason = mask_secrets(str(exc).split(" (configured timeouts")[0].split(", Timeout")[0])[:300]
             hint = "start it with `firegen db up`" if self.embedded else "check that the server runs and the address"
+            if re.search(r"SSL|TLS|certificate", reason, re.IGNORECASE):
+                hint = ("check the TLS options: tls=true, tlsCAFile (the CA that signed the server's certificate), "
+                        "tlsCertificateKeyFile (when the server asks for a client certificate)")
             raise DatabaseUnreachable(f"cannot reach the database at {self.describe()}: {reason}. Fix: {hint}.") from None
         return adapt_launchpad(lp)
 
@@ -120,11 +138,11 @@ def resolve_target(uri: str | None = None, launchpad: str | Path | None = None, 
     if uri and launchpad:
         raise FiregenError("give either --uri or --launchpad, not both.")
     if uri:
-        return DBTarget(uri=uri, source="--uri")
+        return DBTarget(uri=check_uri(uri, "--uri"), source="--uri")
     if launchpad:
         return DBTarget(launchpad_file=_existing(launchpad, "--launchpad"), source="--launchpad")
     if os.environ.get("FIREGEN_MONGO_URI"):
-        return DBTarget(uri=os.environ["FIREGEN_MONGO_URI"], source="FIREGEN_MONGO_URI")
+        return DBTarget(uri=check_uri(os.environ["FIREGEN_MONGO_URI"], "FIREGEN_MONGO_URI"), source="FIREGEN_MONGO_URI")
     if os.environ.get("FIREGEN_LAUNCHPAD"):
         return DBTarget(launchpad_file=_existing(os.environ["FIREGEN_LAUNCHPAD"], "FIREGEN_LAUNCHPAD"),
                         source="FIREGEN_LAUNCHPAD")
@@ -140,6 +158,33 @@ def _existing(path: str | Path, field: str) -> Path:
     if not p.is_file():
         raise FiregenError(f"{field}: launchpad file {p} does not exist. Fix: give the path of a FireWorks my_launchpad.yaml.")
     return p.resolve()
+
+
+def read_launchpad_spec(path: Path) -> dict:
+    """The settings of a FireWorks launchpad file, checked as far as can be without connecting: a mapping, a
+    URI host (``uri_mode``) that :func:`check_uri` accepts, readable TLS files in ``mongoclient_kwargs``.
+    Raises :class:`FiregenError` naming the file and the field (never a password)."""
+    try:
+        spec = yaml.safe_load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise FiregenError(f"{path}: cannot read this launchpad file ({type(exc).__name__}). Fix: give a FireWorks "
+                           "my_launchpad.yaml (YAML with host, name, ...).") from None
+    spec = spec or {}
+    if not isinstance(spec, dict):
+        raise FiregenError(f"{path}: a launchpad file is a YAML mapping (host, name, ...), not a "
+                           f"{type(spec).__name__}. Fix: write it as `lpad init` or `firegen db launchpad` does.")
+    if spec.get("uri_mode"):
+        spec["host"] = check_uri(str(spec.get("host") or ""), f"{path}: host")
+    kwargs = spec.get("mongoclient_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise FiregenError(f"{path}: mongoclient_kwargs must be a mapping of pymongo.MongoClient options. "
+                           "Fix: e.g. `mongoclient_kwargs: {tls: true, tlsCAFile: /path/ca.pem}`.")
+    for key, value in kwargs.items():
+        known = next((name for name in TLS_FILE_OPTIONS if name.lower() == str(key).lower()), None)
+        if known and not os.access(os.path.expanduser(str(value)), os.R_OK):
+            raise FiregenError(f"{path}: mongoclient_kwargs.{key}: {value} is not a readable file. Fix: give the "
+                               "absolute path of an existing PEM file.")
+    return spec
 
 
 def is_embedded_launchpad(path: Path) -> bool:
@@ -168,8 +213,11 @@ def write_archive_launchpad_file(path: Path, target: DBTarget) -> Path:
     """A launchpad file for the archive of finished iterations beside ``target``'s LaunchPad (database
     ``<name>_archive``, :mod:`firegen.db.fireworks_archive`), so that ``lpad -l FILE get_fws`` reads it."""
     if target.launchpad_file is not None:
-        spec = yaml.safe_load(target.launchpad_file.read_text()) or {}
-        spec["name"] = spec.get("name", DEFAULT_DB_NAME) + ARCHIVE_SUFFIX
+        spec = read_launchpad_spec(target.launchpad_file)
+        name = spec.get("name") or DEFAULT_DB_NAME
+        if not spec.get("uri_mode"):  # the user still authenticates where it was created (FireWorks' default: name)
+            spec["authsource"] = spec.get("authsource") or name
+        spec["name"] = name + ARCHIVE_SUFFIX
     else:
         spec = {"host": target.uri, "name": database_name(target.uri, DEFAULT_DB_NAME) + ARCHIVE_SUFFIX,
                 "uri_mode": True, "mongoclient_kwargs": {"serverSelectionTimeoutMS": SERVER_SELECTION_MS}}
@@ -181,6 +229,7 @@ def _write_private(path: Path, spec: dict, mark: str | None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file that was there keeps its mode through os.open: narrow it before anything is written
     with os.fdopen(fd, "w") as fh:
         if mark:
             fh.write(mark + "\n")

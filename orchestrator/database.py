@@ -5,16 +5,22 @@ Shared by the ``firegen db`` commands and the campaign commands (``submit``, ``r
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from firegen.db.connection import DEFAULT_DB_NAME, LAUNCHPAD_FILE, DBTarget, resolve_target, write_launchpad_file
 from firegen.db.embedded.install import FERRETDB_VERSION
 from firegen.db.repository import ResultsStore
+from firegen.db.uri import has_password
 
 
 def cli_target(ctx) -> DBTarget:
     """The database the command line names (``--uri``/``--launchpad``), else firegen's usual lookup."""
     obj = ctx.find_root().obj or {}
+    if obj.get("uri") and has_password(obj["uri"]):
+        print("firegen: warning: --uri puts the password on the command line, where `ps` shows it to every user "
+              "of this machine. Fix: export FIREGEN_MONGO_URI instead, or use a launchpad file (mode 0600).",
+              file=sys.stderr)
     return resolve_target(uri=obj.get("uri"), launchpad=obj.get("launchpad"))
 
 
