@@ -45,10 +45,17 @@ def write_fworker(kind: str, launchpad_file: Path, out_dir: Path, name: str | No
     return out
 
 
+#: Left out of a worker's environment: the worker reads its database from the launchpad file (mode 0600), so a
+#: password in this URI does not reach the worker, nor DFT codes, LAMMPS or ``dp`` that it starts.
+NOT_FOR_WORKERS = ("FIREGEN_MONGO_URI",)
+
+
 def worker_env(launchpad_file: Path) -> dict:
     """The environment of a worker: thread count, blob cache (``<home>/cache/blobs``) and ``FIREGEN_LAUNCHPAD``
-    (read only by tasks of Fireworks queued before their spec had ``_add_launchpad_and_fw_id``)."""
-    env = dict(os.environ, FIREGEN_LAUNCHPAD=str(Path(launchpad_file).resolve()))
+    (read only by tasks of Fireworks queued before their spec had ``_add_launchpad_and_fw_id``), without
+    :data:`NOT_FOR_WORKERS`."""
+    env = {key: value for key, value in os.environ.items() if key not in NOT_FOR_WORKERS}
+    env["FIREGEN_LAUNCHPAD"] = str(Path(launchpad_file).resolve())
     env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     env.setdefault(BLOB_CACHE_ENV, str(firegen_home() / "cache" / "blobs"))
     return env

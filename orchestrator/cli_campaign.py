@@ -18,7 +18,7 @@ from firegen.db.embedded.lostruns import detect_lostruns
 from firegen.db.healing import heal_lostruns, running_launches
 from firegen.db.provenance import configuration_provenance, failed_labels, model_provenance
 from firegen.db.repository import ResultsStore
-from firegen.launchers.local import start_worker, worker_env, write_fworker
+from firegen.launchers.local import NOT_FOR_WORKERS, start_worker, worker_env, write_fworker
 from firegen.launchers.worker import DEFAULT_SLEEP
 from firegen.launchers.worker import run as run_worker
 from firegen.orchestrator.cli_exchange import print_conversion_messages
@@ -128,6 +128,8 @@ def worker(ctx: typer.Context, gpu: bool = typer.Option(False, "--gpu", help="Tr
     workdir = firegen_home() / "workers" / kind
     workdir.mkdir(parents=True, exist_ok=True)
     fworker = write_fworker(kind, lp_file, workdir)
+    for name in NOT_FOR_WORKERS:  # the launchpad file holds the database now; keep the URI from child processes
+        os.environ.pop(name, None)
     os.environ.update(worker_env(lp_file))
     os.chdir(workdir)
     run_worker(lp_file, fworker, kind, sleep, timeout, load_modules=preload, heal=heal)
