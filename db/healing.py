@@ -17,9 +17,10 @@ A small duty in every firegen worker (:func:`heal_lostruns`, one worker at a tim
 * a launch of any other worker (plain ``rlaunch``, which pings hourly unless FW_config says otherwise)
   keeps FireWorks' own ``RUN_EXPIRATION_SECS`` (4 hours by default).
 
-A lost Firework is rerun (FireWorks' ``mark_fizzled`` and ``rerun_fw``; every task is idempotent) at most
-:data:`MAX_LOST_RERUNS` times, counted in its ``spec.firegen_lost_runs``; after that its launch stays
-FIZZLED and its campaign is marked ``failed`` with the reason, instead of a loop.
+A lost Firework is rerun (its launch marked FIZZLED, then FireWorks' ``rerun_fw``: the Firework goes from RUNNING
+to READY and is never read FIZZLED meanwhile; every task is idempotent) at most :data:`MAX_LOST_RERUNS` times,
+counted in its ``spec.firegen_lost_runs``; after that FireWorks' ``mark_fizzled`` leaves it FIZZLED and its
+campaign is marked ``failed`` with the reason, instead of a loop.
 """
 
 from __future__ import annotations
@@ -220,11 +221,15 @@ def requeue_lost(lp, fw_id: int, launch_ids: list[int], why: str, max_reruns: in
     fw = lp.fireworks.find_one({"fw_id": fw_id}, {"spec": 1})
     spec = (fw or {}).get("spec") or {}
     count = int(spec.get(LOST_KEY) or 0)
+    rerun = count < max_reruns
     for launch_id in launch_ids:
-        lp.mark_fizzled(launch_id)
+        if rerun:  # the Firework goes from RUNNING to READY: never read FIZZLED (`firegen run` stops on that)
+            _fizzle_launch(lp, launch_id)
+        else:
+            lp.mark_fizzled(launch_id)
         if lp.offline_runs.count_documents({"launch_id": launch_id, "deprecated": False}) > 0:
             lp.forget_offline(launch_id, launch_mode=True)
-    if count < max_reruns:
+    if rerun:
         lp.fireworks.update_one({"fw_id": fw_id}, {"$set": {f"spec.{LOST_KEY}": count + 1}})
         lp.rerun_fw(fw_id)
         return True
@@ -235,6 +240,15 @@ def requeue_lost(lp, fw_id: int, launch_ids: list[int], why: str, max_reruns: in
         ResultsStore.from_launchpad(lp).update_campaign(info["campaign"], status="failed", stop_reason=reason,
                                                         failed_fw_id=fw_id)
     return False
+
+
+def _fizzle_launch(lp, launch_id: int) -> None:
+    """FireWorks' ``mark_fizzled`` without its refresh of the Firework: the launch is FIZZLED (its state history
+    kept) and its Firework stays RUNNING until ``rerun_fw`` makes it READY. ``mark_fizzled`` refreshes the
+    Firework to FIZZLED first, which anyone reading it before the rerun takes for a failed Firework."""
+    launch = lp.get_launch_by_id(launch_id)
+    launch.state = "FIZZLED"
+    lp.launches.find_one_and_replace({"launch_id": launch_id}, launch.to_db_dict(), upsert=True)
 
 
 def silent_runs(lp, campaign: str, now: datetime.datetime | None = None) -> list[dict]:

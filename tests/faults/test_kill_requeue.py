@@ -1,0 +1,64 @@
+"""A Firework whose worker was killed is requeued without ever reading FIZZLED: `firegen run` ends with exit 1 on
+a FIZZLED Firework of its campaign (a fault it cannot heal), so a requeue that passed through FIZZLED could stop
+an unattended campaign at the very moment it heals itself. No campaign: a launch checked out by FireWorks for a
+process that is gone, the heal of db/healing.py, and what `firegen run` reads at each write of the heal."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from fireworks import Firework, FWorker, ScriptTask
+
+from firegen.db import healing
+from firegen.db.embedded.capabilities import adapt_launchpad
+from firegen.db.launchpad_queries import firework_states
+
+
+@pytest.fixture
+def lp(launchpad):
+    return adapt_launchpad(launchpad)
+
+
+def _dead_identity() -> str:
+    child = subprocess.Popen(["sleep", "30"])
+    identity = healing.process_identity(child.pid)
+    child.kill()
+    child.wait()
+    return identity
+
+
+def test_a_killed_workers_firework_is_requeued_without_reading_fizzled(lp, tmp_path):
+    fw = Firework(ScriptTask.from_str("true"), spec={"firegen": {"campaign": "kill", "kind": "label"}})
+    child = Firework(ScriptTask.from_str("true"), spec={"firegen": {"campaign": "kill", "kind": "gate"}}, parents=[fw])
+    from fireworks import Workflow
+
+    lp.add_wf(Workflow([fw, child]))
+    env = {healing.ENV_PROCESS: _dead_identity(), healing.ENV_PING: 60}
+    _, launch_id = lp.checkout_fw(FWorker(name="killed", env=env), str(tmp_path))
+    assert launch_id is not None
+
+    seen = []  # the campaign's Firework states after each write the heal makes (what `firegen run` may read)
+    for name in ("update_one", "find_one_and_update", "find_one_and_replace", "replace_one", "update_many"):
+        original = getattr(lp.fireworks, name)
+
+        def spy(*args, _original=original, **kwargs):
+            out = _original(*args, **kwargs)
+            seen.append(firework_states(lp, "kill"))
+            return out
+
+        setattr(lp.fireworks, name, spy)
+    healed = healing.heal_lostruns(lp)
+    for name in ("update_one", "find_one_and_update", "find_one_and_replace", "replace_one", "update_many"):
+        delattr(lp.fireworks, name)
+
+    assert healed.rerun == [fw.fw_id]
+    assert seen, "the heal wrote no Firework"
+    assert all(state != "FIZZLED" for states in seen for (_, _, state) in states), seen
+    assert lp.fireworks.find_one({"fw_id": fw.fw_id})["state"] == "READY"
+    assert lp.fireworks.find_one({"fw_id": child.fw_id})["state"] == "WAITING"
+    launch = lp.launches.find_one({"launch_id": launch_id})
+    assert launch["state"] == "FIZZLED" and [h["state"] for h in launch["state_history"]][-2:] == ["RUNNING", "FIZZLED"]
+    stored = lp.fireworks.find_one({"fw_id": fw.fw_id})
+    assert stored["spec"][healing.LOST_KEY] == 1 and launch_id in stored["archived_launches"]
+    assert not stored["launches"]
