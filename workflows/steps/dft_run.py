@@ -495,6 +495,20 @@ class DFTLabeler(Labeler):
         structure; facts may hold ``code_version``, ``n_scf_steps``."""
         raise NotImplementedError
 
+    def _parse_checked(self, directory: Path, prepared: dict):
+        """:meth:`parse`, with an output the reader cannot make sense of (a ``TypeError`` or ``IndexError`` deep in
+        dpdata when the energy or the forces block is cut short or garbled) turned into a :class:`DFTRunError`
+        that says so."""
+        try:
+            return self.parse(directory, prepared)
+        except (DFTRunError, NonFiniteLabelError, ImportError):
+            raise
+        except Exception as exc:
+            text = str(exc).strip().splitlines()
+            raise DFTRunError(f"{self.code} output could not be read, it is cut short or corrupted "
+                              f"({type(exc).__name__}: {text[0][:200] if text else ''})",
+                              details={"output_unreadable": True}) from exc
+
     # the template -------------------------------------------------------------------------------
     def label(self, atoms) -> Label:
         """Label one structure; raises :class:`DFTRunError` (or the parser's/checker's exception)
@@ -513,8 +527,12 @@ class DFTLabeler(Labeler):
                 details["command"] = shlex.join(prepared["argv"])
                 details["input_sha256"] = sha256_files(directory, prepared["files"])
                 history = self.execute(directory, prepared["argv"])
-                system, facts = self.parse(directory, prepared)
+                system, facts = self._parse_checked(directory, prepared)
                 energy, forces, virial = checked_frame(system, atoms, self.code)
+                if virial is None:  # every DFT labeler asks its code for the stress tensor
+                    raise DFTRunError(f"{self.code} output has no stress tensor although the run computed one: "
+                                      f"the output is cut short or corrupted (see the kept work folder)",
+                                      details={"output_unreadable": True})
             except Exception as exc:
                 _add_details(exc, details)
                 raise

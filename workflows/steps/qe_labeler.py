@@ -213,6 +213,9 @@ class QELabeler(DFTLabeler):
             tail = " | ".join(line.strip() for line in (text + err).splitlines()[-6:] if line.strip())
             raise DFTRunError(f"pw.x exited with code {rc} without a converged SCF: {tail}",
                               details={"returncode": rc})
+        if "JOB DONE." not in text:  # pw.x's last line: an output without it was cut short
+            raise DFTRunError("pw.x output ends before 'JOB DONE.': it is cut short (the run or its output was "
+                              "interrupted)", details={"returncode": rc, "output_unreadable": True})
         return []
 
     def parse(self, directory: Path, prepared: dict):
