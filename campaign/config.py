@@ -26,6 +26,7 @@ from pydantic import (AfterValidator, BaseModel, Field, PrivateAttr, ValidationE
                       field_validator, model_validator)
 
 from .config_final import FinalConfig
+from .config_schedule import ScheduleConfig
 from .config_fields import NOTHING, SLUG_FIX, Problem, Slug, _check_symbol, _Model, fail, fx
 from .config_fields import one_line as _one_line
 from .config_loop import (CommitteeConfig, ConvergenceConfig, ExplorationConfig, LabelerConfig, SelectionConfig,
@@ -38,6 +39,9 @@ from .structure_builders import BuildError, build_system
 from .structures import StructureError, read_structure
 from .training_template import template_problems
 
+#: Bound of `priority` (FireWorks sorts any number; the bound keeps a mistyped 100000000 out).
+PRIORITY_LIMIT = 1_000_000
+
 __all__ = ["CampaignConfig", "SystemConfig", "InitialDataConfig", "PerturbConfig",
            "CommitteeConfig", "SelectionConfig", "TrustLevels", "StageConfig",
            "ConvergenceConfig", "LabelerConfig", "ExplorationConfig", "ConfigError",
@@ -49,6 +53,12 @@ class CampaignConfig(_Model):
 
     schema_version: Literal[1] = fx(1, desc="Version of this schema.")
     name: Slug = fx(desc="Campaign name (unique per database).", fix=SLUG_FIX)
+    priority: int = fx(0, ge=-PRIORITY_LIMIT, le=PRIORITY_LIMIT, desc="FireWorks `_priority` of every Firework the "
+                       "campaign queues: workers sharing a LaunchPad check out the READY Firework of the highest "
+                       "priority first, so a campaign of priority 10 goes before one of 0 wherever both have work "
+                       "ready (within one priority, in no set order).",
+                       fix=f"give a whole number from -{PRIORITY_LIMIT:,} to {PRIORITY_LIMIT:,}, e.g. priority: 10 "
+                       "(higher goes first; default 0)")
     type_map: list[Annotated[str, AfterValidator(_check_symbol)]] = fx(
         min_length=1, desc="Element symbols; their order fixes type indices everywhere.",
         fix="list element symbols, e.g. [Na, O, Cl]")
@@ -66,6 +76,8 @@ class CampaignConfig(_Model):
                                    fix="add at least one stage")
     labeler: LabelerConfig = fx(desc="Reference calculator.", fix="e.g. labeler: {kind: emt}")
     exploration: ExplorationConfig = fx(default_factory=ExplorationConfig, desc="MD engine.")
+    schedule: ScheduleConfig = fx(default_factory=ScheduleConfig, desc="strict (DP-GEN) or asynchronous "
+                                  "iterations (see config_schedule.py).")
     final: FinalConfig | None = fx(None, desc="Final model (`firegen finalize`; see config_final.py).",
                                    fix="e.g. final: {numb_steps: 1000000}")
 

@@ -32,11 +32,14 @@ class LabelOutcome:
         labeled: labels stored by this batch (a configuration labeled before is not counted again).
         failed: configurations quarantined (``label_failed``, with the reason).
         seconds: the labeler's wall time over the batch (s).
+        skipped: configurations not labeled because the newest committee, re-scoring them before the batch
+            ran, found them below the trust level f_lo (asynchronous campaigns).
     """
 
     labeled: int = 0
     failed: int = 0
     seconds: float = 0.0
+    skipped: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -66,7 +66,12 @@ def archive_completed(lp, campaign: str, keep: set[int] | None = None) -> list[i
 
 def iteration_queued(lp, campaign: str, iteration: int) -> bool:
     """Whether iteration ``iteration`` of ``campaign`` has a workflow, live or archived."""
-    query = {"metadata.firegen_campaign": campaign, "metadata.firegen_iteration": iteration}
+    return workflow_queued(lp, {"firegen_campaign": campaign, "firegen_iteration": iteration})
+
+
+def workflow_queued(lp, metadata: dict) -> bool:
+    """Whether a workflow with this ``metadata`` (every key equal) is on the LaunchPad or in its archive."""
+    query = {f"metadata.{k}": v for k, v in metadata.items()}
     return bool(lp.workflows.find_one(query, {"_id": 1}) or archive_database(lp)["workflows"].find_one(query, {"_id": 1}))
 
 

@@ -28,7 +28,7 @@ INT = {"bsonType": ["int", "long"]}
 # N x 3 positions or forces are 3N numbers. ``ResultsStore.atoms`` / ``numpy.reshape`` restore them.
 FLAT9 = {"bsonType": "array", "items": NUM, "minItems": 9, "maxItems": 9}
 FLAT3N = {"bsonType": "array", "items": NUM, "minItems": 3}
-CONFIG_STATUSES = ["candidate", "selected", "labeled", "label_failed", "rejected", "duplicate"]
+CONFIG_STATUSES = ["candidate", "selected", "labeled", "label_failed", "rejected", "duplicate", "skipped"]
 ORIGIN_KINDS = ["init", "explored", "imported"]
 
 LABEL = {

@@ -3,9 +3,11 @@ to run ``firegen lostruns``.
 
 Every firegen worker (``firegen worker``, and those ``firegen run`` starts) runs one; a lease in the
 database (:func:`firegen.db.healing.claim_duty`) lets one of them work at a time, and another takes over
-at once when that one is seen dead on its machine, else within three periods. Each pass is :func:`firegen.db.healing.heal_lostruns` (the
-expiries, the rerun cap and why they are what they are live there). After the database was unreachable,
-the duty waits two ping intervals before it judges again, so that live runs have pinged since it came back.
+at once when that one is seen dead on its machine, else within three periods. Each pass is
+:func:`firegen.db.healing.heal_lostruns` (the expiries, the rerun cap and why they are what they are live
+there), then :func:`firegen.workflows.schedule_duty.advance_schedules` (asynchronous campaigns' deadlines).
+After the database was unreachable, the duty waits two ping intervals before it judges again, so that live
+runs have pinged since it came back.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from firegen.db.connection import is_unreachable
 from firegen.db.embedded.capabilities import adapt_launchpad
 from firegen.db.healing import DUTY_SECS, PING_SECS, claim_duty, heal_lostruns, process_identity
+from firegen.workflows.schedule_duty import advance_schedules
 
 
 class LostRunDuty(threading.Thread):
@@ -56,12 +59,15 @@ class LostRunDuty(threading.Thread):
             if time.time() < self.quiet_until or not claim_duty(self.launchpad, self.holder, self.period):
                 return None
             healed = heal_lostruns(self.launchpad)
+            started = advance_schedules(self.launchpad)
         except Exception as exc:  # the duty must outlive anything one pass meets
             if is_unreachable(exc):
                 self.unreachable = True
             else:
                 self.echo(f"firegen worker: lost-run duty: {type(exc).__name__}: {str(exc)[:300]}")
             return None
+        for campaign, iteration, why in started:
+            self.echo(f"firegen worker: {campaign} iteration {iteration} queued ({why})")
         for fw_id in healed.rerun:
             self.echo(f"firegen worker: Firework {fw_id} was lost ({healed.reasons[fw_id]}); rerun")
         for fw_id, why in healed.given_up:

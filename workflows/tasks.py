@@ -34,7 +34,7 @@ from fireworks import Firework, FiretaskBase, FWAction, Workflow, explicit_seria
 from firegen.campaign.config import CampaignConfig
 from firegen.campaign.convergence import task_key
 from firegen.campaign.errors import is_transient
-from firegen.db.fireworks_archive import archive_completed, iteration_queued
+from firegen.db.fireworks_archive import archive_completed, workflow_queued
 from firegen.workflows.context import campaign_config, current_fw_id, open_store
 
 SNAPSHOT_SPEC_KEY = "firegen_snapshot"
@@ -92,16 +92,19 @@ class CampaignTask(FiretaskBase):
         except Exception as record_exc:  # noqa: BLE001 - the original failure is what the Rocket must see
             _log.warning("could not record the failure on campaign %s: %s", self.campaign_name(), record_exc)
 
-    def queue(self, wf: Workflow, campaign: str, iteration: int, stored_data: dict) -> FWAction:
-        """Queue iteration ``iteration``'s workflow as a workflow of its own on this task's LaunchPad (once:
-        a rerun finds it queued), then move the campaign's finished iterations to the archive
+    def queue(self, wf: Workflow | list[Workflow], campaign: str, iteration: int, stored_data: dict) -> FWAction:
+        """Queue ``wf`` (iteration ``iteration``'s workflow; or several: an asynchronous campaign's labels and
+        next iteration) as workflows of their own on this task's LaunchPad (each once, known by its metadata:
+        a rerun finds it queued), then move the campaign's finished workflows to the archive
         (:mod:`firegen.db.fireworks_archive`): what FireWorks scans stays the size of about two iterations.
-        Without a LaunchPad (``rlaunch --offline``) the workflow is appended to this one instead."""
+        Without a LaunchPad (``rlaunch --offline``) they are appended to this one instead."""
+        wfs = wf if isinstance(wf, list) else [wf]
         lp = getattr(self, "launchpad", None)
         if lp is None:
-            return FWAction(additions=[wf], stored_data=stored_data)
-        if not iteration_queued(lp, campaign, iteration):
-            lp.add_wf(wf)
+            return FWAction(additions=wfs, stored_data=stored_data)
+        for one in wfs:
+            if not workflow_queued(lp, one.metadata):
+                lp.add_wf(one)
         archived = archive_completed(lp, campaign, keep={self.fw_id} if getattr(self, "fw_id", None) else set())
         if archived:
             open_store(self).count_archived(campaign, len(archived))
@@ -160,14 +163,19 @@ class LabelTask(CampaignTask):
 
     def execute(self, fw_spec):
         from firegen.workflows.jobs.label import label_batch  # start-up, as above
+        from firegen.workflows.jobs.schedule import try_start_training  # start-up, as above
 
         store, cfg = self.context()
         ids = [ObjectId(i) for i in self["config_ids"]]
-        outcome = label_batch(store, cfg, ids, current_fw_id(self, store), self.get("labeler"))
+        outcome = label_batch(store, cfg, ids, current_fw_id(self, store), self.get("labeler"), Path.cwd())
         if self["iteration"] >= 0:
             store.add_iteration_seconds(cfg.name, self["iteration"], "label_s", outcome.seconds)
         else:  # labels of the initial data
             store.add_campaign_seconds(cfg.name, "init_label_s", outcome.seconds)
+        order = try_start_training(store, cfg)  # asynchronous campaigns: this label may complete a quorum
+        if order is not None:
+            return self.queue(iteration_workflow(cfg, order.iteration, order.stage, order.explore), cfg.name,
+                              order.iteration, {**outcome.as_dict(), "training_started": order.reason})
         return FWAction(stored_data=outcome.as_dict())
 
 
@@ -228,7 +236,9 @@ class SelectTask(CampaignTask):
     required_params = ["campaign", "iteration", "stage"]
 
     def execute(self, fw_spec):
+        from firegen.db.label_queue import mark_labels_queued  # start-up, as above
         from firegen.workflows.jobs.init import open_iteration  # start-up, as above
+        from firegen.workflows.jobs.schedule import try_start_training  # start-up, as above
         from firegen.workflows.jobs.select import select_and_decide  # start-up, as above
 
         store, cfg = self.context()
@@ -239,13 +249,22 @@ class SelectTask(CampaignTask):
             if cfg.final is not None and cfg.final.at_end:  # the final model, queued by the campaign's end
                 from firegen.workflows.jobs.finalize import finalize_workflow  # start-up, as above
 
-                return FWAction(stored_data={"decision": decision.as_dict()}, additions=[finalize_workflow(cfg.name)])
+                final = with_priority(finalize_workflow(cfg.name), cfg.priority)
+                return FWAction(stored_data={"decision": decision.as_dict()}, additions=[final])
             return FWAction(stored_data={"decision": decision.as_dict()})
         nxt = self["iteration"] + 1
         open_iteration(store, cfg, nxt, decision.stage, decision.explore)
-        wf = labels_then_iteration(cfg, [str(i) for i in selected], self["iteration"], nxt, decision.stage,
-                                   decision.explore)
-        return self.queue(wf, cfg.name, nxt, stored_data={"decision": decision.as_dict(), "selected": len(selected)})
+        ids = [str(i) for i in selected]
+        stored = {"decision": decision.as_dict(), "selected": len(selected)}
+        if not cfg.schedule.asynchronous:
+            wf = labels_then_iteration(cfg, ids, self["iteration"], nxt, decision.stage, decision.explore)
+            return self.queue(wf, cfg.name, nxt, stored_data=stored)
+        mark_labels_queued(store, cfg.name, nxt, len(selected))
+        wfs = [labels_workflow(cfg, ids, self["iteration"])] if ids else []
+        order = try_start_training(store, cfg)  # nothing to wait for (no label picked), or a quorum of 0
+        if order is not None:
+            wfs.append(iteration_workflow(cfg, order.iteration, order.stage, order.explore))
+        return self.queue(wfs, cfg.name, nxt, stored_data=stored)
 
 
 class AfterCampaignTask(CampaignTask):
@@ -308,6 +327,14 @@ def _fw(task, name: str, category: str, kind: str, campaign: str, **ids) -> Fire
     return Firework([task], spec=spec, name=name)
 
 
+def with_priority(wf: Workflow, priority: int) -> Workflow:
+    """``wf`` with FireWorks' ``_priority`` set to the campaign's ``priority`` on every Firework (workers check
+    out the READY Firework of the highest priority first); returns ``wf``."""
+    for fw in wf.fws:
+        fw.spec["_priority"] = priority
+    return wf
+
+
 def label_fireworks(campaign: str, config_ids: list[str], iteration: int,
                     labeler: dict | None = None) -> list[Firework]:
     """Label Fireworks for ``config_ids``, in at most :data:`MAX_LABEL_FWS` batches; ``labeler``
@@ -359,8 +386,27 @@ def labels_then_iteration(cfg: CampaignConfig, config_ids: list[str], label_iter
     links = {fw: list(children) for fw, children in links.items()}
     for label in labels:
         links[label] = [gate]
-    return Workflow(labels + fws, links_dict=links, name=f"{cfg.name}/it{next_iteration:03d}",
-                    metadata={"firegen_campaign": cfg.name, "firegen_iteration": next_iteration})
+    return with_priority(Workflow(labels + fws, links_dict=links, name=f"{cfg.name}/it{next_iteration:03d}",
+                                  metadata={"firegen_campaign": cfg.name, "firegen_iteration": next_iteration}),
+                         cfg.priority)
+
+
+def labels_workflow(cfg: CampaignConfig, config_ids: list[str], label_iteration: int) -> Workflow:
+    """An asynchronous campaign's label Fireworks for the configurations iteration ``label_iteration`` picked,
+    as a workflow of their own: the next iteration does not wait for all of them
+    (:func:`firegen.workflows.jobs.schedule.try_start_training` queues it)."""
+    return with_priority(Workflow(label_fireworks(cfg.name, config_ids, label_iteration),
+                                  name=f"{cfg.name}/labels{label_iteration:03d}",
+                                  metadata={"firegen_campaign": cfg.name, "firegen_labels_of": label_iteration}),
+                         cfg.priority)
+
+
+def iteration_workflow(cfg: CampaignConfig, iteration: int, stage: int, explore: list[str] | None = None) -> Workflow:
+    """An asynchronous campaign's iteration: gate → train × N → explore → select, with no label parents."""
+    fws, links = iteration_fireworks(cfg, iteration, stage, explore)
+    return with_priority(Workflow(fws, links_dict=links, name=f"{cfg.name}/it{iteration:03d}",
+                                  metadata={"firegen_campaign": cfg.name, "firegen_iteration": iteration}),
+                         cfg.priority)
 
 
 def campaign_workflow(cfg: CampaignConfig, systems: dict, imported: list[str] | None = None) -> Workflow:
@@ -373,9 +419,10 @@ def campaign_workflow(cfg: CampaignConfig, systems: dict, imported: list[str] | 
     """
     init = _fw(InitCampaignTask(config=cfg.frozen(), systems=systems, imported=imported or []),
                f"{cfg.name}/init", "cpu", "init", cfg.name, iteration=-1)
-    return Workflow([init], name=cfg.name, metadata={"firegen_campaign": cfg.name})
+    return with_priority(Workflow([init], name=cfg.name, metadata={"firegen_campaign": cfg.name}), cfg.priority)
 
 
 __all__ = ["InitCampaignTask", "LabelTask", "SnapshotGateTask", "TrainTask", "ExploreTask", "SelectTask",
            "FinalizeTask", "PropertyMDTask", "ArrheniusTask",
-           "campaign_workflow", "iteration_fireworks", "label_fireworks", "labels_then_iteration"]
+           "campaign_workflow", "iteration_fireworks", "label_fireworks", "labels_then_iteration", "with_priority",
+           "iteration_workflow", "labels_workflow"]

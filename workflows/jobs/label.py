@@ -8,12 +8,16 @@ per-iteration label figures without reading the configurations.
 from __future__ import annotations
 
 import datetime
+import tempfile
+from pathlib import Path
 
 from bson import ObjectId
 
 from firegen.campaign.config import CampaignConfig
 from firegen.campaign.records import LabelFailure, LabelOutcome
 from firegen.db.repository import ResultsStore
+from firegen.db.label_queue import record_rescore
+from firegen.workflows.jobs.schedule import rescore_queued
 from firegen.workflows.steps import label as labeling
 
 #: Characters of a failure's reason an iteration lists (the configuration keeps the whole attempt).
@@ -21,18 +25,26 @@ REASON_CHARS = 300
 
 
 def label_batch(store: ResultsStore, cfg: CampaignConfig, ids: list[ObjectId], fw_id=None,
-                labeler_override: dict | None = None) -> LabelOutcome:
+                labeler_override: dict | None = None, workdir: Path | None = None) -> LabelOutcome:
     """Label the configurations of ``ids`` still ``selected``; failures become ``label_failed``.
 
     ``labeler_override`` (``{"kind", "settings"}``, from ``firegen relabel``) replaces the campaign's labeler.
+    An asynchronous campaign first re-scores them with its newest committee (in ``workdir``) and skips those it
+    now predicts within ``f_lo`` (status ``skipped``, the deviation and the committee under ``rescore``).
     """
     spec = labeler_override or {"kind": cfg.labeler.kind, "settings": cfg.labeler.settings}
     labeler = labeling.get_labeler(spec["kind"], spec["settings"])
     done = failed = 0
     science = 0.0
     tallies: dict = {}  # iteration that picked them -> [labeled, failed, failures]: one update each at the end
-    for doc in store.configurations_by_ids(ids):
-        if doc["status"] != "selected":
+    docs = [doc for doc in store.configurations_by_ids(ids) if doc["status"] == "selected"]
+    skipped: set = set()
+    if labeler_override is None and docs:
+        with tempfile.TemporaryDirectory(dir=workdir) as scratch:
+            rescored = rescore_queued(store, cfg, docs, Path(scratch))
+        skipped = {key for key, found in rescored.items() if record_rescore(store, key, found)}
+    for doc in docs:
+        if doc["_id"] in skipped:
             continue
         result = labeling.label_many(labeler, [ResultsStore.atoms(doc)])[0]
         science += result.walltime or 0.0
@@ -56,7 +68,7 @@ def label_batch(store: ResultsStore, cfg: CampaignConfig, ids: list[ObjectId], f
     # iteration's snapshot gate sets the tally from the configurations themselves
     for picked_by, (labeled, failed_now, failures) in tallies.items():
         store.count_labels(cfg.name, picked_by, labeled=labeled, failed=failed_now, failures=failures)
-    return LabelOutcome(labeled=done, failed=failed, seconds=science)
+    return LabelOutcome(labeled=done, failed=failed, seconds=science, skipped=len(skipped))
 
 
 def _failure_details(result) -> dict:

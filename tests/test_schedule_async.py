@@ -1,0 +1,148 @@
+"""The asynchronous schedule (``schedule.mode: asynchronous``): the rule that starts the next committee's training
+(pure), and on a real FerretDB: a quorum of labels starts it exactly once, a straggling label joins the next
+snapshot (and its provenance names that snapshot), the deadline starts it with what is back, and re-scoring by
+a newer committee (real deepmd-kit models) skips a queued configuration it now predicts within f_lo."""
+
+import datetime
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from campaign_helpers import small_cu_config
+from firegen.campaign.config import load_config
+from firegen.campaign.config_schedule import ScheduleConfig
+from firegen.campaign.schedule import LabelProgress, training_start
+from firegen.db.label_queue import mark_labels_queued, outstanding_by_iteration
+from firegen.db.repository import ResultsStore
+from firegen.workflows.jobs.gate import pass_gate
+from firegen.workflows.jobs.init import open_iteration
+from firegen.workflows.jobs.label import label_batch
+from firegen.workflows.jobs.schedule import try_start_training
+
+ASYNC = ScheduleConfig(mode="asynchronous", quorum=0.5, quorum_count=None, deadline_s=600.0, max_in_flight=2)
+
+
+@pytest.mark.parametrize("progress, ready, why", [
+    (LabelProgress(total=10, back=4, waited_s=10, outstanding=1), False, "waiting: 4 of 10"),
+    (LabelProgress(total=10, back=5, waited_s=10, outstanding=1), True, "quorum: 5 of 10"),
+    (LabelProgress(total=10, back=1, waited_s=601, outstanding=1), True, "deadline: 601 s"),
+    (LabelProgress(total=10, back=0, waited_s=601, outstanding=1), False, "waiting: 0 of 10"),
+    (LabelProgress(total=10, back=9, waited_s=601, outstanding=3), False, "3 iterations have labels outstanding"),
+    (LabelProgress(total=10, back=10, waited_s=0, outstanding=3), True, "all labels back"),
+    (LabelProgress(total=0, back=0, waited_s=0, outstanding=0), True, "all labels back"),
+])
+def test_the_rule_starts_on_a_quorum_or_the_deadline_and_holds_too_many_in_flight(progress, ready, why):
+    start = training_start(ASYNC, progress)
+    assert start.ready is ready and start.reason.startswith(why)
+
+
+def test_a_label_count_is_a_quorum_too():
+    counted = ASYNC.model_copy(update={"quorum": 0.9, "quorum_count": 3})
+    assert training_start(counted, LabelProgress(total=40, back=3, waited_s=0, outstanding=1)).ready
+    assert not training_start(counted, LabelProgress(total=40, back=2, waited_s=0, outstanding=1)).ready
+
+
+def _cu(a: float, shake: float = 0.0, seed: int = 0):
+    atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat((2, 2, 2))
+    atoms.positions += np.random.default_rng(seed).normal(0, shake, atoms.positions.shape)
+    return atoms
+
+
+def _async_campaign(mongo_db, tmp_path, name, **schedule):
+    cfg = load_config(small_cu_config(tmp_path, name, schedule={"mode": "asynchronous", **schedule}))
+    store = ResultsStore(mongo_db)
+    store.init()
+    store.create_campaign(cfg.name, cfg.frozen(), cfg.type_map)
+    store.update_campaign(cfg.name, status="running")
+    init = [store.add_atoms(cfg.name, _cu(a), {"kind": "init", "iteration": -1, "frame": k}, status="selected")[0]
+            for k, a in enumerate((3.55, 3.61, 3.67))]
+    label_batch(store, cfg, init)
+    assert pass_gate(store, cfg, 0).size == 3
+    return store, cfg
+
+
+def _picked(store, cfg, iteration: int, structures) -> list:
+    """Configurations that iteration ``iteration``'s select picked, and the next iteration opened behind them."""
+    ids = [store.add_atoms(cfg.name, atoms, {"kind": "explored", "iteration": iteration, "frame": k},
+                           status="selected")[0] for k, atoms in enumerate(structures)]
+    store.update_iteration(cfg.name, iteration, 0, selected=len(ids), status="done")
+    open_iteration(store, cfg, iteration + 1, 0)
+    mark_labels_queued(store, cfg.name, iteration + 1, len(ids))
+    return ids
+
+
+def test_a_quorum_starts_the_next_training_once_and_a_straggler_joins_the_snapshot_after(mongo_db, tmp_path):
+    store, cfg = _async_campaign(mongo_db, tmp_path, "cu-async", quorum=0.5)
+    picked = _picked(store, cfg, 0, [_cu(3.61, 0.05, seed=s) for s in range(4)])
+    assert try_start_training(store, cfg) is None  # 0 of 4 back
+    label_batch(store, cfg, picked[:1])
+    assert try_start_training(store, cfg) is None  # 1 of 4
+    label_batch(store, cfg, picked[1:2])
+    order = try_start_training(store, cfg)
+    assert (order.iteration, order.stage) == (1, 0) and order.reason.startswith("quorum: 2 of 4 labels back")
+    assert try_start_training(store, cfg) is None  # claimed once: a second caller gets nothing
+    assert store.get_iteration(cfg.name, 1)["training_start"]["labels_back"] == 2
+    first = pass_gate(store, cfg, 1)
+    assert first.size == 5  # 3 initial + the 2 labels back
+    assert outstanding_by_iteration(store, cfg.name) == {0: 2}
+
+    label_batch(store, cfg, picked[2:])  # the stragglers come back while iteration 1 trains
+    _picked(store, cfg, 1, [])  # iteration 1 picked nothing: iteration 2 need not wait
+    order = try_start_training(store, cfg)
+    assert order.iteration == 2 and order.reason.startswith("all labels back (0 of 0")
+    second = pass_gate(store, cfg, 2)
+    assert second.size == 7
+    for doc in store.configurations_by_ids(picked):
+        assert doc["status"] == "labeled" and doc["label_writes"] == 1
+        first_snapshot = first.snapshot_id if doc["_id"] in picked[:2] else second.snapshot_id
+        assert str(doc["datasets"][0]) == first_snapshot  # provenance: the snapshot that first held it
+
+
+def test_the_deadline_starts_training_on_what_is_back(mongo_db, tmp_path):
+    store, cfg = _async_campaign(mongo_db, tmp_path, "cu-deadline", quorum=0.9, deadline_s=300.0)
+    picked = _picked(store, cfg, 0, [_cu(3.61, 0.05, seed=s) for s in range(4)])
+    label_batch(store, cfg, picked[:1])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    assert try_start_training(store, cfg, now=now) is None
+    order = try_start_training(store, cfg, now=now + datetime.timedelta(seconds=301))
+    assert order.iteration == 1 and order.reason.startswith("deadline: ") and "with 1 of 4 labels back" in order.reason
+
+
+def test_a_strict_campaign_never_starts_early(mongo_db, tmp_path):
+    cfg = load_config(small_cu_config(tmp_path, "cu-strict"))
+    store = ResultsStore(mongo_db)
+    store.init()
+    store.create_campaign(cfg.name, cfg.frozen(), cfg.type_map)
+    store.update_campaign(cfg.name, status="running")
+    _picked(store, cfg, 0, [])
+    assert cfg.schedule.mode == "strict" and try_start_training(store, cfg) is None
+
+
+def test_rescoring_by_a_newer_committee_skips_what_it_predicts_within_f_lo(mongo_db, tmp_path):
+    from science_data import make_emt_dataset, train_tiny_model
+
+    from firegen.workflows.steps.rescore import max_force_deviation
+
+    data = make_emt_dataset(tmp_path / "data", n_frames=20, seed=0)
+    models = [train_tiny_model(tmp_path / f"m{seed}", data, seed=seed, steps=100) for seed in (1, 2)]
+    near, far = _cu(3.61, 0.02, seed=5), _cu(3.30, 0.25, seed=6)
+    low, high = max_force_deviation(models, [near, far])
+    assert low < high
+    store, cfg = _async_campaign(mongo_db, tmp_path, "cu-rescore", quorum=1.0)
+    trust = cfg.selection.trust.model_copy(update={"f_lo": float((low + high) / 2), "f_hi": float(high + 10)})
+    cfg = cfg.model_copy(update={"selection": cfg.selection.model_copy(update={"trust": trust})})
+    picked = _picked(store, cfg, 0, [near, far])
+    snapshot = store.find_snapshot(cfg.name, 0)["_id"]
+    for member, path in enumerate(models):  # iteration 1's committee exists: newer than iteration 0's pick
+        store.add_model(cfg.name, 1, member, member + 1, "tensorflow", snapshot, model_file=path)
+    outcome = label_batch(store, cfg, picked, workdir=tmp_path)
+    assert (outcome.labeled, outcome.skipped) == (1, 1)
+    skipped, labeled = store.configurations_by_ids(picked)
+    assert skipped["status"] == "skipped" and skipped.get("label") is None and "label_writes" not in skipped
+    assert skipped["rescore"]["committee_iteration"] == 1 and skipped["rescore"]["max_f"] == pytest.approx(low)
+    assert "< f_lo" in skipped["rescore"]["reason"]
+    assert labeled["status"] == "labeled" and labeled["rescore"]["skip"] is False
+    assert labeled["rescore"]["max_f"] == pytest.approx(high)
+    order = try_start_training(store, cfg)  # a skipped configuration is back: quorum 1.0 is met
+    assert order.iteration == 1 and order.reason.startswith("all labels back (2 of 2")
