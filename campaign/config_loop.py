@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from .config_fields import Problem, _Model, fail, fx
+from .config_observables import ObservableConfig
 
 
 class WarmStartConfig(_Model):
@@ -214,6 +215,12 @@ class ConvergenceConfig(_Model):
                                        "are candidates.", fix="use a fraction such as 0.01")
     for_iterations: int = fx(1, gt=0, desc="Consecutive iterations that must meet the criteria.",
                              fix="use a positive number of iterations")
+    observables: list[ObservableConfig] = fx(
+        default_factory=list, desc="Observables (density, RDF, D at T/P) that every committee member computes "
+        "on a short MD each iteration; the stage converges only when the members agree within each one's "
+        "tolerance and the committee mean stopped changing since the previous iteration (see "
+        "config_observables.py; cost: one MD per member per protocol per iteration).",
+        fix="e.g. observables: [{property: density, temperature: 600, pressure: 1, tolerance: 0.02}]")
 
     @model_validator(mode="before")
     @classmethod

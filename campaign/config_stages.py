@@ -15,6 +15,7 @@ from firegen.campaign.protocols import condition_key, melt_quench_nsteps
 
 from .config_fields import NOTHING, SLUG_FIX, Problem, Slug, _Model, fail, fx
 from .config_loop import ConvergenceConfig
+from .config_observables import ObservableConfig, stage_observable_problems
 
 
 _ENSEMBLE_ALIASES = {"npt-iso": "npt", "npt-i": "npt", "npt-a": "npt-aniso", "npt-t": "npt-tri"}
@@ -271,6 +272,7 @@ class StageConfig(_Model):
         if self.tau_t * 1000 <= self.dt:
             probs.append(Problem("tau_t", f"is not longer than dt = {self.dt} fs", self.tau_t,
                                  "tau_t is in ps; use about 100 time steps, e.g. 0.1"))
+        probs += stage_observable_problems(self.converged_when.observables, self.systems)
         if probs:
             fail(*probs)
         for i, cond in enumerate(self.conditions()):  # what explore() will build, checked now
@@ -280,6 +282,15 @@ class StageConfig(_Model):
                 fail(Problem("", f"condition {i} is not a valid MD run: {exc}",
                              fix="adjust the stage's protocol fields"))
         return self
+
+    def observables(self) -> list[tuple[str, str, ObservableConfig]]:
+        """The stage's observables as ``(key, system, config)``; an observable without a system runs the stage's
+        first system."""
+        out = []
+        for obs in self.converged_when.observables:
+            system = obs.system or (self.systems or [""])[0]
+            out.append((obs.key(system), system, obs))
+        return out
 
     def _ladder_problems(self) -> list[Problem]:
         probs = []

@@ -9,6 +9,11 @@ converges when its own ratios meet the stage's criterion for ``for_iterations`` 
 explorations; a converged task is not explored again; the stage converges when all its tasks have.
 The stage's iteration limit ends it unconverged. Whatever happens, the decision says why in one
 sentence and lists the tasks still to explore.
+
+A stage may also name observables (``converged_when.observables``: density, RDF, D at T/P); then it
+converges only when, besides every task, each observable is met (its committee members agree within its
+tolerance and its mean stopped changing since the previous iteration: :mod:`.observable_rule`). While the
+tasks have converged but an observable has not, the next iteration explores every task of the stage again.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from firegen.campaign.config import StageConfig
+from firegen.campaign.observable_rule import observables_summary
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,8 @@ class Decision:
             of ``stage`` (a new stage starts with every task).
         tasks: this stage's task keys with their status after this iteration (``converged`` or
             ``running``).
+        observables: the stage's observables after this iteration
+            (:func:`~firegen.campaign.observable_rule.observable_status`: per member, spread, change, met, why).
     """
 
     action: str
@@ -43,6 +51,7 @@ class Decision:
     reason: str
     explore: list[str] = field(default_factory=list)
     tasks: dict[str, str] = field(default_factory=dict)
+    observables: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -70,7 +79,7 @@ def task_converged(stage: StageConfig, ratios: list[dict]) -> bool:
 
 def decide(stage_index: int, stages: list[StageConfig], history: list[dict],
            earlier_stage_statuses: list[str] | None = None,
-           tasks: dict[str, list[dict]] | None = None) -> Decision:
+           tasks: dict[str, list[dict]] | None = None, observables: list[dict] | None = None) -> Decision:
     """Decide after one iteration of stage ``stage_index``.
 
     Args:
@@ -81,6 +90,8 @@ def decide(stage_index: int, stages: list[StageConfig], history: list[dict],
         earlier_stage_statuses: how each earlier stage ended (``converged``/``max_iterations``).
         tasks: per task key, the ratios of each exploration of that task in this stage, in order.
             ``None`` treats the whole stage as one task (its ``history``).
+        observables: the stage's observables after this iteration (each with ``met`` and ``why``); the
+            stage converges only when all are met.
     """
     stage = stages[stage_index]
     tasks = {"stage": history} if tasks is None else tasks
@@ -91,24 +102,33 @@ def decide(stage_index: int, stages: list[StageConfig], history: list[dict],
                  f"(iteration {len(history)} of at most {stage.max_iterations} in stage '{stage.name}')")
     per_task = "" if list(tasks) == ["stage"] else f"; {len(status) - len(pending)} of {len(status)} tasks converged"
     crit = stage.converged_when
-    if not pending:
+    observables = list(observables or [])
+    physics = observables_summary(observables)
+    physics_ok = all(o["met"] for o in observables)
+    if not pending and physics_ok:
         stage_status = "converged"
         reason = (f"stage '{stage.name}' converged: {described}; every task met the criterion for "
-                  f"{crit.for_iterations} exploration(s) in a row")
+                  f"{crit.for_iterations} exploration(s) in a row" + (f"; {physics}" if physics else ""))
     elif len(history) >= stage.max_iterations:
         stage_status = "max_iterations"
-        reason = (f"stage '{stage.name}' reached its iteration limit unconverged: {described}{per_task}; "
-                  f"unconverged: {', '.join(pending[:8])}{' …' if len(pending) > 8 else ''}")
+        unconverged = (f"; unconverged: {', '.join(pending[:8])}{' …' if len(pending) > 8 else ''}" if pending
+                       else "")
+        reason = (f"stage '{stage.name}' reached its iteration limit unconverged: {described}{per_task}"
+                  f"{unconverged}" + (f"; {physics}" if physics and not physics_ok else ""))
     else:
+        # tasks converged but an observable not: explore every task again (an empty list means all)
         explore = [] if list(tasks) == ["stage"] else pending
-        return Decision("continue", stage_index, "running", "running", f"not converged: {described}{per_task}",
-                        explore=explore, tasks=_public(status))
+        return Decision("continue", stage_index, "running", "running",
+                        f"not converged: {described}{per_task}" + (f"; {physics}" if physics else ""),
+                        explore=explore, tasks=_public(status), observables=observables)
     statuses = list(earlier_stage_statuses or []) + [stage_status]
     if stage_index + 1 < len(stages):
         return Decision("next_stage", stage_index + 1, stage_status, "running",
-                        f"{reason}; next stage '{stages[stage_index + 1].name}'", tasks=_public(status))
+                        f"{reason}; next stage '{stages[stage_index + 1].name}'", tasks=_public(status),
+                        observables=observables)
     final = "converged" if all(s == "converged" for s in statuses) else "max_iterations"
-    return Decision("done", stage_index, stage_status, final, f"{reason}; campaign {final}", tasks=_public(status))
+    return Decision("done", stage_index, stage_status, final, f"{reason}; campaign {final}", tasks=_public(status),
+                    observables=observables)
 
 
 def _public(status: dict[str, str]) -> dict[str, str]:

@@ -71,15 +71,9 @@ def md_property(store: ResultsStore, campaign: str, model_id: str, system: str, 
     settings = AnalysisSettings(**{**analysis, "fit_window_ps": tuple(analysis["fit_window_ps"])
                                    if analysis.get("fit_window_ps") else None})
     t0 = time.perf_counter()
-    if lammps_available(lmp):
-        masses = (doc.get("config") or {}).get("masses") or None
-        write_property_lammps(Path(workdir) / "md", atoms, type_map, model_path, protocol,
-                              masses or [float(m) for m in _masses(type_map)])
-        traj = run_property_lammps(Path(workdir) / "md", lmp)
-    else:  # no LAMMPS on this worker: the same protocol with ASE and deepmd's calculator
-        from deepmd.calculator import DP  # TensorFlow: loaded only on this path
-
-        traj = run_property_ase(atoms, DP(str(model_path)), protocol, engine="ase-deepmd")
+    masses = (doc.get("config") or {}).get("masses") or None
+    traj = run_model_md(atoms, type_map, masses or [float(m) for m in _masses(type_map)], model_path, protocol,
+                        Path(workdir) / "md", lmp)
     results = analyse_trajectory(traj.frames, traj.dt_ps, protocol.temperature_K, settings,
                                  fixed_cell=protocol.ensemble == "nvt")
     props.store(md_document(campaign, model, system, protocol, settings, results, traj.engine, traj.wall_time,
@@ -97,6 +91,18 @@ def md_document(campaign: str, model: dict, system: str, protocol: PropertyMD, s
                       "kind": model.get("kind", "committee"), "compressed": bool(model.get("compressed_file_id"))},
             "md": {**protocol.as_dict(), "label": protocol.label(), "engine": engine, "wall_s": wall_s},
             "analysis": settings.as_dict(), "results": results, "seconds": seconds}
+
+
+def run_model_md(atoms, type_map: list[str], masses: list[float], model_path: Path, protocol: PropertyMD,
+                 workdir: Path, lmp: str = "lmp"):
+    """One run of ``protocol`` with one DeePMD model: LAMMPS (``pair_style deepmd``) when this worker has it,
+    else ASE with deepmd's calculator; returns the sampled :class:`~.properties_md.Trajectory`."""
+    if lammps_available(lmp):
+        write_property_lammps(Path(workdir), atoms, type_map, model_path, protocol, masses)
+        return run_property_lammps(Path(workdir), lmp)
+    from deepmd.calculator import DP  # TensorFlow: loaded only on this path
+
+    return run_property_ase(atoms, DP(str(model_path)), protocol, engine="ase-deepmd")
 
 
 def _masses(type_map: list[str]) -> list[float]:

@@ -6,6 +6,7 @@ from bson import ObjectId
 
 from firegen.campaign.config import CampaignConfig
 from firegen.campaign.convergence import Decision, decide, stage_task_keys
+from firegen.campaign.observable_rule import observable_status
 from firegen.campaign.seeds import selection_seed
 from firegen.db.repository import ResultsStore
 from firegen.workflows.jobs.batch import choose
@@ -23,6 +24,14 @@ def task_histories(stage_cfg, iterations: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
+def observable_statuses(cfg: CampaignConfig, stage_cfg, it: dict, previous: dict | None) -> list[dict]:
+    """The stage's observables after iteration ``it`` (each member's measurement against the committee's and
+    the previous iteration's of the stage: :func:`~firegen.campaign.observable_rule.observable_status`)."""
+    now, before = it.get("observables") or {}, (previous or {}).get("observables") or {}
+    return [observable_status(obs, key, now.get(key), before.get(key), cfg.committee.size)
+            for key, _, obs in stage_cfg.observables()]
+
+
 def select_and_decide(store: ResultsStore, cfg: CampaignConfig, iteration: int,
                       stage: int) -> tuple[Decision, list[ObjectId]]:
     """Totals, the capped pick, and the convergence decision of one iteration (stored on it)."""
@@ -38,7 +47,8 @@ def select_and_decide(store: ResultsStore, cfg: CampaignConfig, iteration: int,
     history.append({"accurate_ratio": ratio["accurate"], "candidate_ratio": ratio["candidate"]})
     tasks = task_histories(cfg.stages[stage], earlier + [it])
     campaign = store.get_campaign(cfg.name)
-    decision = decide(stage, cfg.stages, history, campaign.get("stage_status", [])[:stage], tasks)
+    observed = observable_statuses(cfg, cfg.stages[stage], it, earlier[-1] if earlier else None)
+    decision = decide(stage, cfg.stages, history, campaign.get("stage_status", [])[:stage], tasks, observed)
     keys = store.candidate_ids(cfg.name, iteration, sorted(it.get("explorations", {})))
     sel_cfg = cfg.selection
     cap = selection.labeling_cap(sel_cfg.max_per_iteration, ratio["accurate"],

@@ -14,6 +14,7 @@ from firegen.campaign.records import HeldOutPredictions, TrainingRecord
 from firegen.campaign.seeds import training_seed
 from firegen.db.repository import ResultsStore
 from firegen.workflows.jobs.gate import snapshot_to_train
+from firegen.workflows.jobs.observe import observe_member
 from firegen.workflows.steps import train as training
 from firegen.workflows.steps.train_input import restart_schedule
 
@@ -38,16 +39,20 @@ def snapshot_documents(store: ResultsStore, snapshot: dict) -> list[dict]:
 
 
 def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, member: int, workdir: Path,
-                 snapshot_id: str | None = None) -> dict:
+                 snapshot_id: str | None = None, lmp: str = "lmp") -> dict:
     """Train one committee member on the iteration's dataset snapshot, the one the snapshot gate passed
     (``snapshot_id``; see :func:`~firegen.workflows.jobs.gate.snapshot_to_train` when None).
-    Skipped when the member is already stored.
+    Skipped when the member is already stored. Then, when the stage names observables
+    (``converged_when.observables``), measure them with the member (:func:`~.observe.observe_member`).
 
     Returns:
         ``{"model_id", "seconds", "metrics"}``, or ``{"model_id", "skipped": True}`` for a stored member.
     """
     existing = store.find_model(cfg.name, iteration, member)
     if existing and existing.get("file_id"):
+        if any(st.converged_when.observables for st in cfg.stages):  # a rerun: measure what is missing
+            observe_member(store, cfg, iteration, member, store.blobs.fetch(existing["file_id"], workdir / "model.pb"),
+                           workdir, lmp)
         return {"model_id": str(existing["_id"]), "skipped": True}
     snapshot = snapshot_to_train(store, cfg, iteration, snapshot_id)
     docs = snapshot_documents(store, snapshot)
@@ -90,4 +95,6 @@ def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, membe
     if parity is not None:
         store.store_heldout_predictions(model_id, HeldOutPredictions(cfg.name, iteration, member, **parity))
     store.add_iteration_seconds(cfg.name, iteration, "train_s", science, model_id=model_id)
-    return {"model_id": str(model_id), "seconds": science, "metrics": metrics}
+    observed = observe_member(store, cfg, iteration, member, result.frozen_model, workdir, lmp)
+    return {"model_id": str(model_id), "seconds": science, "metrics": metrics,
+            **({"observables": sorted(observed)} if observed else {})}
