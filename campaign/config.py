@@ -26,6 +26,7 @@ from pydantic import (AfterValidator, BaseModel, Field, PrivateAttr, ValidationE
                       field_validator, model_validator)
 
 from .config_final import FinalConfig
+from .config_observables import observable_element_problems, stage_observable_problems
 from .config_schedule import ScheduleConfig
 from .config_fields import NOTHING, SLUG_FIX, Problem, Slug, _check_symbol, _Model, fail, fx
 from .config_fields import one_line as _one_line
@@ -126,6 +127,12 @@ class CampaignConfig(_Model):
                     probs.append(Problem(f"stages[{i}].systems[{j}]", "names no defined system",
                                          sys_name, (f"did you mean '{near[0]}'? " if near else "")
                                          + f"use one of: {', '.join(names)}"))
+        for i, stage in enumerate(self.stages):  # observables: elements of type_map, systems the stage explores
+            observables = stage.converged_when.observables
+            probs += [p._replace(loc=f"stages[{i}].{p.loc}")
+                      for p in observable_element_problems(observables, self.type_map) + (
+                          stage_observable_problems(observables, [s.name for s in self.systems if s.role == "explore"])
+                          if stage.systems is None else [])]
         if self.exploration.engine == "ase":
             for i, st in enumerate(self.stages):
                 for name in st.lammps_only():

@@ -216,3 +216,18 @@ def test_a_real_campaign_waits_for_its_observable_and_stores_it_per_member(tmp_p
             assert "observables converged (density-fcc-600K-1bar" in second["decision"]["reason"]
     finally:
         firegen(tmp_path, "db", "down")
+
+
+def test_observables_name_elements_of_type_map_and_systems_the_stage_explores():
+    diffusion = {"property": "diffusion", "species": "Na", "temperature": 900, "tolerance": 0.3, "production_ps": 1}
+    with pytest.raises(ConfigError) as info:
+        config(diffusion, {"property": "rdf", "pair": "Cu-Cl", "temperature": 900, "tolerance": 0.3},
+               {**DENSITY, "system": "bcc"})
+    lines = str(info.value).splitlines()
+    assert lines == [
+        "<config>: stages[0].converged_when.observables[0].species: names an element not in type_map (got 'Na'). "
+        "Fix: use elements of type_map: Cu.",
+        "<config>: stages[0].converged_when.observables[1].pair: names an element not in type_map (got 'Cu-Cl'). "
+        "Fix: use elements of type_map: Cu.",
+        "<config>: stages[0].converged_when.observables[2].system: is not a system of this stage (got 'bcc'). "
+        "Fix: use one of: fcc."]
