@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from html import unescape
 from pathlib import Path
 
 import numpy as np
@@ -240,3 +241,25 @@ def test_the_sections_draw_in_chromium(launchpad, finished, tmp_path):
             page.screenshot(path=SHOTS / "report-results.png")
         finally:
             browser.close()
+
+
+def test_the_overview_lists_each_iterations_observables_as_its_decision_stored_them(launchpad, tmp_path):
+    from firegen.campaign.config_observables import ObservableConfig
+    from firegen.campaign.observable_rule import observable_status
+
+    store = ResultsStore.from_launchpad(launchpad)
+    store.init()
+    store.create_campaign("cu-obs", {"name": "cu-obs", "stages": [{"name": "warm"}]}, ["Cu"])
+    obs = ObservableConfig(property="density", temperature=600, pressure=1.0, tolerance=0.02)
+    now = {"m0": {"value": 8.9123, "error": 0.01}, "m1": {"value": 8.7011, "error": 0.01}}
+    status = observable_status(obs, "density-fcc-600K-1bar", now, {"m0": {"value": 8.5}, "m1": {"value": 8.6}}, 2)
+    store.update_iteration("cu-obs", 0, 0, stage_name="warm", decision={"action": "continue", "reason": status["why"],
+                                                                         "observables": [status]})
+    html = write_report(CampaignSource(store, launchpad, "cu-obs"), tmp_path / "r.html").read_text()
+    stored = store.get_iteration("cu-obs", 0)["decision"]["observables"][0]
+    row = "observables.0/density-fcc-600K-1bar"
+    assert _shown(html, f"{row}.members") == "m0 8.912, m1 8.701"
+    for column in ("mean", "spread", "change", "tolerance"):
+        assert _shown(html, f"{row}.{column}") == text_of(stored[column]), column
+    assert _shown(html, f"{row}.met") == "no" and _shown(html, f"{row}.unit") == "g/cm³"
+    assert unescape(_shown(html, f"{row}.why")) == stored["why"] and "members' spread 0.024 > 0.02" in stored["why"]

@@ -118,9 +118,23 @@ def deviations(src: CampaignSource, links) -> list[Section]:
                     html=empty, figure=_figure(figures.deviation_heatmap(hists, src.trust)) if hists else None)]
 
 
+def observables(src: CampaignSource, links) -> list[Section]:
+    """The stage observables of physics-aware convergence per iteration (none: no section)."""
+    rows = tables.observable_rows(src)
+    if not rows:
+        return []
+    return [Section("observables", "observables per iteration",
+                    "Each committee member's value on its own short MD (density g/cm³, D cm²/s; RDF: the member's "
+                    "R-factor against the committee mean); spread and change (since the previous iteration of the "
+                    "stage) are fractions compared with the tolerance; the stage converges only when every one is met.",
+                    html=fragment("table.html", table=table(rows, tables.OBSERVABLE_COLUMNS, "observables", key="key",
+                                                            links={"iteration": lambda r: links.iteration(r["iteration"])}),
+                                  note="", empty="", pager=None))]
+
+
 def overview(src: CampaignSource, links) -> list[Section]:
-    return [headline(src, links), iteration_table(src, links), fractions(src, links), task_map(src, links),
-            *deviations(src, links)]
+    return [headline(src, links), iteration_table(src, links), *observables(src, links), fractions(src, links),
+            task_map(src, links), *deviations(src, links)]
 
 
 def model_table(src: CampaignSource, links, rows: list[dict] | None = None) -> Section:

@@ -354,3 +354,27 @@ def arrhenius_rows(docs: list[dict]) -> list[dict]:
             rows.append({"key": f"{d.get('system')}/{name}", "system": d.get("system"), "quantity": name,
                          "T (K)": temps, "unit": f"no fit: {why}"})
     return rows
+
+
+#: The physics-aware convergence table (``converged_when.observables``): one row per iteration and observable.
+OBSERVABLE_COLUMNS = ["iteration", "observable", "members", "mean", "unit", "spread", "change", "tolerance", "met",
+                      "why"]
+
+
+def observable_rows(src: CampaignSource) -> list[dict]:
+    """Each decided iteration's observables as its decision stored them: every member's value (density in g/cm³,
+    D in cm²/s; for an RDF its R-factor against the committee mean), the mean, the members' spread and the change
+    since the previous iteration (fractions), and whether the observable was met."""
+    rows = []
+    for it in src.iterations:
+        for o in (it.get("decision") or {}).get("observables") or []:
+            rows.append({"key": f"{it['index']}/{o['key']}", "iteration": it["index"], "observable": o["key"],
+                         "members": ", ".join(f"{m} {text_of_number(v)}" for m, v in sorted(o["members"].items())),
+                         "mean": o.get("mean"), "unit": o.get("unit"), "spread": o.get("spread"),
+                         "change": o.get("change"), "tolerance": o.get("tolerance"), "met": bool(o.get("met")),
+                         "why": o.get("why")})
+    return rows
+
+
+def text_of_number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
