@@ -17,10 +17,15 @@ A small duty in every firegen worker (:func:`heal_lostruns`, one worker at a tim
 * a launch of any other worker (plain ``rlaunch``, which pings hourly unless FW_config says otherwise)
   keeps FireWorks' own ``RUN_EXPIRATION_SECS`` (4 hours by default).
 
-A lost Firework is rerun (its launch marked FIZZLED, then FireWorks' ``rerun_fw``: the Firework goes from RUNNING
+A lost Firework is rerun (FireWorks' ``rerun_fw``, then its launch marked FIZZLED: the Firework goes from RUNNING
 to READY and is never read FIZZLED meanwhile; every task is idempotent) at most :data:`MAX_LOST_RERUNS` times,
 counted in its ``spec.firegen_lost_runs``; after that FireWorks' ``mark_fizzled`` leaves it FIZZLED and its
 campaign is marked ``failed`` with the reason, instead of a loop.
+
+A worker killed while it held its workflow's lock (FireWorks' ``WFLock``: a flag on the workflow document, set
+for the milliseconds of a checkout's or completion's refresh) never clears it; FireWorks then waits 300 s and
+raises ``LockedWorkflowError`` on every later refresh or rerun of that workflow, so the campaign never moves
+again. firegen's workers take such a lock over after :data:`WFLOCK_SECS` (:func:`configure_workflow_locks`).
 """
 
 from __future__ import annotations
@@ -37,7 +42,21 @@ import pymongo
 from firegen.db.embedded.lostruns import detect_lostruns
 from firegen.db.repository import ResultsStore
 
-PING_SECS = 60
+def _env_secs(name: str, default: float) -> float:
+    """A positive number of seconds from the environment variable ``name``, else ``default``."""
+    try:
+        value = float(os.environ.get(name) or default)
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+PING_ENV, EXPIRY_ENV, DUTY_ENV = "FIREGEN_PING_SECS", "FIREGEN_LOST_EXPIRY_S", "FIREGEN_DUTY_SECS"
+"""Environment overrides of :data:`PING_SECS`, of every kind's expiry (never below :data:`MISSED_PINGS` pings) and
+of :data:`DUTY_SECS`, read by the workers that start with them: for tests and drills that need a lost run found
+in seconds, not for production."""
+
+PING_SECS = _env_secs(PING_ENV, 60)
 """How often a firegen worker's Rocket pings its launch (FireWorks' ``PING_TIME_SECS`` for firegen's workers)."""
 PING_RETRY_SECS = 5
 """After a ping the database did not answer: the next try comes this soon, so a live run pings within
@@ -58,8 +77,12 @@ DEFAULT_EXPIRY_SECS = 900
 """For Fireworks of other kinds (or none)."""
 MAX_LOST_RERUNS = 3
 """Reruns of one Firework after lost runs; the next loss stops its campaign with the reason."""
-DUTY_SECS = 30
+DUTY_SECS = _env_secs(DUTY_ENV, 30)
 """How often the duty runs (the lease of :func:`claim_duty` lasts 3 periods, then another worker takes over)."""
+
+WFLOCK_SECS = 60
+"""A workflow lock held this long is taken over (FireWorks' ``WFLOCK_EXPIRATION_KILL``): its holder is dead or cut
+off; a live one holds it for the milliseconds of one refresh (FireWorks' default: wait 300 s, then fail)."""
 
 LOST_KEY = "firegen_lost_runs"
 """Firework spec field counting its reruns after lost runs."""
@@ -69,8 +92,10 @@ DUTY_COLLECTION = "firegen_duties"
 
 
 def expiry_secs(kind: str | None, ping_secs: float) -> float:
-    """The longest ping silence of a live launch of a Firework of ``kind`` whose worker pings every ``ping_secs``."""
-    return max(KIND_EXPIRY_SECS.get(kind or "", DEFAULT_EXPIRY_SECS), MISSED_PINGS * ping_secs)
+    """The longest ping silence of a live launch of a Firework of ``kind`` whose worker pings every ``ping_secs``
+    (``$FIREGEN_LOST_EXPIRY_S`` replaces the kind's own)."""
+    kind_expiry = _env_secs(EXPIRY_ENV, 0) or KIND_EXPIRY_SECS.get(kind or "", DEFAULT_EXPIRY_SECS)
+    return max(kind_expiry, MISSED_PINGS * ping_secs)
 
 
 def fireworks_expiry_secs() -> float:
@@ -82,6 +107,14 @@ def launch_expiry(kind: str | None, fworker_env: dict | None) -> float:
     """Expiry of a launch from its Firework's kind and the ``env`` its FWorker stored (s)."""
     ping = (fworker_env or {}).get(ENV_PING)
     return expiry_secs(kind, float(ping)) if ping else fireworks_expiry_secs()
+
+
+def configure_workflow_locks(expire_secs: float = WFLOCK_SECS) -> None:
+    """FireWorks' workflow locks of this process are taken over after ``expire_secs`` of waiting instead of failing
+    (``WFLock``'s defaults are bound when FireWorks is imported, so ``FW_config`` values set later do not reach them)."""
+    from fireworks.core import launchpad
+
+    launchpad.WFLock.__init__.__defaults__ = (expire_secs, True)
 
 
 # -- the worker process behind a launch ------------------------------------------------------------------
@@ -216,23 +249,25 @@ def heal_lostruns(lp, max_reruns: int = MAX_LOST_RERUNS, rerun: bool = True) -> 
 
 
 def requeue_lost(lp, fw_id: int, launch_ids: list[int], why: str, max_reruns: int = MAX_LOST_RERUNS) -> bool:
-    """Mark the lost launches FIZZLED and rerun the Firework (True), unless it was rerun after lost runs
-    ``max_reruns`` times already: then it stays FIZZLED and its campaign is marked ``failed`` (False)."""
+    """Rerun the Firework and mark its lost launches FIZZLED (True), unless it was rerun after lost runs
+    ``max_reruns`` times already: then it stays FIZZLED and its campaign is marked ``failed`` (False).
+
+    The rerun comes first: the Firework goes from RUNNING to READY and is never read FIZZLED (`firegen run` stops
+    on a FIZZLED Firework), and a rerun that fails (the database went away) leaves the launch RUNNING, to be judged
+    again at the next pass, instead of a FIZZLED launch under a RUNNING Firework that no pass looks at again."""
     fw = lp.fireworks.find_one({"fw_id": fw_id}, {"spec": 1})
     spec = (fw or {}).get("spec") or {}
     count = int(spec.get(LOST_KEY) or 0)
-    rerun = count < max_reruns
-    for launch_id in launch_ids:
-        if rerun:  # the Firework goes from RUNNING to READY: never read FIZZLED (`firegen run` stops on that)
-            _fizzle_launch(lp, launch_id)
-        else:
-            lp.mark_fizzled(launch_id)
-        if lp.offline_runs.count_documents({"launch_id": launch_id, "deprecated": False}) > 0:
-            lp.forget_offline(launch_id, launch_mode=True)
-    if rerun:
+    if count < max_reruns:
         lp.fireworks.update_one({"fw_id": fw_id}, {"$set": {f"spec.{LOST_KEY}": count + 1}})
         lp.rerun_fw(fw_id)
+        for launch_id in launch_ids:
+            _fizzle_launch(lp, launch_id)
+            _forget_offline(lp, launch_id)
         return True
+    for launch_id in launch_ids:
+        lp.mark_fizzled(launch_id)
+        _forget_offline(lp, launch_id)
     info = spec.get("firegen") or {}
     if info.get("campaign"):
         reason = (f"{info.get('kind', 'a')} Firework {fw_id} was lost {count + 1} times (last: {why}); it is not rerun "
@@ -242,10 +277,14 @@ def requeue_lost(lp, fw_id: int, launch_ids: list[int], why: str, max_reruns: in
     return False
 
 
+def _forget_offline(lp, launch_id: int) -> None:
+    if lp.offline_runs.count_documents({"launch_id": launch_id, "deprecated": False}) > 0:
+        lp.forget_offline(launch_id, launch_mode=True)
+
+
 def _fizzle_launch(lp, launch_id: int) -> None:
-    """FireWorks' ``mark_fizzled`` without its refresh of the Firework: the launch is FIZZLED (its state history
-    kept) and its Firework stays RUNNING until ``rerun_fw`` makes it READY. ``mark_fizzled`` refreshes the
-    Firework to FIZZLED first, which anyone reading it before the rerun takes for a failed Firework."""
+    """FireWorks' ``mark_fizzled`` without its refresh of the Firework (rerun already, the launch archived on it):
+    the launch is FIZZLED, its state history kept."""
     launch = lp.get_launch_by_id(launch_id)
     launch.state = "FIZZLED"
     lp.launches.find_one_and_replace({"launch_id": launch_id}, launch.to_db_dict(), upsert=True)

@@ -17,7 +17,8 @@ database outage; the FWorker's ``env`` records that interval and this process's 
 launch. When the database stops answering, rapidfire's exception is caught here: one line says so,
 the worker waits (up to ``FIREGEN_DB_WAIT_S``, default 1 hour), requeues the launch it was running
 when the database went away (its Rocket is gone) and carries on. A thread runs the lost-run duty
-(:mod:`firegen.launchers.maintenance`).
+(:mod:`firegen.launchers.maintenance`). A workflow lock that a killed worker left is taken over after
+``WFLOCK_SECS`` (60 s) instead of failing every later refresh of that workflow.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ import pymongo
 from firegen.db.connection import DB_WAIT_S, is_unreachable, wait_for_database
 from firegen.db.embedded.capabilities import adapt_launchpad
 from firegen.db.errors import DatabaseUnreachable
-from firegen.db.healing import ENV_PING, ENV_PROCESS, PING_RETRY_SECS, PING_SECS, process_identity, requeue_lost
+from firegen.db.healing import (ENV_PING, ENV_PROCESS, PING_RETRY_SECS, PING_SECS, configure_workflow_locks,
+                                process_identity, requeue_lost)
 from firegen.launchers.maintenance import LostRunDuty
 
 #: Modules of the FireTasks both categories run (dpdata via the labeled-data reader and writer).
@@ -174,6 +176,7 @@ def run(launchpad_file: str | os.PathLike, fworker_file: str | os.PathLike, kind
             what = f"{value:.1f} s" if isinstance(value, float) else f"not loaded ({value})"
             print(f"firegen worker ({kind}): import {name}: {what}", file=sys.stderr, flush=True)
     configure_pings(ping_secs)
+    configure_workflow_locks()  # a worker killed holding its workflow's lock must not stop the campaign
     launchpad = LaunchPad.from_file(str(launchpad_file))
     while True:  # the database may be down as the worker starts
         try:

@@ -62,3 +62,32 @@ def test_a_killed_workers_firework_is_requeued_without_reading_fizzled(lp, tmp_p
     stored = lp.fireworks.find_one({"fw_id": fw.fw_id})
     assert stored["spec"][healing.LOST_KEY] == 1 and launch_id in stored["archived_launches"]
     assert not stored["launches"]
+
+
+def test_a_workflow_lock_left_by_a_killed_worker_does_not_stop_the_heal(lp, tmp_path, monkeypatch):
+    """A worker SIGKILLed in the milliseconds of a refresh leaves FireWorks' lock flag on its workflow; FireWorks
+    alone waits 300 s, then raises LockedWorkflowError on every rerun and refresh of that workflow, for ever
+    (seen with the select case of test_kill_workers). firegen's workers take the lock over after WFLOCK_SECS."""
+    from fireworks.core import launchpad as fw_launchpad
+    from fireworks.core.launchpad import LockedWorkflowError
+
+    init = fw_launchpad.WFLock.__init__
+    monkeypatch.setattr(init, "__defaults__", init.__defaults__)  # restored after the test
+    fw = Firework(ScriptTask.from_str("true"), spec={"firegen": {"campaign": "kill", "kind": "select"}})
+    lp.add_wf(fw)
+    env = {healing.ENV_PROCESS: _dead_identity(), healing.ENV_PING: 60}
+    _, launch_id = lp.checkout_fw(FWorker(name="killed", env=env), str(tmp_path))
+    lp.workflows.update_one({"nodes": fw.fw_id}, {"$set": {"locked": True}})  # what the killed holder left
+
+    monkeypatch.setattr(init, "__defaults__", (0.5, False))  # FireWorks' behaviour, with a short wait
+    with pytest.raises(LockedWorkflowError):
+        healing.heal_lostruns(lp)
+    assert lp.launches.find_one({"launch_id": launch_id})["state"] == "RUNNING"  # untouched: judged again later
+    assert lp.fireworks.find_one({"fw_id": fw.fw_id})["state"] == "RUNNING"
+
+    healing.configure_workflow_locks(expire_secs=0.5)
+    assert healing.heal_lostruns(lp).rerun == [fw.fw_id]
+    assert lp.fireworks.find_one({"fw_id": fw.fw_id})["state"] == "READY"
+    assert lp.launches.find_one({"launch_id": launch_id})["state"] == "FIZZLED"
+    assert "locked" not in lp.workflows.find_one({"nodes": fw.fw_id})
+    assert init.__defaults__ == (0.5, True)
