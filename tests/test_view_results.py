@@ -221,6 +221,7 @@ def test_the_sections_draw_in_chromium(launchpad, finished, tmp_path):
     if not CHROMIUM.is_file():
         pytest.skip("Chromium is missing: apt-get install chromium")
     store, _ = finished
+    _decided_iteration(store, "cu-fin")
     path = write_report(CampaignSource(store, launchpad, "cu-fin"), tmp_path / "cu-fin.html")
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
@@ -239,22 +240,29 @@ def test_the_sections_draw_in_chromium(launchpad, finished, tmp_path):
             page.set_viewport_size({"width": 1400, "height": int(bottom - top) + 20})
             page.evaluate(f"window.scrollTo(0, {top - 10})")
             page.screenshot(path=SHOTS / "report-results.png")
+            page.set_viewport_size({"width": 1400, "height": 900})
+            page.locator("#sec-observables").screenshot(path=SHOTS / "report-observables.png")
         finally:
             browser.close()
 
 
-def test_the_overview_lists_each_iterations_observables_as_its_decision_stored_them(launchpad, tmp_path):
+def _decided_iteration(store, campaign: str) -> None:
+    """Iteration 0 of ``campaign`` with a decision on one observable, as select stores it."""
     from firegen.campaign.config_observables import ObservableConfig
     from firegen.campaign.observable_rule import observable_status
 
-    store = ResultsStore.from_launchpad(launchpad)
-    store.init()
-    store.create_campaign("cu-obs", {"name": "cu-obs", "stages": [{"name": "warm"}]}, ["Cu"])
     obs = ObservableConfig(property="density", temperature=600, pressure=1.0, tolerance=0.02)
     now = {"m0": {"value": 8.9123, "error": 0.01}, "m1": {"value": 8.7011, "error": 0.01}}
     status = observable_status(obs, "density-fcc-600K-1bar", now, {"m0": {"value": 8.5}, "m1": {"value": 8.6}}, 2)
-    store.update_iteration("cu-obs", 0, 0, stage_name="warm", decision={"action": "continue", "reason": status["why"],
+    store.update_iteration(campaign, 0, 0, stage_name="warm", decision={"action": "continue", "reason": status["why"],
                                                                          "observables": [status]})
+
+
+def test_the_overview_lists_each_iterations_observables_as_its_decision_stored_them(launchpad, tmp_path):
+    store = ResultsStore.from_launchpad(launchpad)
+    store.init()
+    store.create_campaign("cu-obs", {"name": "cu-obs", "stages": [{"name": "warm"}]}, ["Cu"])
+    _decided_iteration(store, "cu-obs")
     html = write_report(CampaignSource(store, launchpad, "cu-obs"), tmp_path / "r.html").read_text()
     stored = store.get_iteration("cu-obs", 0)["decision"]["observables"][0]
     row = "observables.0/density-fcc-600K-1bar"
