@@ -106,8 +106,10 @@ class DBTarget:
         try:
             lp.connection.admin.command("ping")
         except pymongo.errors.OperationFailure as exc:
-            if exc.code != 18:  # AuthenticationFailed
-                raise
+            if exc.code != 18:  # not AuthenticationFailed: the server answered, so the fix is not the address
+                raise FiregenError(f"the database at {self.describe()} refused `ping`: "
+                                   f"{mask_secrets(str(exc)).splitlines()[0][:200]}. Fix: check the user's rights "
+                                   "and the authMechanism option.") from None
             raise FiregenError(f"the database at {self.describe()} refused the user name and password "
                                "(authentication failed). Fix: check them and the authSource option (the database "
                                "the user was created in; default: the URI's database, or the launchpad file's "
