@@ -50,8 +50,11 @@ def run_here(lp, fw_ids: list[int]) -> None:
             os.chdir(here)
 
 
-def _queue(lp, wf) -> list[int]:
-    """Add ``wf``; its Fireworks' ids in the order they were built."""
+def _queue(lp, wf, campaign_doc: dict) -> list[int]:
+    """Add ``wf`` at the campaign's ``priority``; its Fireworks' ids in the order they were built."""
+    from firegen.workflows.tasks import with_priority
+
+    with_priority(wf, (campaign_doc.get("config") or {}).get("priority", 0))
     before = [fw.fw_id for fw in wf.fws]  # add_wf gives the Fireworks their ids in place
     old_new = lp.add_wf(wf)
     return [old_new[i] for i in before]
@@ -66,8 +69,7 @@ def finalize_cmd(ctx: typer.Context, campaign: str = typer.Argument(..., help="C
     lp = cli_target(ctx).connect()
     prepare_database(lp)
     store = ResultsStore.from_launchpad(lp)
-    _campaign(store, campaign)
-    ids = _queue(lp, finalize_workflow(campaign, force=force))
+    ids = _queue(lp, finalize_workflow(campaign, force=force), _campaign(store, campaign))
     if not now:
         typer.echo(f"queued the final model of '{campaign}' (Firework {ids[0]}, category gpu); start a worker: "
                    "firegen worker --gpu")
@@ -153,7 +155,7 @@ def run_cmd(ctx: typer.Context, campaign: str = typer.Argument(..., help="Campai
         raise FiregenError(f"{exc}. Fix: check --ensemble, --dt, --sample-fs and the run lengths") from None
     analysis = {"charges": _pairs(charge, "--charge"), "haven_ratio": haven, "n_blocks": blocks,
                 "fit_window_ps": window}
-    ids = _queue(lp, properties_workflow(campaign, str(model_doc["_id"]), system, temps, md, analysis))
+    ids = _queue(lp, properties_workflow(campaign, str(model_doc["_id"]), system, temps, md, analysis), doc)
     if not now:
         typer.echo(f"queued {len(ids)} property Firework(s) of '{campaign}/{system}' with model {model_doc['_id']}; "
                    "start workers: firegen worker --gpu / --cpu")

@@ -26,7 +26,7 @@ from firegen.campaign.mappings import deep_merge as merge_settings
 from firegen.db.launchpad_queries import unfinished_fireworks
 from firegen.db.repository import ResultsStore
 from firegen.workflows.steps.label import get_labeler
-from firegen.workflows.tasks import label_fireworks, labels_then_iteration
+from firegen.workflows.tasks import label_fireworks, labels_then_iteration, with_priority
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, Any]:
@@ -71,8 +71,9 @@ def defuse_unfinished(lp, campaign: str, iteration: int) -> list[int]:
 
 
 def relabel(lp, campaign: str, changes: dict, kind: str | None = None, iteration: int | None = None,
-            persist: bool = False) -> dict:
-    """Queue the retry of ``campaign``'s failed labels with ``changes`` to the labeler settings.
+            persist: bool = False, status: str = "label_failed") -> dict:
+    """Queue the retry of ``campaign``'s failed labels with ``changes`` to the labeler settings
+    (``status="skipped"``: label the configurations that re-scoring skipped instead).
 
     Returns what was done: ``configurations``, ``labeler`` (kind, settings), ``resumed_iteration``
     (None when the campaign was not stopped), ``defused`` (Firework ids), ``fw_ids`` queued.
@@ -87,10 +88,10 @@ def relabel(lp, campaign: str, changes: dict, kind: str | None = None, iteration
         get_labeler(spec["kind"], spec["settings"])
     except (ValueError, ImportError) as exc:
         raise FiregenError(f"relabel {campaign}: labeler {spec['kind']}: {exc}") from None
-    ids = store.ids_with_status(campaign, "label_failed", iteration)
+    ids = store.ids_with_status(campaign, status, iteration)
     if not ids:
         where = f" from iteration {iteration}" if iteration is not None else ""
-        raise FiregenError(f"campaign {campaign} has no label_failed configurations{where}; nothing to relabel")
+        raise FiregenError(f"campaign {campaign} has no {status} configurations{where}; nothing to relabel")
     store.set_status(ids, "selected", relabel={"kind": spec["kind"], "settings": spec["settings"]})
     if persist:
         store.update_campaign(campaign, **{"config.labeler.kind": spec["kind"],
@@ -105,8 +106,8 @@ def relabel(lp, campaign: str, changes: dict, kind: str | None = None, iteration
                                    it.get("explore"), labeler=spec)
         store.update_campaign(campaign, status="running", unset=("stop_reason", "stopped_iteration"))
     else:
-        wf = Workflow(label_fireworks(campaign, str_ids, -1 if iteration is None else iteration, spec),
-                      name=f"{campaign}/relabel", metadata={"firegen_campaign": campaign})
+        wf = with_priority(Workflow(label_fireworks(campaign, str_ids, -1 if iteration is None else iteration, spec),
+                                    name=f"{campaign}/relabel", metadata={"firegen_campaign": campaign}), cfg.priority)
     old_new = lp.add_wf(wf)
     return {"configurations": len(ids), "labeler": spec, "resumed_iteration": resumed, "defused": defused,
             "fw_ids": sorted(old_new.values())}
