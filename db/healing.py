@@ -187,6 +187,8 @@ class Healed:
     rerun: list[int] = field(default_factory=list)
     given_up: list[tuple[int, str]] = field(default_factory=list)
     reasons: dict[int, str] = field(default_factory=dict)
+    stopped: list[tuple[str, str]] = field(default_factory=list)
+    """Campaigns stopped for a Firework that fizzled before its task could say why (:func:`record_fizzled`)."""
 
 
 def _last_ping(launch: dict) -> datetime.datetime | None:
@@ -220,8 +222,9 @@ def running_launches(lp) -> list[dict]:
 
 def heal_lostruns(lp, max_reruns: int = MAX_LOST_RERUNS, rerun: bool = True) -> Healed:
     """Find lost runs (module docstring) with FireWorks' ``detect_lostruns``, one call per expiry, and rerun each
-    lost Firework (at most ``max_reruns`` times; then its campaign stops with the reason). ``rerun=False``: only
-    say which are lost (``reasons``)."""
+    lost Firework (at most ``max_reruns`` times; then its campaign stops with the reason); then stop, with the
+    reason, the campaigns with a Firework that fizzled before its task could record why (:func:`record_fizzled`).
+    ``rerun=False``: only say which are lost (``reasons``)."""
     groups: dict[float, tuple[list[int], set[int]]] = {}
     runs = running_launches(lp)
     fw_of = {run["launch_id"]: run["fw_id"] for run in runs}
@@ -245,6 +248,8 @@ def heal_lostruns(lp, max_reruns: int = MAX_LOST_RERUNS, rerun: bool = True) -> 
                 healed.rerun.append(fw_id)
             else:
                 healed.given_up.append((fw_id, why))
+    if rerun:
+        healed.stopped = record_fizzled(lp)
     return healed
 
 
@@ -288,6 +293,49 @@ def _fizzle_launch(lp, launch_id: int) -> None:
     launch = lp.get_launch_by_id(launch_id)
     launch.state = "FIZZLED"
     lp.launches.find_one_and_replace({"launch_id": launch_id}, launch.to_db_dict(), upsert=True)
+
+
+# -- Fireworks that fizzled before their task could say why ---------------------------------------------
+
+def _exception_line(launch: dict) -> str:
+    """The last line of the traceback FireWorks stored on a fizzled launch (``stored_data._exception``)."""
+    stored = ((launch.get("action") or {}).get("stored_data") or {})
+    trace = ((stored.get("_exception") or {}).get("_stacktrace") or "").strip().splitlines()
+    return trace[-1].strip() if trace else str(stored.get("_message") or "no traceback stored")
+
+
+def record_fizzled(lp) -> list[tuple[str, str]]:
+    """Stop, with the reason, each running campaign that has a FIZZLED Firework its task did not record: one that
+    failed before its task ran or after it returned (FireWorks could not write ``FW.json`` into a full launch
+    directory, or could not read its spec). A task that fails records why itself (campaign ``failed`` with a
+    ``stop_reason``, :mod:`firegen.workflows.tasks`); without this, such a campaign stays ``running`` with nothing
+    to run, and ``firegen status`` says nothing of why. Returns (campaign, reason) of the campaigns stopped."""
+    import socket
+
+    from firegen.workflows.steps import disk_full
+
+    fizzled = list(lp.fireworks.find({"state": "FIZZLED", "spec.firegen.campaign": {"$exists": True}},
+                                     {"fw_id": 1, "spec.firegen": 1, "launches": 1}))
+    store, done, out = ResultsStore.from_launchpad(lp), set(), []
+    for fw in fizzled:
+        info = fw["spec"]["firegen"]
+        campaign = info["campaign"]
+        if campaign in done or not fw.get("launches"):
+            continue
+        doc = store.get_campaign(campaign) or {}
+        if doc.get("status") != "running":  # failed or stopped with its own reason, or over
+            continue
+        launch = lp.launches.find_one({"launch_id": max(fw["launches"])}) or {}
+        line = _exception_line(launch)
+        where = launch.get("launch_dir") or ""
+        full = disk_full(where) if where and launch.get("host") == socket.gethostname() else ""
+        reason = (f"{info.get('kind', 'a')} Firework {fw['fw_id']} fizzled before its task could record why (host "
+                  f"{launch.get('host')}, {where}): " + (f"{full}; " if full else "") + f"{line}. Fix the cause, "
+                  f"then `lpad rerun_fws -i {fw['fw_id']}`")
+        store.update_campaign(campaign, status="failed", stop_reason=reason, failed_fw_id=fw["fw_id"])
+        done.add(campaign)
+        out.append((campaign, reason))
+    return out
 
 
 def silent_runs(lp, campaign: str, now: datetime.datetime | None = None) -> list[dict]:

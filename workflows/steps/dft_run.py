@@ -40,6 +40,7 @@ import numpy as np
 
 from firegen.campaign.errors import FatalError
 from firegen.campaign.plain import plain
+from firegen.workflows.steps import disk_full
 
 from firegen.workflows.steps.label import (_HOST, Label, Labeler, NonFiniteLabelError, _as_bool, _as_float, _as_int,
                                            _jsonable, settings_hash)
@@ -535,6 +536,11 @@ class DFTLabeler(Labeler):
                                       details={"output_unreadable": True})
             except Exception as exc:
                 _add_details(exc, details)
+                full = disk_full(directory)
+                if full and "disk of" not in str(exc):  # what failed is most likely the writes to that disk
+                    raise DFTRunError(f"{self.code} failed: {full}; {str(exc).strip() or type(exc).__name__}",
+                                      details={**(getattr(exc, "details", None) or {}), "disk_full": True},
+                                      history=getattr(exc, "history", None)) from exc
                 raise
             if facts.get("code_version"):
                 self.version = str(facts["code_version"])

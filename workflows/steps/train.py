@@ -15,7 +15,7 @@ force RMSEs per component (eV/Å); wall times in seconds.
 
 from __future__ import annotations
 
-from firegen.workflows.steps import StepError, log_tail
+from firegen.workflows.steps import StepError, disk_full, log_tail
 
 import copy
 import functools
@@ -156,8 +156,9 @@ def _run(cmd: list[str], workdir: Path, log: Path, env: dict[str, str], what: st
                 f"pass dp=<path to dp>"
             ) from exc
         except subprocess.CalledProcessError as exc:
+            full = disk_full(workdir)  # its log may be on that disk too, and say nothing
             raise TrainingError(
-                f"{what} failed with exit code {exc.returncode} in {workdir}",
+                f"{what} failed with exit code {exc.returncode} in {workdir}" + (f": {full}" if full else ""),
                 log_path=log,
                 log_tail=log_tail(log, n_lines=40),
                 transient=exc.returncode < 0,
