@@ -44,6 +44,7 @@ what FerretDB's full read of the ``fireworks`` collection costs each checkout.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -304,45 +305,56 @@ def main(argv=None) -> int:
     return 0
 
 
-def run_benchmark(args) -> list[dict]:
-    """Start the database and the workers, run the selected modes; one result row per mode."""
+@contextlib.contextmanager
+def launchpad_and_workers(prefix: str, workers: int, launcher: str, sleep: float, keep: bool = False,
+                          env: dict | None = None):
+    """A private FerretDB with a reset LaunchPad (keyed, as ``firegen submit`` queues, for ``launcher`` firegen)
+    and ``workers`` started workers (:func:`start_workers`; environment ``env`` over this one's, without
+    ``FW_CONFIG_FILE`` and ``FIREGEN_LAUNCHPAD``); yields ``(lp, procs, server)``, stops the workers afterwards."""
     os.environ.setdefault("TQDM_DISABLE", "1")  # bulk_add_wfs draws a progress bar
     from fireworks import LaunchPad
 
     from firegen.db.connection import write_launchpad_file
     from firegen.db.embedded.fireworks_keys import key_launchpad
 
-    rows = []
-    with _bench.private_ferretdb("firegen-dispatch-", keep=args.keep) as server:
+    with _bench.private_ferretdb(prefix, keep=keep) as server:
         root = server.root.parent
         lp = LaunchPad(host=server.uri + DB_NAME, name=DB_NAME, uri_mode=True, strm_lvl="ERROR")
-        if args.launcher == "firegen":  # queued as `firegen submit` queues: keyed documents
+        if launcher == "firegen":  # queued as `firegen submit` queues: keyed documents
             key_launchpad(lp)
         lp.m_logger.propagate = False
         lp.reset("", require_password=False)
         lp_file = write_launchpad_file(root / "my_launchpad.yaml", server.uri + DB_NAME)
-        env = {k: v for k, v in os.environ.items() if k not in ("FW_CONFIG_FILE", "FIREGEN_LAUNCHPAD")}
-        procs = start_workers(args.workers, lp_file, root / "workers", args.sleep, env, args.launcher)
+        base = {k: v for k, v in os.environ.items() if k not in ("FW_CONFIG_FILE", "FIREGEN_LAUNCHPAD")}
+        procs = start_workers(workers, lp_file, root / "workers", sleep, {**base, **(env or {})}, launcher)
         try:
-            if args.prefill:
-                print(f"{args.prefill} COMPLETED Fireworks on the LaunchPad ({prefill(lp, args.prefill):.1f} s)",
-                      flush=True)
-            warm = warm_up(lp, procs)
-            print(f"{args.workers} {args.launcher} workers started and warmed up in {warm:.1f} s "
-                  f"(FerretDB {server.uri})", flush=True)
-            if args.mode in ("burst", "both"):
-                ids, insert_s = queue_burst(lp, args.n)
-                wait_for(lp, ids, procs, args.timeout)
-                rows.append(report("burst", measure(lp, ids), insert_s, args.workers))
-                print(f"burst of {args.n} done", flush=True)
-            if args.mode in ("paced", "both"):
-                n = args.paced_n or min(args.n, 60)
-                rate = args.rate or (0.5 * rows[0]["throughput FW/s"] if rows else 0.5)
-                ids, insert_s = queue_paced(lp, n, rate)
-                wait_for(lp, ids, procs, args.timeout)
-                rows.append(report(f"paced {rate:.2g}/s", measure(lp, ids), insert_s, args.workers))
+            yield lp, procs, server
         finally:
             stop_workers(procs)
+
+
+def run_benchmark(args) -> list[dict]:
+    """Start the database and the workers, run the selected modes; one result row per mode."""
+    rows = []
+    with launchpad_and_workers("firegen-dispatch-", args.workers, args.launcher, args.sleep, args.keep) as (
+            lp, procs, server):
+        if args.prefill:
+            print(f"{args.prefill} COMPLETED Fireworks on the LaunchPad ({prefill(lp, args.prefill):.1f} s)",
+                  flush=True)
+        warm = warm_up(lp, procs)
+        print(f"{args.workers} {args.launcher} workers started and warmed up in {warm:.1f} s "
+              f"(FerretDB {server.uri})", flush=True)
+        if args.mode in ("burst", "both"):
+            ids, insert_s = queue_burst(lp, args.n)
+            wait_for(lp, ids, procs, args.timeout)
+            rows.append(report("burst", measure(lp, ids), insert_s, args.workers))
+            print(f"burst of {args.n} done", flush=True)
+        if args.mode in ("paced", "both"):
+            n = args.paced_n or min(args.n, 60)
+            rate = args.rate or (0.5 * rows[0]["throughput FW/s"] if rows else 0.5)
+            ids, insert_s = queue_paced(lp, n, rate)
+            wait_for(lp, ids, procs, args.timeout)
+            rows.append(report(f"paced {rate:.2g}/s", measure(lp, ids), insert_s, args.workers))
     return rows
 
 
