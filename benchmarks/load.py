@@ -262,17 +262,28 @@ def priority_order(lp, names: list[str], t_queued: tuple[float, float], priority
 
 
 def run_priority(lp, procs, args) -> dict:
-    """Queue the two campaign-shaped workflows together, wait for them, measure the order they ran in."""
+    """Queue the two campaign-shaped workflows together, wait for them, measure the order they ran in; with
+    ``args.alone``, first each campaign alone on the same workers (when it ends without the other)."""
     priorities = [int(p) for p in str(args.priorities).split(",")]
     names = [f"camp-p{p}" for p in priorities]
-    wfs = [campaign_workflow(n, p, args.iterations, args.fan_out, args.campaign_seconds)
-           for n, p in zip(names, priorities)]
-    t = queue(lp, wfs)
-    print(f"queued 2 campaigns of {len(wfs[0].fws)} Fireworks (priorities {priorities[0]} and {priorities[1]})",
-          flush=True)
-    for name in names:
-        wait_until_done(lp, name + "/", procs, args.timeout)
-    out = priority_order(lp, names, t)
+
+    def run(which: list[int]) -> tuple[dict, tuple[float, float]]:
+        wfs = [campaign_workflow(names[i], priorities[i], args.iterations, args.fan_out, args.campaign_seconds)
+               for i in which]
+        t = queue(lp, wfs)
+        print(f"queued {' and '.join(names[i] for i in which)}: {len(wfs[0].fws)} Fireworks each", flush=True)
+        for i in which:
+            wait_until_done(lp, names[i] + "/", procs, args.timeout)
+        return priority_order(lp, [names[i] for i in which], t), t
+
+    alone = {}
+    for i in range(2) if args.alone else []:
+        alone[names[i]] = run([i])[0]["rows"][0]
+        clear(lp, names[i] + "/")
+        dispatch_latency.warm_up(lp, procs)  # each worker's previous launch, for the checkout bounds
+    out, t = run([0, 1])
+    for row in out["rows"]:
+        row["alone last end s"] = alone.get(row["campaign"], {}).get("last end s")
     out["names"], out["queued"] = names, t
     out["tally"] = {name: tally(lp, name + "/") for name in names}
     return out
@@ -331,7 +342,7 @@ def print_load(t: dict, args) -> None:
             ("  of them after the queue was empty", t.get("late executions", 0)),
             ("double executions (Fireworks run twice or more)", t["double"]), ("  extra runs", t["extra runs"]),
             ("Fireworks launched more than once", t["relaunched"]),
-            ("lost (not COMPLETED, or no matching record)", t["lost"]),
+            ("lost (not COMPLETED, no record, or its launch's result not recorded)", t["lost"]),
             ("wall s (insert start -> last launch end)", f"{t['wall s']:.1f}"),
             ("throughput Fireworks/s", f"{t['throughput']:.2f}")]
     width = max(len(k) for k, _ in rows)
@@ -350,8 +361,11 @@ def print_load(t: dict, args) -> None:
 def print_priority(p: dict, args) -> None:
     print(f"\npriority: 2 campaigns of {args.iterations} iterations (gate, train x {args.fan_out}, explore x "
           f"{args.fan_out}, select), {args.campaign_seconds:g} s per Firework, {args.workers} shared workers")
-    print(_bench.render(p["rows"], ["campaign", "priority", "Fireworks", "ran", "first start s", "last end s",
-                                    "wait mean s", "wait p95 s", "wait max s", "inversions"], digits=2))
+    columns = ["campaign", "priority", "Fireworks", "ran", "first start s", "last end s", "wait mean s",
+               "wait p95 s", "wait max s", "inversions"]
+    if args.alone:
+        columns.insert(6, "alone last end s")
+    print(_bench.render(p["rows"], columns, digits=2))
     for name, t in p["tally"].items():
         print(f"  {name}: done {t['done']}, double executions {t['double']}, lost {t['lost']}")
     print(f"priority inversions (lower-priority Fireworks checked out while a higher-priority one was READY, proven "
@@ -372,6 +386,8 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=4, help="priority: iterations per campaign (default 4)")
     p.add_argument("--fan-out", type=int, default=6, help="priority: train and explore Fireworks per iteration (6)")
     p.add_argument("--campaign-seconds", type=float, default=0.5, help="priority: seconds per Firework (0.5)")
+    p.add_argument("--alone", action="store_true", help="priority: first run each campaign alone on the same "
+                                                         "workers, for its end without the other")
     p.add_argument("--timeout", type=float, default=3600, help="give up waiting after this many seconds per scenario")
     p.add_argument("--no-write-lock", action="store_true",
                    help="a control: the workers run without firegen's host-wide write lock (db/embedded/write_lock.py)")

@@ -85,7 +85,7 @@ def test_workers_run_every_firework_once_and_priorities_first():
     a missing one and inverted priorities."""
     args = argparse.Namespace(workers=4, fireworks=60, per_workflow=10, seconds=0.0, launcher="firegen", sleep=0.5,
                               scenario="both", priorities="10,0", iterations=1, fan_out=6, campaign_seconds=0.2,
-                              timeout=600, keep=False, no_write_lock=False)
+                              timeout=600, keep=False, no_write_lock=False, alone=False)
     controls = {}
 
     def inspect(lp, results):
