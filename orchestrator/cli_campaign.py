@@ -342,9 +342,12 @@ def relabel_cmd(ctx: typer.Context, campaign: str = typer.Argument(..., help="Ca
                 iteration: Optional[int] = typer.Option(None, "--iteration", help="Only the failures of the "
                                                         "candidates picked by this iteration (-1: initial data)."),
                 persist: bool = typer.Option(False, "--persist", help="Use the changed labeler for every later "
-                                             "label of the campaign too.")):
+                                             "label of the campaign too."),
+                skipped: bool = typer.Option(False, "--skipped", help="Label the configurations that re-scoring "
+                                             "skipped (asynchronous campaigns) instead of the failed ones.")):
     """Retry label_failed configurations with changed settings (the failed attempts stay on record);
-    a campaign stopped by labeler.max_failed_ratio resumes by itself once they are labeled."""
+    a campaign stopped by labeler.max_failed_ratio resumes by itself once they are labeled. With --skipped, label
+    the configurations an asynchronous campaign's re-scoring skipped."""
     import yaml
 
 
@@ -354,7 +357,8 @@ def relabel_cmd(ctx: typer.Context, campaign: str = typer.Argument(..., help="Ca
         if not isinstance(changes, dict):
             raise FiregenError(f"{settings_file}: expected a mapping of labeler settings")
     changes = merge_settings(changes, parse_assignments(set_))
-    done = relabel(cli_target(ctx).connect(), campaign, changes, kind=kind, iteration=iteration, persist=persist)
+    done = relabel(cli_target(ctx).connect(), campaign, changes, kind=kind, iteration=iteration, persist=persist,
+                   status="skipped" if skipped else "label_failed")
     resumed = (f"; iteration {done['resumed_iteration']} is queued again behind them"
                if done["resumed_iteration"] is not None else "")
     typer.echo(f"queued {done['configurations']} configuration(s) for relabeling with {done['labeler']['kind']} "

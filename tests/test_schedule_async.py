@@ -119,7 +119,7 @@ def test_a_strict_campaign_never_starts_early(mongo_db, tmp_path):
     assert cfg.schedule.mode == "strict" and try_start_training(store, cfg) is None
 
 
-def test_rescoring_by_a_newer_committee_skips_what_it_predicts_within_f_lo(mongo_db, tmp_path):
+def test_rescoring_by_a_newer_committee_skips_what_it_predicts_within_f_lo(mongo_db, launchpad, tmp_path):
     from science_data import make_emt_dataset, train_tiny_model
 
     from firegen.workflows.steps.rescore import max_force_deviation
@@ -146,3 +146,11 @@ def test_rescoring_by_a_newer_committee_skips_what_it_predicts_within_f_lo(mongo
     assert labeled["rescore"]["max_f"] == pytest.approx(high)
     order = try_start_training(store, cfg)  # a skipped configuration is back: quorum 1.0 is met
     assert order.iteration == 1 and order.reason.startswith("all labels back (2 of 2")
+
+    from firegen.orchestrator.relabel import relabel
+
+    done = relabel(launchpad, cfg.name, {}, status="skipped")  # reversible: `firegen relabel --skipped`
+    assert done["configurations"] == 1
+    assert store.configurations_by_ids([skipped["_id"]])[0]["status"] == "selected"
+    (fw,) = [launchpad.get_fw_by_id(i) for i in done["fw_ids"]]
+    assert fw.tasks[0]["config_ids"] == [str(skipped["_id"])] and fw.tasks[0]["labeler"]["kind"] == "emt"

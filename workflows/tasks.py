@@ -110,6 +110,17 @@ class CampaignTask(FiretaskBase):
             open_store(self).count_archived(campaign, len(archived))
         return FWAction(stored_data={**stored_data, "queued_iteration": iteration, "archived_fireworks": len(archived)})
 
+    def add_now(self, wf: Workflow) -> None:
+        """Queue ``wf`` on this task's LaunchPad now, once (known by its metadata); without a LaunchPad
+        (``rlaunch --offline``) keep it in :attr:`offline` for :meth:`queue` to append at the end."""
+        lp = getattr(self, "launchpad", None)
+        if lp is None:
+            self.offline = [*getattr(self, "offline", []), wf]
+        elif not workflow_queued(lp, wf.metadata):
+            lp.add_wf(wf)
+
+    offline: list = []
+
     def context(self):
         """The results store and the campaign's config; a campaign marked failed by an earlier attempt of
         this Firework is running again (``lpad rerun_fws``), and says so."""
@@ -167,16 +178,24 @@ class LabelTask(CampaignTask):
 
         store, cfg = self.context()
         ids = [ObjectId(i) for i in self["config_ids"]]
-        outcome = label_batch(store, cfg, ids, current_fw_id(self, store), self.get("labeler"), Path.cwd())
+        started: list = []
+
+        def start_next() -> None:  # asynchronous campaigns: each label may complete a quorum
+            order = try_start_training(store, cfg)
+            if order is not None:
+                started.append(order)
+                self.add_now(iteration_workflow(cfg, order.iteration, order.stage, order.explore))
+
+        outcome = label_batch(store, cfg, ids, current_fw_id(self, store), self.get("labeler"), Path.cwd(),
+                              after_each=start_next if cfg.schedule.asynchronous else None)
         if self["iteration"] >= 0:
             store.add_iteration_seconds(cfg.name, self["iteration"], "label_s", outcome.seconds)
         else:  # labels of the initial data
             store.add_campaign_seconds(cfg.name, "init_label_s", outcome.seconds)
-        order = try_start_training(store, cfg)  # asynchronous campaigns: this label may complete a quorum
-        if order is not None:
-            return self.queue(iteration_workflow(cfg, order.iteration, order.stage, order.explore), cfg.name,
-                              order.iteration, {**outcome.as_dict(), "training_started": order.reason})
-        return FWAction(stored_data=outcome.as_dict())
+        start_next()  # a rerun whose labels were all stored before, or a deadline passed meanwhile
+        stored = {**outcome.as_dict(), **({"training_started": [o.reason for o in started]} if started else {})}
+        return self.queue(self.offline, cfg.name, started[-1].iteration, stored) if started else FWAction(
+            stored_data=stored)
 
 
 @explicit_serialize
@@ -336,12 +355,13 @@ def with_priority(wf: Workflow, priority: int) -> Workflow:
 
 
 def label_fireworks(campaign: str, config_ids: list[str], iteration: int,
-                    labeler: dict | None = None) -> list[Firework]:
-    """Label Fireworks for ``config_ids``, in at most :data:`MAX_LABEL_FWS` batches; ``labeler``
-    (``{"kind", "settings"}``) replaces the campaign's labeler (``firegen relabel``)."""
+                    labeler: dict | None = None, per_firework: int | None = None) -> list[Firework]:
+    """Label Fireworks for ``config_ids``, in at most :data:`MAX_LABEL_FWS` batches, or ``per_firework``
+    configurations each when given (an asynchronous campaign); ``labeler`` (``{"kind", "settings"}``) replaces
+    the campaign's labeler (``firegen relabel``)."""
     if not config_ids:
         return []
-    size = max(LABEL_BATCH, math.ceil(len(config_ids) / MAX_LABEL_FWS))
+    size = per_firework or max(LABEL_BATCH, math.ceil(len(config_ids) / MAX_LABEL_FWS))
     batches = [config_ids[i:i + size] for i in range(0, len(config_ids), size)]
     extra = {"labeler": labeler} if labeler else {}
     return [_fw(LabelTask(campaign=campaign, iteration=iteration, config_ids=batch, **extra),
@@ -380,7 +400,8 @@ def labels_then_iteration(cfg: CampaignConfig, config_ids: list[str], label_iter
                           labeler: dict | None = None) -> Workflow:
     """Label ``config_ids`` then run iteration ``next_iteration`` of ``stage`` (what ``select`` appends),
     exploring only the task keys in ``explore`` when given."""
-    labels = label_fireworks(cfg.name, config_ids, label_iteration, labeler)
+    per_firework = cfg.schedule.labels_per_firework if cfg.schedule.asynchronous else None
+    labels = label_fireworks(cfg.name, config_ids, label_iteration, labeler, per_firework)
     fws, links = iteration_fireworks(cfg, next_iteration, stage, explore)
     gate = fws[0]
     links = {fw: list(children) for fw, children in links.items()}
@@ -395,18 +416,28 @@ def labels_workflow(cfg: CampaignConfig, config_ids: list[str], label_iteration:
     """An asynchronous campaign's label Fireworks for the configurations iteration ``label_iteration`` picked,
     as a workflow of their own: the next iteration does not wait for all of them
     (:func:`firegen.workflows.jobs.schedule.try_start_training` queues it)."""
-    return with_priority(Workflow(label_fireworks(cfg.name, config_ids, label_iteration),
+    return with_priority(Workflow(label_fireworks(cfg.name, config_ids, label_iteration,
+                                                  per_firework=cfg.schedule.labels_per_firework),
                                   name=f"{cfg.name}/labels{label_iteration:03d}",
                                   metadata={"firegen_campaign": cfg.name, "firegen_labels_of": label_iteration}),
                          cfg.priority)
 
 
 def iteration_workflow(cfg: CampaignConfig, iteration: int, stage: int, explore: list[str] | None = None) -> Workflow:
-    """An asynchronous campaign's iteration: gate → train × N → explore → select, with no label parents."""
+    """An asynchronous campaign's iteration: gate → train × N → explore → select, with no label parents. Its gate
+    and select go before the campaign's own labels that wait on the same cpu workers (``_priority`` + 0.5; still
+    after any campaign of a higher priority): a gate queued behind straggling labels would idle the gpu workers."""
     fws, links = iteration_fireworks(cfg, iteration, stage, explore)
-    return with_priority(Workflow(fws, links_dict=links, name=f"{cfg.name}/it{iteration:03d}",
-                                  metadata={"firegen_campaign": cfg.name, "firegen_iteration": iteration}),
-                         cfg.priority)
+    wf = with_priority(Workflow(fws, links_dict=links, name=f"{cfg.name}/it{iteration:03d}",
+                                metadata={"firegen_campaign": cfg.name, "firegen_iteration": iteration}), cfg.priority)
+    for fw in wf.fws:
+        if fw.spec["firegen"]["kind"] in BOOKKEEPING:
+            fw.spec["_priority"] = cfg.priority + 0.5
+    return wf
+
+
+#: The cpu Fireworks of an iteration that only keep books (seconds each).
+BOOKKEEPING = ("gate", "select")
 
 
 def campaign_workflow(cfg: CampaignConfig, systems: dict, imported: list[str] | None = None) -> Workflow:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from bson import ObjectId
@@ -25,12 +26,14 @@ REASON_CHARS = 300
 
 
 def label_batch(store: ResultsStore, cfg: CampaignConfig, ids: list[ObjectId], fw_id=None,
-                labeler_override: dict | None = None, workdir: Path | None = None) -> LabelOutcome:
+                labeler_override: dict | None = None, workdir: Path | None = None,
+                after_each: Callable[[], None] | None = None) -> LabelOutcome:
     """Label the configurations of ``ids`` still ``selected``; failures become ``label_failed``.
 
     ``labeler_override`` (``{"kind", "settings"}``, from ``firegen relabel``) replaces the campaign's labeler.
     An asynchronous campaign first re-scores them with its newest committee (in ``workdir``) and skips those it
     now predicts within ``f_lo`` (status ``skipped``, the deviation and the committee under ``rescore``).
+    ``after_each`` is called after each configuration's outcome is stored (the asynchronous schedule's check).
     """
     spec = labeler_override or {"kind": cfg.labeler.kind, "settings": cfg.labeler.settings}
     labeler = labeling.get_labeler(spec["kind"], spec["settings"])
@@ -43,6 +46,8 @@ def label_batch(store: ResultsStore, cfg: CampaignConfig, ids: list[ObjectId], f
         with tempfile.TemporaryDirectory(dir=workdir) as scratch:
             rescored = rescore_queued(store, cfg, docs, Path(scratch))
         skipped = {key for key, found in rescored.items() if record_rescore(store, key, found)}
+        if skipped and after_each is not None:
+            after_each()
     for doc in docs:
         if doc["_id"] in skipped:
             continue
@@ -64,6 +69,8 @@ def label_batch(store: ResultsStore, cfg: CampaignConfig, ids: list[ObjectId], f
             tally[2].append(LabelFailure(doc["_id"], result.reason[:REASON_CHARS], result.error_type, fw_id,
                                          datetime.datetime.now(datetime.timezone.utc)))
             failed += 1
+        if after_each is not None:
+            after_each()
     # counted once per batch: a worker killed before this line loses the batch's counts until the
     # iteration's snapshot gate sets the tally from the configurations themselves
     for picked_by, (labeled, failed_now, failures) in tallies.items():

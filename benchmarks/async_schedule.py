@@ -1,0 +1,284 @@
+#!/usr/bin/env python
+"""Strict vs asynchronous iterations under heavy-tailed labels: wall time to a held-out accuracy, labels spent,
+gpu idle time, labels skipped by re-scoring.
+
+The campaign is configs/cu_emt.yaml (fcc Cu, 32 atoms) with the ``delayed`` labeler: EMT labels returned after a
+seeded log-normal delay (``--median-s``, p99/p50 = 20, optional ``--failure-rate``), so that a few labels take
+many times the median, as DFT runs do. Each mode runs ``--seeds`` times in a fresh folder with its own embedded
+database, ``--gpu`` gpu workers and ``--cpu`` cpu workers (plain ``firegen worker``), the same seeds for the
+delays, the selection and the training in both modes:
+
+* ``strict``: every label of an iteration is back before the next committee trains (DP-GEN);
+* ``asynchronous``: ``schedule: {mode: asynchronous, quorum: --quorum}``, one label per Firework, queued labels
+  re-scored by the newest committee.
+
+The **held-out set** is label_efficiency.py's (EMT MD at 300 and 600 K on strained 32-atom cells, 120 frames,
+built once per output folder). Every committee's mean prediction is scored on it; a committee is "ready" when
+its last train Firework ended. Printed per run and as medians per mode: seconds from the init Firework's start
+to the first committee at or below ``--target-f`` (eV/Å), the labels it had been trained on, the labels spent in
+the whole run, the final force RMSE, the share of the gpu workers' time idle (between the first launch and the
+campaign's end), labels skipped by re-scoring, and iterations. ``<out>/async_timeline.png`` shows which worker
+ran what when, for the first seed of each mode; ``<out>/async_results.json`` keeps the rows
+(``--report-only`` reprints them).
+
+Usage (from the repository root; about 15 minutes per run on 2 idle cores with the defaults)::
+
+    .venv/bin/python benchmarks/async_schedule.py --seeds 3 --out /tmp/async-bench
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import _bench  # noqa: E402
+from label_efficiency import HeldOut, build_heldout  # noqa: E402
+
+MODES = ("strict", "asynchronous")
+TERMINAL = ("converged", "max_iterations", "failed", "stopped")
+KIND_COLOURS = {"train": "tab:blue", "explore": "tab:green", "label": "tab:orange", "select": "tab:purple",
+                "gate": "tab:gray", "init": "tab:brown"}
+
+
+def campaign_yaml(folder: Path, mode: str, seed: int, args) -> Path:
+    shutil.copytree(ROOT / "configs" / "structures", folder / "structures", dirs_exist_ok=True)
+    cfg = yaml.safe_load((ROOT / "configs" / "cu_emt.yaml").read_text())
+    cfg["name"] = f"cu-{mode}-{seed}"
+    cfg["labeler"] = {"kind": "delayed", "settings": {"labeler": "emt", "median_s": args.median_s,
+                                                      "p99_over_p50": 20.0, "seed": seed,
+                                                      "failure_rate": args.failure_rate}}
+    cfg["committee"].update(size=args.committee)
+    cfg["selection"]["seed"] = seed
+    cfg["stages"][0]["max_iterations"] = args.iterations
+    if mode == "asynchronous":
+        cfg["schedule"] = {"mode": "asynchronous", "quorum": args.quorum, "deadline_s": args.deadline_s}
+    path = folder / "campaign.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _env(folder: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("FIREGEN_MONGO_URI", "FIREGEN_LAUNCHPAD", "FW_CONFIG_FILE")}
+    env["FIREGEN_HOME"] = str(folder / ".firegen")
+    return env
+
+
+def _firegen(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "firegen"), *args], cwd=folder, env=_env(folder),
+                          capture_output=True, text=True, check=True)
+
+
+def _database(folder: Path):
+    import pymongo
+
+    state = json.loads((folder / ".firegen" / "db" / "server.json").read_text())
+    return pymongo.MongoClient(state["uri"], serverSelectionTimeoutMS=10000)
+
+
+def _launches(client) -> list[dict]:
+    """Every launch of the run (live and archived) with its Firework's kind and iteration."""
+    out = []
+    for name in ("firegen", "firegen_archive"):
+        db = client[name]
+        kinds = {fw["fw_id"]: fw["spec"].get("firegen", {}) for fw in db.fireworks.find({}, {"fw_id": 1, "spec.firegen": 1})}
+        for launch in db.launches.find({}, {"fw_id": 1, "time_start": 1, "time_end": 1, "fworker": 1, "state": 1}):
+            start, end = _bench.epoch(launch.get("time_start")), _bench.epoch(launch.get("time_end"))
+            if start is None or end is None:
+                continue
+            what = kinds.get(launch["fw_id"], {})
+            worker = (launch.get("fworker") or {}).get("env", {}).get("firegen_process") or str(launch["fw_id"])
+            out.append({"fw_id": launch["fw_id"], "kind": what.get("kind", "?"), "iteration": what.get("iteration"),
+                        "category": (launch.get("fworker") or {}).get("category"), "worker": worker,
+                        "start": start, "end": end})
+    return out
+
+
+def _committees(folder: Path, client, campaign: str) -> list[dict]:
+    import gridfs
+
+    db = client["firegen"]
+    bucket = gridfs.GridFSBucket(db, "blobs")
+    by_iteration: dict[int, dict] = {}
+    for m in db.models.find({"campaign": campaign}, {"iteration": 1, "member": 1, "file_id": 1, "n_train": 1,
+                                                     "n_validation": 1}):
+        path = folder / "models" / f"{m['iteration']}-{m['member']}.pb"
+        path.parent.mkdir(exist_ok=True)
+        with path.open("wb") as fh:
+            bucket.download_to_stream(m["file_id"], fh)
+        entry = by_iteration.setdefault(m["iteration"], {"iteration": m["iteration"], "models": [],
+                                                         "labels": m["n_train"] + m["n_validation"]})
+        entry["models"].append(path)
+    return [by_iteration[k] for k in sorted(by_iteration)]
+
+
+def one_run(mode: str, seed: int, args, heldout: HeldOut) -> dict:
+    folder = Path(args.out) / f"{mode}-{seed}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    config = campaign_yaml(folder, mode, seed, args)
+    name = yaml.safe_load(config.read_text())["name"]
+    _firegen(folder, "db", "up")
+    workers = []
+    try:
+        _firegen(folder, "submit", str(config))
+        for category, count in (("--gpu", args.gpu), ("--cpu", args.cpu)):
+            for k in range(count):
+                log = (folder / f"worker{category}-{k}.log").open("w")
+                workers.append(subprocess.Popen([str(ROOT / ".venv" / "bin" / "firegen"), "worker", category,
+                                                 "--timeout", str(args.timeout)], cwd=folder, env=_env(folder),
+                                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        client = _database(folder)
+        deadline = time.monotonic() + args.timeout
+        status = None
+        while time.monotonic() < deadline:
+            status = (client["firegen"].campaigns.find_one({"name": name}, {"status": 1}) or {}).get("status")
+            if status in TERMINAL:
+                break
+            time.sleep(2)
+        for proc in workers:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in workers:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        launches = _launches(client)
+        committees = _committees(folder, client, name)
+        db = client["firegen"]
+        labeled = db.configurations.count_documents({"campaign": name, "status": "labeled"})
+        skipped = db.configurations.count_documents({"campaign": name, "status": "skipped"})
+        client.close()
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        _firegen(folder, "db", "down")
+    t0 = min(launch["start"] for launch in launches if launch["kind"] == "init")
+    t_end = max(launch["end"] for launch in launches)
+    ready = {}
+    for launch in launches:
+        if launch["kind"] == "train":
+            ready[launch["iteration"]] = max(ready.get(launch["iteration"], 0.0), launch["end"])
+    curve = [{"iteration": c["iteration"], "labels": c["labels"], "ready_s": ready.get(c["iteration"], t_end) - t0,
+              **heldout.errors(c["models"])} for c in committees]
+    reached = next((c for c in curve if c["rmse_f"] <= args.target_f), None)
+    gpu = [(launch["worker"], launch["start"], launch["end"]) for launch in launches if launch["category"] == "gpu"]
+    gpu_workers = sorted({w for w, _, _ in gpu})
+    busy = sum(_bench.union_length([(a, b) for w, a, b in gpu if w == worker], t0, t_end) for worker in gpu_workers)
+    row = {"mode": mode, "seed": seed, "status": status, "wall_s": t_end - t0,
+           "to_target_s": reached["ready_s"] if reached else None, "labels_at_target": reached["labels"] if reached else None,
+           "labeled": labeled, "skipped": skipped, "iterations": len(curve),
+           "final_rmse_f": curve[-1]["rmse_f"] if curve else None,
+           "gpu_idle": 1.0 - busy / (max(len(gpu_workers), args.gpu) * (t_end - t0)),
+           "curve": curve, "timeline": [{**launch, "start": launch["start"] - t0, "end": launch["end"] - t0}
+                                        for launch in launches]}
+    print(f"  {mode} seed {seed}: {status}, {row['wall_s']:.0f} s, target "
+          f"{'%.0f s' % row['to_target_s'] if reached else 'not reached'}, {labeled} labels, {skipped} skipped, "
+          f"gpu idle {row['gpu_idle']:.0%}; " + ", ".join(f"it{c['iteration']} {c['rmse_f']:.3f}" for c in curve),
+          flush=True)
+    return row
+
+
+def _median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def report(rows: list[dict], args) -> None:
+    cols = ["mode", "seed", "status", "to_target_s", "labels_at_target", "labeled", "skipped", "final_rmse_f",
+            "gpu_idle_pct", "iterations", "wall_s"]
+    table = [{**r, "gpu_idle_pct": 100 * r["gpu_idle"]} for r in rows]
+    print(_bench.render(table, cols, digits=3))
+    print(f"\nmedians (target {args.target_f} eV/Å held-out force RMSE):")
+    medians = {}
+    for mode in MODES:
+        mine = [r for r in rows if r["mode"] == mode]
+        if not mine:
+            continue
+        medians[mode] = {k: _median(r[k] for r in mine) for k in ("to_target_s", "labeled", "final_rmse_f",
+                                                                  "gpu_idle", "skipped", "wall_s")}
+        m = medians[mode]
+        reached = sum(r["to_target_s"] is not None for r in mine)
+        print(f"  {mode:13s} to target {_bench.fmt(m['to_target_s'], 0)} s ({reached}/{len(mine)} reached), "
+              f"labels {_bench.fmt(m['labeled'], 0)}, final force RMSE {_bench.fmt(m['final_rmse_f'], 3)} eV/Å, "
+              f"gpu idle {_bench.fmt(100 * m['gpu_idle'] if m['gpu_idle'] is not None else None, 0)} %, "
+              f"skipped {_bench.fmt(m['skipped'], 0)}, wall {_bench.fmt(m['wall_s'], 0)} s")
+    if len(medians) == 2 and medians["strict"]["to_target_s"] and medians["asynchronous"]["to_target_s"]:
+        print(f"  asynchronous / strict time to target: "
+              f"{medians['asynchronous']['to_target_s'] / medians['strict']['to_target_s']:.2f} (goal <= 0.7)")
+    timeline(rows, Path(args.out) / "async_timeline.png")
+
+
+def timeline(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    firsts = [next(r for r in rows if r["mode"] == mode) for mode in MODES if any(r["mode"] == mode for r in rows)]
+    fig, axes = plt.subplots(len(firsts), 1, figsize=(12, 3.2 * len(firsts)), squeeze=False)
+    for ax, row in zip(axes[:, 0], firsts):
+        workers = sorted({(t["category"] or "?", t["worker"]) for t in row["timeline"]})
+        for y, (category, worker) in enumerate(workers):
+            for t in row["timeline"]:
+                if t["worker"] == worker:
+                    ax.barh(y, t["end"] - t["start"], left=t["start"], color=KIND_COLOURS.get(t["kind"], "black"),
+                            edgecolor="white", linewidth=0.3)
+        ax.set_yticks(range(len(workers)), [f"{c} {k}" for k, (c, _) in enumerate(workers)])
+        ax.set_title(f"{row['mode']} (seed {row['seed']}): {row['wall_s']:.0f} s, gpu idle {row['gpu_idle']:.0%}")
+        ax.set_xlabel("s since the init Firework started")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in KIND_COLOURS.values()]
+    fig.legend(handles, list(KIND_COLOURS), loc="upper right", ncol=len(KIND_COLOURS))
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.savefig(path, dpi=110)
+    print(f"timeline: {path}")
+
+
+def main(argv=None) -> int:
+    parser = _bench.arg_parser(__doc__)
+    parser.add_argument("--out", default="/tmp/firegen-async-bench")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--gpu", type=int, default=2, help="gpu workers")
+    parser.add_argument("--cpu", type=int, default=4, help="cpu workers")
+    parser.add_argument("--committee", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=4, help="max_iterations of the stage")
+    parser.add_argument("--median-s", type=float, default=3.0, help="median label delay (s)")
+    parser.add_argument("--failure-rate", type=float, default=0.0)
+    parser.add_argument("--quorum", type=float, default=0.8)
+    parser.add_argument("--deadline-s", type=float, default=600.0)
+    parser.add_argument("--target-f", type=float, default=0.1, help="held-out force RMSE target (eV/Å)")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per run")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "async_results.json"
+    if args.report_only:
+        report(json.loads(results.read_text()), args)
+        return 0
+    heldout = HeldOut(build_heldout(out))
+    rows = []
+    for seed in range(args.seeds):
+        for mode in args.modes:
+            rows.append(one_run(mode, seed, args, heldout))
+            results.write_text(json.dumps(rows, indent=1, default=str))
+    report(rows, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
