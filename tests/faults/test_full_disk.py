@@ -186,9 +186,9 @@ def _campaign_ends(db) -> dict:
     return wait_for(ended, 1500, "the campaign's end")
 
 
-def _run_with_full_disk(tmp_path: Path, category: str, strike) -> tuple[dict, object, str]:
-    """The fault campaign with ``category``'s launch directories on a tmpfs that ``strike(db, disk)`` fills; returns
-    the campaign when it ended, its database and `firegen status`."""
+def _run_with_full_disk(tmp_path: Path, category: str, strike, check) -> None:
+    """The fault campaign with ``category``'s launch directories on a tmpfs that ``strike(db, disk)`` fills; once the
+    campaign ended, ``check(campaign, db, firegen status's output)``."""
     from fault_helpers import database
 
     config = fault_config(tmp_path)
@@ -208,7 +208,7 @@ def _run_with_full_disk(tmp_path: Path, category: str, strike) -> tuple[dict, ob
             for proc in workers:
                 _stop(proc)
         status = firegen(tmp_path, "status", NAME)
-        return campaign, db, status.stdout + status.stderr
+        check(campaign, db, status.stdout + status.stderr)
     finally:
         for proc in workers:
             _stop(proc)
@@ -221,17 +221,19 @@ def test_full_disk_during_training_stops_the_campaign_with_the_reason(tmp_path):
         wait_for(lambda: running(db, "train", 3.0), 900, "dp train under way")
         fill(disk)
 
-    campaign, db, status = _run_with_full_disk(tmp_path, "gpu", strike)
-    reason = campaign.get("stop_reason") or ""
-    assert campaign["status"] == "failed", campaign
-    assert re.search(r"the disk of \S+ is full \(\d+ bytes free\)", reason), reason
-    assert reason.split(":")[0].startswith("train Firework")
-    assert reason[:80] in status, status
-    assert db.fireworks.count_documents({"spec.firegen.kind": "train", "state": "FIZZLED"}) >= 1
-    figures = label_figures(db)
-    assert figures["labels_duplicated"] == 0 and figures["labels_lost"] == 0
-    record_outcome("full disk in the gpu worker's launch directory during training", True, figures,
-                   f"campaign stopped: {reason[:160]}")
+    def check(campaign, db, status):
+        reason = campaign.get("stop_reason") or ""
+        assert campaign["status"] == "failed", campaign
+        assert re.search(r"the disk of \S+ is full \(\d+ bytes free\)", reason), reason
+        assert reason.startswith("train Firework"), reason
+        assert reason[:80] in status, status
+        assert db.fireworks.count_documents({"spec.firegen.kind": "train", "state": "FIZZLED"}) >= 1
+        figures = label_figures(db)
+        assert figures["labels_duplicated"] == 0 and figures["labels_lost"] == 0
+        record_outcome("full disk in the gpu worker's launch directory during training", True, figures,
+                       f"campaign stopped: {reason[:200]}")
+
+    _run_with_full_disk(tmp_path, "gpu", strike, check)
 
 
 @pytest.mark.slow
@@ -240,12 +242,15 @@ def test_full_disk_during_labeling_stops_the_campaign_with_the_reason(tmp_path):
         wait_for(lambda: running(db, "label", 2.0), 900, "a label batch under way")
         fill(disk)
 
-    campaign, db, status = _run_with_full_disk(tmp_path, "cpu", strike)
-    reason = campaign.get("stop_reason") or ""
-    assert campaign["status"] == "failed", campaign
-    assert re.search(r"the disk of \S+ is full \(\d+ bytes free\)", reason), reason
-    assert reason[:80] in status, status
-    figures = label_figures(db)
-    assert figures["labels_duplicated"] == 0 and figures["labels_lost"] == 0 and figures["labeled"] == 18
-    record_outcome("full disk in the cpu worker's launch directory during labeling", True, figures,
-                   f"campaign stopped: {reason[:160]}")
+    def check(campaign, db, status):
+        reason = campaign.get("stop_reason") or ""
+        assert campaign["status"] == "failed", campaign
+        assert re.search(r"the disk of \S+ is full \(\d+ bytes free\)", reason), reason
+        assert "No space left on device" in reason, reason
+        assert reason[:80] in status, status
+        figures = label_figures(db)
+        assert figures["labels_duplicated"] == 0 and figures["labels_lost"] == 0 and figures["labeled"] == 18
+        record_outcome("full disk in the cpu worker's launch directory during labeling", True, figures,
+                       f"campaign stopped: {reason[:200]}")
+
+    _run_with_full_disk(tmp_path, "cpu", strike, check)
