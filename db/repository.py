@@ -435,16 +435,29 @@ class ResultsStore:
         return ("labels", "label_failures") if iteration is not None and iteration >= 0 else (
             "initial_labels", "initial_label_failures")
 
-    def _update_tally_owner(self, campaign: str, iteration: int | None, update: dict) -> None:
+    def _update_tally_owner(self, campaign: str, iteration: int | None, update: dict, where: dict | None = None) -> None:
+        """``update`` on the document that holds ``iteration``'s tally, if it also matches ``where``."""
         if iteration is not None and iteration >= 0:
-            self._update_iteration_doc(campaign, iteration, update)
+            if not where:
+                self._update_iteration_doc(campaign, iteration, update)
+                return
+            key = self.iteration_key(campaign, iteration)
+            if self.iterations.find_one({"_id": key}, {"_id": 1}) is not None:
+                self.iterations.update_one({"_id": key, **where}, update)
+            else:  # stored before the keys
+                self.iterations.update_one({"campaign": campaign, "index": iteration, **where}, update)
         else:
-            self.campaigns.update_one({"name": campaign}, update)
+            self.campaigns.update_one({"name": campaign, **(where or {})}, update)
 
     def count_labels(self, campaign: str, iteration: int | None, labeled: int = 0, failed: int = 0,
-                     failures: Sequence[LabelFailure] = ()) -> None:
+                     failures: Sequence[LabelFailure] = (), started: datetime.datetime | None = None) -> None:
         """Add to the tally (:class:`LabelTally`) of the labels of the configurations ``iteration`` picked
-        (-1 or None: the initial data) and list failed attempts, in one update."""
+        (-1 or None: the initial data) and list failed attempts, in one update.
+
+        ``started``: when the label batch that counts began. Nothing is added when the iteration's gate set the
+        tally from the configurations after that (:meth:`set_label_tally`): it counted this batch's labels
+        already. That is a batch whose run was declared lost and rerun, ending late (a worker cut off from the
+        database); adding its labels again would count them twice."""
         tally, listed = self._tally_fields(iteration)
         update: dict = {}
         inc = {f"{tally}.{k}": n for k, n in (("labeled", labeled), ("failed", failed)) if n}
@@ -453,11 +466,15 @@ class ResultsStore:
         if failures:
             update["$push"] = {listed: {"$each": [plain(f.as_dict()) for f in failures]}}
         if update:
-            self._update_tally_owner(campaign, iteration, update)
+            set_at = f"{tally}_set_at"
+            where = None if started is None else {"$or": [{set_at: {"$exists": False}}, {set_at: {"$lte": started}}]}
+            self._update_tally_owner(campaign, iteration, update, where)
 
     def set_label_tally(self, campaign: str, iteration: int, tally: LabelTally) -> None:
-        """Set the tally of ``iteration``'s picks to counts taken from the configurations themselves."""
-        self._update_tally_owner(campaign, iteration, {"$set": {self._tally_fields(iteration)[0]: plain(tally.as_dict())}})
+        """Set the tally of ``iteration``'s picks to counts taken from the configurations themselves (and when:
+        ``<tally>_set_at``, which :meth:`count_labels` compares with a batch's start)."""
+        field = self._tally_fields(iteration)[0]
+        self._update_tally_owner(campaign, iteration, {"$set": {field: plain(tally.as_dict()), f"{field}_set_at": _now()}})
 
     # iterations --------------------------------------------------------------------------------
     @staticmethod
