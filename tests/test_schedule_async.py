@@ -154,3 +154,39 @@ def test_rescoring_by_a_newer_committee_skips_what_it_predicts_within_f_lo(mongo
     assert store.configurations_by_ids([skipped["_id"]])[0]["status"] == "selected"
     (fw,) = [launchpad.get_fw_by_id(i) for i in done["fw_ids"]]
     assert fw.tasks[0]["config_ids"] == [str(skipped["_id"])] and fw.tasks[0]["labeler"]["kind"] == "emt"
+
+
+def test_the_maintenance_duty_queues_an_iteration_past_its_deadline_once(mongo_db, launchpad, tmp_path):
+    from firegen.db.fireworks_archive import workflow_queued
+    from firegen.workflows import schedule_duty
+
+    store, cfg = _async_campaign(mongo_db, tmp_path, "cu-duty", quorum=0.9, deadline_s=60.0)
+    picked = _picked(store, cfg, 0, [_cu(3.61, 0.05, seed=s) for s in range(4)])
+    label_batch(store, cfg, picked[:1])
+    assert schedule_duty.advance_schedules(launchpad) == []  # 1 of 4 back, 60 s not passed
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=61)
+    store.set_iteration_fields(cfg.name, 1, {"labels_queued_at": past})
+    ((campaign, iteration, why),) = schedule_duty.advance_schedules(launchpad)
+    assert (campaign, iteration) == (cfg.name, 1) and why.startswith("deadline: ")
+    assert workflow_queued(launchpad, {"firegen_campaign": cfg.name, "firegen_iteration": 1})
+    kinds = sorted(fw["spec"]["firegen"]["kind"] for fw in launchpad.fireworks.find({}, {"spec.firegen": 1}))
+    assert kinds == sorted(["gate", "select"] + ["train"] * cfg.committee.size
+                           + ["explore"] * len(cfg.stages[0].conditions()))
+    assert schedule_duty.advance_schedules(launchpad) == []  # once
+
+
+def test_the_duty_queues_an_iteration_whose_claimer_died_before_queueing_it(mongo_db, launchpad, tmp_path):
+    from firegen.db.fireworks_archive import workflow_queued
+    from firegen.workflows import schedule_duty
+
+    store, cfg = _async_campaign(mongo_db, tmp_path, "cu-claimer", quorum=0.5)
+    picked = _picked(store, cfg, 0, [_cu(3.61, 0.05, seed=s) for s in range(2)])
+    label_batch(store, cfg, picked)
+    assert try_start_training(store, cfg).iteration == 1  # claimed, and then the claimer died: nothing queued
+    assert schedule_duty.advance_schedules(launchpad) == []  # within the grace period: the claimer may be slow
+    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=schedule_duty.CLAIM_GRACE_S + 1)
+    store.set_iteration_fields(cfg.name, 1, {"training_start.at": old})
+    ((_, iteration, why),) = schedule_duty.advance_schedules(launchpad)
+    assert iteration == 1 and "claimed by a Firework that ended before queueing it" in why
+    assert workflow_queued(launchpad, {"firegen_campaign": cfg.name, "firegen_iteration": 1})
+    assert schedule_duty.advance_schedules(launchpad) == []
