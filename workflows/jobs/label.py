@@ -35,6 +35,7 @@ def label_batch(store: ResultsStore, cfg: CampaignConfig, ids: list[ObjectId], f
     now predicts within ``f_lo`` (status ``skipped``, the deviation and the committee under ``rescore``).
     ``after_each`` is called after each configuration's outcome is stored (the asynchronous schedule's check).
     """
+    started = datetime.datetime.now(datetime.timezone.utc)  # a gate that counts after this has our labels
     spec = labeler_override or {"kind": cfg.labeler.kind, "settings": cfg.labeler.settings}
     labeler = labeling.get_labeler(spec["kind"], spec["settings"])
     done = failed = 0
@@ -74,7 +75,7 @@ def label_batch(store: ResultsStore, cfg: CampaignConfig, ids: list[ObjectId], f
     # counted once per batch: a worker killed before this line loses the batch's counts until the
     # iteration's snapshot gate sets the tally from the configurations themselves
     for picked_by, (labeled, failed_now, failures) in tallies.items():
-        store.count_labels(cfg.name, picked_by, labeled=labeled, failed=failed_now, failures=failures)
+        store.count_labels(cfg.name, picked_by, labeled=labeled, failed=failed_now, failures=failures, started=started)
     return LabelOutcome(labeled=done, failed=failed, seconds=science, skipped=len(skipped))
 
 
