@@ -79,14 +79,16 @@ def holding_snapshots(db, paged_by: Sequence, projection=None) -> list[dict]:
 
 
 def configuration_provenance(db, config_id) -> dict:
-    """Where a configuration came from (campaign, stage, condition, models, Firework, frame), its label,
-    and the models later trained on it (sorted by iteration and member)."""
+    """Where a configuration came from (campaign, stage, condition, models, Firework, frame), its label, the
+    dataset snapshot that first held it (``first_snapshot``: ``_id`` and ``iteration``; in an asynchronous
+    campaign a label that came back late joins a later snapshot than the one after its pick), and the models
+    later trained on it (sorted by iteration and member)."""
     doc = db.configurations.find_one({"_id": _oid(config_id, "configuration")}, {"positions": 0, "label.forces": 0})
     if doc is None:
         raise FiregenError(f"no configuration {config_id} in this database.")
     brief = {"iteration": 1, "member": 1, "seed": 1, "sha256": 1}
     explored_with = find_by_ids(db.models, doc["origin"].get("model_ids", []), brief)
-    datasets = holding_snapshots(db, doc.get("datasets", []), {"model_ids": 1, "models": 1})
+    datasets = holding_snapshots(db, doc.get("datasets", []), {"model_ids": 1, "models": 1, "iteration": 1})
     trained = [{"_id": ObjectId(k), **v} for d in datasets for k, v in (d.get("models") or {}).items()]
     # snapshots taken before datasets held their models' briefs, or listed their models at all
     older = [d for d in datasets if "models" not in d]
@@ -95,7 +97,10 @@ def configuration_provenance(db, config_id) -> dict:
     if legacy:
         trained += list(db.models.find({"dataset_id": {"$in": legacy}}, brief))
     trained.sort(key=lambda m: (m.get("iteration", 0), m.get("member", 0)))
-    return {"configuration": doc, "explored_with": explored_with, "trained_models": trained}
+    first = min(datasets, key=lambda d: d.get("iteration", 0), default=None)
+    first_snapshot = {"_id": first["_id"], "iteration": first.get("iteration")} if first else None
+    return {"configuration": doc, "explored_with": explored_with, "first_snapshot": first_snapshot,
+            "trained_models": trained}
 
 
 def failed_labels(db, campaign: str) -> list[dict]:

@@ -13,6 +13,7 @@ from campaign_helpers import small_cu_config
 from firegen.campaign.config import load_config
 from firegen.campaign.config_schedule import ScheduleConfig
 from firegen.campaign.schedule import LabelProgress, training_start
+from firegen.db.provenance import configuration_provenance
 from firegen.db.label_queue import mark_labels_queued, outstanding_by_iteration
 from firegen.db.repository import ResultsStore
 from firegen.workflows.jobs.gate import pass_gate
@@ -96,7 +97,9 @@ def test_a_quorum_starts_the_next_training_once_and_a_straggler_joins_the_snapsh
     for doc in store.configurations_by_ids(picked):
         assert doc["status"] == "labeled" and doc["label_writes"] == 1
         first_snapshot = first.snapshot_id if doc["_id"] in picked[:2] else second.snapshot_id
-        assert str(doc["datasets"][0]) == first_snapshot  # provenance: the snapshot that first held it
+        assert str(doc["datasets"][0]) == first_snapshot  # the snapshot that first held it
+        shown = configuration_provenance(mongo_db, doc["_id"])["first_snapshot"]  # as `firegen provenance config`
+        assert str(shown["_id"]) == first_snapshot and shown["iteration"] == (1 if doc["_id"] in picked[:2] else 2)
 
 
 def test_the_deadline_starts_training_on_what_is_back(mongo_db, tmp_path):
