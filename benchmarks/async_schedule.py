@@ -8,7 +8,8 @@ many times the median, as DFT runs do. Each mode runs ``--seeds`` times in a fre
 database, ``--gpu`` gpu workers and ``--cpu`` cpu workers (plain ``firegen worker``), the same seeds for the
 delays, the selection and the training in both modes:
 
-* ``strict``: every label of an iteration is back before the next committee trains (DP-GEN);
+* ``strict``: every label of an iteration is back before the next committee trains (DP-GEN), one label per
+  Firework (``schedule.labels_per_firework: 1``, as DP-GEN runs one task per frame) so the cpu workers share them;
 * ``asynchronous``: ``schedule: {mode: asynchronous, quorum: --quorum}``, one label per Firework, queued labels
   re-scored by the newest committee.
 
@@ -63,8 +64,9 @@ def campaign_yaml(folder: Path, mode: str, seed: int, args) -> Path:
     cfg["committee"].update(size=args.committee)
     cfg["selection"]["seed"] = seed
     cfg["stages"][0]["max_iterations"] = args.iterations
+    cfg["schedule"] = {"mode": mode, "labels_per_firework": 1}  # both modes: one label per Firework, as DP-GEN
     if mode == "asynchronous":
-        cfg["schedule"] = {"mode": "asynchronous", "quorum": args.quorum, "deadline_s": args.deadline_s}
+        cfg["schedule"].update(quorum=args.quorum, deadline_s=args.deadline_s)
     path = folder / "campaign.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path

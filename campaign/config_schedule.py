@@ -32,10 +32,11 @@ class ScheduleConfig(_Model):
     max_in_flight: int = fx(2, ge=1, le=8, desc="At most this many iterations may have labels outstanding when "
                             "a committee starts training; the next waits for the oldest to finish.",
                             fix="use a small integer such as 2")
-    labels_per_firework: int = fx(1, ge=1, le=1000, desc="Configurations per label Firework (each cpu worker "
-                                  "takes the next; one per Firework, as DP-GEN's one task per frame, lets the "
-                                  "quorum count label by label and spreads stragglers over workers).",
-                                  fix="use a small whole number such as 1")
+    labels_per_firework: int | None = fx(None, ge=1, le=1000, desc="Configurations per label Firework (each cpu "
+                                         "worker takes the next). null: 1 in asynchronous mode (DP-GEN's one task per "
+                                         "frame: the quorum counts label by label, stragglers spread over the "
+                                         "workers); in strict mode batches of at least 25, at most 8 per iteration.",
+                                         fix="use a small whole number such as 1, or null")
     rescore: bool = fx(True, desc="Before a label Firework runs, re-score its configurations with the newest "
                        "committee; those now below the trust level f_lo are skipped (status 'skipped', with the "
                        "deviation and the committee's iteration; `firegen relabel --skipped` labels them).")
@@ -43,7 +44,7 @@ class ScheduleConfig(_Model):
     @model_validator(mode="after")
     def _asynchronous_only(self):
         if self.mode == "strict":
-            fields = ("quorum", "quorum_count", "deadline_s", "max_in_flight", "labels_per_firework", "rescore")
+            fields = ("quorum", "quorum_count", "deadline_s", "max_in_flight", "rescore")
             set_here = [f for f in fields if getattr(self, f) != type(self).model_fields[f].default]
             if set_here:
                 fail(Problem(set_here[0], "applies to mode asynchronous only", fix="set mode: asynchronous, or "
@@ -53,3 +54,8 @@ class ScheduleConfig(_Model):
     @property
     def asynchronous(self) -> bool:
         return self.mode == "asynchronous"
+
+    @property
+    def per_label_firework(self) -> int | None:
+        """Configurations per label Firework; None: firegen's batching (strict mode's default)."""
+        return self.labels_per_firework or (1 if self.asynchronous else None)

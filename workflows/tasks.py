@@ -400,8 +400,7 @@ def labels_then_iteration(cfg: CampaignConfig, config_ids: list[str], label_iter
                           labeler: dict | None = None) -> Workflow:
     """Label ``config_ids`` then run iteration ``next_iteration`` of ``stage`` (what ``select`` appends),
     exploring only the task keys in ``explore`` when given."""
-    per_firework = cfg.schedule.labels_per_firework if cfg.schedule.asynchronous else None
-    labels = label_fireworks(cfg.name, config_ids, label_iteration, labeler, per_firework)
+    labels = label_fireworks(cfg.name, config_ids, label_iteration, labeler, cfg.schedule.per_label_firework)
     fws, links = iteration_fireworks(cfg, next_iteration, stage, explore)
     gate = fws[0]
     links = {fw: list(children) for fw, children in links.items()}
@@ -417,7 +416,7 @@ def labels_workflow(cfg: CampaignConfig, config_ids: list[str], label_iteration:
     as a workflow of their own: the next iteration does not wait for all of them
     (:func:`firegen.workflows.jobs.schedule.try_start_training` queues it)."""
     return with_priority(Workflow(label_fireworks(cfg.name, config_ids, label_iteration,
-                                                  per_firework=cfg.schedule.labels_per_firework),
+                                                  per_firework=cfg.schedule.per_label_firework),
                                   name=f"{cfg.name}/labels{label_iteration:03d}",
                                   metadata={"firegen_campaign": cfg.name, "firegen_labels_of": label_iteration}),
                          cfg.priority)
