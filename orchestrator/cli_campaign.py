@@ -219,6 +219,10 @@ def _run_campaign(lp, target, cfg, timeout: float, sleep: float) -> int:
         typer.echo(f"queued campaign '{cfg.name}'")
     elif doc["status"] in TERMINAL:
         typer.echo(campaign_summary(store, cfg.name))
+        if doc["status"] in ("stopped", "failed"):  # as when it stopped under this command: exit 1, the reason
+            typer.echo(f"campaign {cfg.name} {doc['status']}: {doc.get('stop_reason', 'see firegen status')}",
+                       err=True)
+            return 1
         return 0
     else:
         typer.echo(f"resuming campaign '{cfg.name}' (status {doc['status']})")
