@@ -305,7 +305,8 @@ def _exception_line(launch: dict) -> str:
 
 
 def record_fizzled(lp) -> list[tuple[str, str]]:
-    """Stop, with the reason, each running campaign that has a FIZZLED Firework its task did not record: one that
+    """Stop, with the reason, each queued or running campaign that has a FIZZLED Firework its task did not record
+    (an init Firework that never ran leaves its campaign ``queued``): one that
     failed before its task ran or after it returned (FireWorks could not write ``FW.json`` into a full launch
     directory, or could not read its spec). A task that fails records why itself (campaign ``failed`` with a
     ``stop_reason``, :mod:`firegen.workflows.tasks`); without this, such a campaign stays ``running`` with nothing
@@ -323,7 +324,7 @@ def record_fizzled(lp) -> list[tuple[str, str]]:
         if campaign in done or not fw.get("launches"):
             continue
         doc = store.get_campaign(campaign) or {}
-        if doc.get("status") != "running":  # failed or stopped with its own reason, or over
+        if doc.get("status") not in ("queued", "running"):  # failed or stopped with its own reason, or over
             continue
         launch = lp.launches.find_one({"launch_id": max(fw["launches"])}) or {}
         line = _exception_line(launch)

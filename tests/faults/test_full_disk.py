@@ -107,9 +107,12 @@ def test_a_dft_label_on_a_full_disk_is_quarantined_with_the_reason(mongo_db, tmp
 
 # -- a Firework that fizzles before its task runs -----------------------------------------------------------
 
-def test_a_firework_fizzled_by_a_full_launch_directory_stops_its_campaign_with_the_reason(launchpad, tmp_path):
+@pytest.mark.parametrize("kind, status", [("gate", "running"), ("init", "queued")])
+def test_a_firework_fizzled_by_a_full_launch_directory_stops_its_campaign_with_the_reason(launchpad, tmp_path, kind,
+                                                                                         status):
     """FireWorks writes FW.json into the launch directory before the task runs; on a full disk that fails, the
-    Rocket fizzles the Firework and the task never records why. The lost-run duty's pass does."""
+    Rocket fizzles the Firework and the task never records why. The lost-run duty's pass does (an init Firework
+    that never ran leaves its campaign ``queued``)."""
     from fireworks import Firework, FWorker, ScriptTask
     from fireworks.core.rocket_launcher import launch_rocket
 
@@ -117,8 +120,8 @@ def test_a_firework_fizzled_by_a_full_launch_directory_stops_its_campaign_with_t
     from firegen.db.healing import heal_lostruns
 
     lp = adapt_launchpad(launchpad)
-    lp.db.campaigns.insert_one({"name": "disk", "status": "running"})
-    fw = Firework(ScriptTask.from_str("true"), spec={"firegen": {"campaign": "disk", "kind": "gate"}})
+    lp.db.campaigns.insert_one({"name": "disk", "status": status})
+    fw = Firework(ScriptTask.from_str("true"), spec={"firegen": {"campaign": "disk", "kind": kind}})
     lp.add_wf(fw)
     here = os.getcwd()
     with small_disk(tmp_path / "launches", "64k") as disk:
@@ -129,13 +132,13 @@ def test_a_firework_fizzled_by_a_full_launch_directory_stops_its_campaign_with_t
         finally:
             os.chdir(here)
         assert lp.fireworks.find_one({"fw_id": fw.fw_id})["state"] == "FIZZLED"
-        assert lp.db.campaigns.find_one({"name": "disk"})["status"] == "running"  # nobody said why, before
+        assert lp.db.campaigns.find_one({"name": "disk"})["status"] == status  # nobody said why, before
         healed = heal_lostruns(lp)
     campaign = lp.db.campaigns.find_one({"name": "disk"})
     assert campaign["status"] == "failed" and campaign["failed_fw_id"] == fw.fw_id
     assert healed.stopped == [("disk", campaign["stop_reason"])]
     reason = campaign["stop_reason"]
-    assert reason.startswith(f"gate Firework {fw.fw_id} fizzled before its task could record why")
+    assert reason.startswith(f"{kind} Firework {fw.fw_id} fizzled before its task could record why")
     assert "No space left on device" in reason and "is full" in reason, reason
     assert heal_lostruns(lp).stopped == []  # once
 
