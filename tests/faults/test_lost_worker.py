@@ -5,12 +5,14 @@ Firework (once), and the campaign finishes whole."""
 import os
 import signal
 
-from fault_helpers import assert_campaign_whole, database, fault_config, running_train, start_run, stop_run, wait_for
+from fault_helpers import (assert_campaign_whole, assert_provenance_whole, database, fault_config, label_figures,
+                           private_port, record_outcome, running_train, start_run, stop_run, wait_for)
 from firegen.db.fireworks_archive import find_firework
 from firegen.db.healing import ENV_PROCESS, LOST_KEY
 
 
 def test_sigkill_of_the_gpu_worker_during_training_heals_itself(tmp_path):
+    private_port(tmp_path)
     run = start_run(tmp_path, fault_config(tmp_path))
     try:
         db = database(tmp_path)
@@ -28,5 +30,9 @@ def test_sigkill_of_the_gpu_worker_during_training_heals_itself(tmp_path):
         logs += (tmp_path / ".firegen" / "workers" / "gpu" / "worker.log").read_text()
         assert f"Firework {launch['fw_id']} was lost (its worker process is gone); rerun" in logs
         assert_campaign_whole(db)
+        assert_provenance_whole(db)
+        figures = label_figures(db)
+        assert figures["labels_lost"] == 0 and figures["labels_duplicated"] == 0
+        record_outcome("SIGKILL gpu worker during train", True, figures, "rerun once by the lost-run duty")
     finally:
         stop_run(tmp_path, run)
