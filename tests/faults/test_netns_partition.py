@@ -74,6 +74,11 @@ def private_link():
         _ip("-n", netns, "addr", "add", f"10.213.{octet}.2/30", "dev", there)
         _ip("-n", netns, "link", "set", there, "up")
         _ip("-n", netns, "link", "set", "lo", "up")
+        # the worker's neighbour entry for the database's address is pinned (as a static ARP entry): with the
+        # far end down its packets then vanish without an error, instead of "No route to host" once the
+        # neighbour lookup times out, which some runs hit and others did not
+        mac = Path(f"/sys/class/net/{here}/address").read_text().strip()
+        _ip("-n", netns, "neigh", "replace", f"10.213.{octet}.1", "lladdr", mac, "dev", there, "nud", "permanent")
         yield netns, there, here, f"10.213.{octet}.1"
     finally:
         _ip("link", "del", here, check=False)  # takes its peer with it
