@@ -179,8 +179,9 @@ def strike_during(db, folder: Path, category: str, kind: str, when=None, begin=N
     init, label and select Fireworks of the test campaign take well under a second, too short to catch by polling.
     So once ``begin(db)`` holds (default: at once) the worker is stepped: stopped (SIGSTOP) while this helper reads
     the database, then let run (SIGCONT) for ``step`` s at a time. Nothing of the worker is replaced: it only runs
-    slower, as on a loaded machine, and is killed between two steps. A Firework of ``kind`` that this worker
-    completed before the condition was seen fails the test (nothing was struck)."""
+    slower, as on a loaded machine, and is killed between two steps. Without ``when``, a Firework of ``kind`` that
+    this worker completed while stepped fails the test at once (nothing was struck); with ``when``, Fireworks of
+    ``kind`` it does not pick (another iteration's, say) may complete, and the timeout bounds the wait."""
     deadline = time.monotonic() + timeout
     pid = wait_for(lambda: (begin is None or begin(db)) and worker_pid(folder, category), timeout,
                    f"the {category} worker, ready to step")
@@ -194,9 +195,11 @@ def strike_during(db, folder: Path, category: str, kind: str, when=None, begin=N
                     os.killpg(pid, signal.SIGKILL)
                     killed = True
                     return launch
-                ids = [fw["fw_id"] for fw in db.fireworks.find({"spec.firegen.kind": kind}, {"fw_id": 1})]
-                missed = [d for d in db.launches.find({"fw_id": {"$in": ids}, "state": "COMPLETED"})
-                          if launch_pid(d) == pid]
+                missed = []
+                if when is None:
+                    ids = [fw["fw_id"] for fw in db.fireworks.find({"spec.firegen.kind": kind}, {"fw_id": 1})]
+                    missed = [d for d in db.launches.find({"fw_id": {"$in": ids}, "state": "COMPLETED"})
+                              if launch_pid(d) == pid]
             except pymongo.errors.PyMongoError:
                 missed = []
             assert not missed, (f"the {category} worker completed {kind} Firework {missed[0]['fw_id']} before it "
