@@ -1,7 +1,7 @@
 """pytest plugin of ``benchmarks/faults.py`` (loaded with ``-p _faults_plugin``): pytest's own result of every test.
 
 For each test it appends one JSON line to ``$FIREGEN_FAULT_RESULTS``: the node id, pytest's outcome (passed,
-failed, skipped; error for a file that could not be collected), the seconds of its setup, call and teardown,
+failed, skipped, interrupted; error for a file that could not be collected), the seconds of its setup, call and teardown,
 the first line of why it failed or was skipped, and the rows the test appended meanwhile to
 ``$FIREGEN_FAULT_TABLE`` (``fault_helpers.record_outcome``). Tests run one after another, so the rows a test
 added are the lines of that file that were not there when it started.
@@ -64,7 +64,8 @@ def pytest_runtest_protocol(item, nextitem):
     reports = _reports.pop(item.nodeid, [])
     failed = [r for r in reports if r.failed]
     skipped = [r for r in reports if r.skipped]
-    outcome = "failed" if failed else "skipped" if skipped else "passed"
+    ran = any(r.when == "call" for r in reports)
+    outcome = "failed" if failed else "skipped" if skipped else "passed" if ran else "interrupted"
     rows = []
     for line in _lines(table)[before:]:
         try:
