@@ -15,7 +15,7 @@ from firegen.campaign.errors import FiregenError
 from firegen.db.connection import (firegen_home, is_unreachable, retry_unreachable, wait_for_database,
                                    write_launchpad_file)
 from firegen.db.embedded.lostruns import detect_lostruns
-from firegen.db.healing import heal_lostruns, running_launches
+from firegen.db.healing import heal_lostruns, record_fizzled, running_launches
 from firegen.db.provenance import configuration_provenance, failed_labels, model_provenance
 from firegen.db.repository import ResultsStore
 from firegen.launchers.local import NOT_FOR_WORKERS, start_worker, worker_env, write_fworker
@@ -281,6 +281,11 @@ def _watch(lp, store, name: str, workers: dict, timeout: float, display, start_w
             return 1
         fizzled = [kind for (_, kind, state) in progress.fireworks if state == "FIZZLED"]
         if fizzled:
+            record_fizzled(lp)  # one that fizzled before its task could say why (a full launch directory)
+            doc = store.get_campaign(name) or {}
+            if doc.get("status") in ("stopped", "failed"):
+                typer.echo(f"campaign {name} {doc['status']}: {doc.get('stop_reason', 'see firegen status')}", err=True)
+                return 1
             typer.echo(f"a {fizzled[0]} Firework fizzled; see `lpad get_fws -s FIZZLED -d more` and the worker logs "
                        f"under {firegen_home() / 'workers'}", err=True)
             return 1

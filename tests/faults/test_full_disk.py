@@ -257,3 +257,35 @@ def test_full_disk_during_labeling_stops_the_campaign_with_the_reason(tmp_path):
                        f"campaign stopped: {reason[:200]}")
 
     _run_with_full_disk(tmp_path, "cpu", strike, check)
+
+
+@pytest.mark.slow
+def test_full_disk_under_firegen_run_ends_it_with_the_reason(tmp_path):
+    """As above under `firegen run`, whose cpu worker's folder (its launch directories and its log) is the full
+    disk: the gate Firework fizzles before its task runs, and `firegen run` ends with the reason, not only with
+    "a gate Firework fizzled" (it read the FIZZLED Firework before any worker's duty had recorded why)."""
+    from fault_helpers import database, start_run, stop_run
+
+    config = fault_config(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["labeler"] = {"kind": "delayed", "settings": {"labeler": "emt", "median_s": 1.0, "p99_over_p50": 1}}
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with small_disk(tmp_path / ".firegen" / "workers" / "cpu") as disk:
+        run = start_run(tmp_path, config, timeout=900)
+        try:
+            db = database(tmp_path)
+            wait_for(lambda: running(db, "label", 2.0), 900, "a label batch under way")
+            fill(disk)
+            out, err = run.communicate(timeout=1200)
+            assert run.returncode == 1, out[-2000:] + err[-2000:]
+            campaign = db.campaigns.find_one({"name": NAME})
+            reason = campaign.get("stop_reason") or ""
+            assert campaign["status"] == "failed" and "fizzled before its task could record why" in reason, campaign
+            assert re.search(r"the disk of \S+ is full \(\d+ bytes free\)", reason), reason
+            assert f"campaign {NAME} failed: {reason}" in err, err[-3000:]
+            figures = label_figures(db)
+            assert figures["labels_duplicated"] == 0 and figures["labels_lost"] == 0
+            record_outcome("full disk in the cpu worker's folder under firegen run", True, figures,
+                           f"firegen run ended: {reason[:200]}")
+        finally:
+            stop_run(tmp_path, run)
