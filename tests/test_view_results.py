@@ -66,7 +66,8 @@ def finished(launchpad, tmp_path):
     """A campaign with a final model (shaped as finalize stores it) and properties at three temperatures."""
     store = ResultsStore.from_launchpad(launchpad)
     store.init()
-    store.create_campaign("cu-fin", {"name": "cu-fin", "stages": [{"name": "warm"}]}, ["Cu"])
+    store.create_campaign("cu-fin", {"name": "cu-fin", "stages": [{"name": "warm"}], "committee": {"numb_steps": 500}},
+                          ["Cu"])
     frozen = tmp_path / "final.pb"
     frozen.write_bytes(b"a frozen model: not read by the views")
     record = TrainingRecord("cu-fin", FINAL_ITERATION, 0, seed=1234, backend="tf", dataset_id=ObjectId(),
@@ -82,7 +83,8 @@ def finished(launchpad, tmp_path):
     props.mark_final(model_id, {"validation_groups": {"per_system": {"fcc": _metrics(1.0)},
                                                       "per_condition": {"fcc | nvt 600 K": _metrics(1.3),
                                                                         "fcc | initial data": _metrics(0.8)}},
-                                "final_settings": {"numb_steps": 2000, "validation_fraction": 0.2},
+                                "final_settings": {"numb_steps": None, "training": {}, "validation_fraction": 0.2,
+                                                   "compress": True, "at_end": False},
                                 "compress_error": None, "finalize_seconds": 90.5, "compressed_file_id": file_id,
                                 "compressed_sha256": sha})
     rng = np.random.default_rng(7)
@@ -127,7 +129,7 @@ def _check_numbers_shown(html: str, db, model_id) -> None:
             assert _shown(html, f"final.{name}.{column}") == text_of(metrics[key]), (name, column)
     assert _shown(html, "final.held-out, all.frames") == "10"
     assert 'data-value="final-n-train">40<' in html and 'data-value="final-compressed">yes<' in html
-    assert 'data-value="final-steps">2000<' in html
+    assert 'data-value="final-steps">2000<' in html  # final.numb_steps unset: 4 x committee.numb_steps
 
     parity = db.heldout_predictions.find_one({"_id": model_id})
     traces = [t for t in _figure(html, "final-parity")["data"] if t.get("name") == "final model"]
@@ -164,7 +166,7 @@ def _check_numbers_shown(html: str, db, model_id) -> None:
         stored = by_run[t["name"]]
         assert t["x"] == stored["r_A"] and t["y"] in (stored["total"], stored["partial"]["Cu-Cu"])
     assert [a["text"] for a in rdf["layout"]["annotations"]] == ["g(r) total", "g(r) Cu-Cu"]
-    arrhenius = _figure(html, "arrhenius")
+    arrhenius = _figure(html, "arrhenius-fcc")
     points = next(t for t in arrhenius["data"] if t["name"] == "D(Cu) (MD)")
     ordered = sorted(runs, key=lambda d: d["md"]["temperature_K"])
     assert points["y"] == [d["results"]["diffusion"]["Cu"]["D_cm2_s"] for d in ordered]
@@ -192,7 +194,7 @@ def test_dashboard_page_shows_them_too_and_status_lists_them(launchpad, finished
     assert '<a href="/c/cu-fin/results" class="current">final model &amp; properties</a>' in html
     live = client.get("/c/cu-fin/results?format=json").get_json()
     ids = [s["id"] for s in live["sections"]]
-    assert ids == ["final", "final-parity", "properties", "diffusion", "arrhenius", "rdf-fcc"]
+    assert ids == ["final", "final-parity", "properties", "diffusion", "arrhenius", "arrhenius-fcc", "rdf-fcc"]
     assert f'href="/c/cu-fin/model/{model_id}"' in live["sections"][0]["html"]
 
     brief = properties_brief(store.db, "cu-fin")
@@ -229,7 +231,7 @@ def test_the_sections_draw_in_chromium(launchpad, finished, tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(Path(path).as_uri())
-            ids = ["plot-final-parity", "plot-arrhenius", "plot-rdf-fcc"]
+            ids = ["plot-final-parity", "plot-arrhenius-fcc", "plot-rdf-fcc"]
             page.wait_for_function("ids => ids.every(id => document.getElementById(id).querySelector('.main-svg'))",
                                    arg=ids, timeout=30000)
             traces = page.eval_on_selector_all(".js-plotly-plot", "els => Object.fromEntries(els.map(e => "
@@ -271,3 +273,27 @@ def test_the_overview_lists_each_iterations_observables_as_its_decision_stored_t
         assert _shown(html, f"{row}.{column}") == text_of(stored[column]), column
     assert _shown(html, f"{row}.met") == "no" and _shown(html, f"{row}.unit") == "g/cm³"
     assert unescape(_shown(html, f"{row}.why")) == stored["why"] and "members' spread 0.024 > 0.02" in stored["why"]
+
+
+def test_runs_without_diffusion_show_their_values_and_why_no_fit_but_no_empty_plot(launchpad, finished):
+    """A crystal: D and σ at or below zero (no diffusion within the run) are shown as stored, the Arrhenius
+    fits say why they were not made, and no log-scale plot is drawn with nothing on it."""
+    store, model_id = finished
+    props = PropertyStore(store.db)
+    keys = []
+    for doc in store.db.properties.find({"campaign": "cu-fin", "kind": "md"}):
+        doc["_id"] = doc["_id"].replace("/fcc/", "/crystal/")
+        doc["system"] = "crystal"
+        doc["results"]["diffusion"]["Cu"]["D_cm2_s"] = -abs(doc["results"]["diffusion"]["Cu"]["D_cm2_s"])
+        del doc["results"]["conductivity"]
+        keys.append(props.store(doc))
+    arrhenius_property(store, "cu-fin", str(model_id), "crystal", keys)
+    client = create_app(launchpad, background=False).test_client()
+    sections = {s["id"]: s for s in client.get("/c/cu-fin/results?format=json").get_json()["sections"]}
+    assert "arrhenius-fcc" in sections and "arrhenius-crystal" not in sections and "rdf-crystal" in sections
+    html = sections["arrhenius"]["html"]
+    assert _shown(html, "arrhenius.crystal/D(Cu).note").startswith("no fit: Arrhenius temperatures (K) and values "
+                                                                     "must be positive")
+    stored = store.db.properties.find_one({"_id": keys[0]})["results"]["diffusion"]["Cu"]["D_cm2_s"]
+    run = store.db.properties.find_one({"_id": keys[0]})["md"]["label"]
+    assert _shown(sections["diffusion"]["html"], f"diffusion.crystal/{run}/Cu.D (cm²/s)") == text_of(stored) and stored < 0

@@ -10,6 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from firegen.campaign.config_final import FinalConfig
 from firegen.db.provenance import configuration_provenance
 from firegen.orchestrator.view import figures, tables
 from firegen.orchestrator.view.render import fragment, script_json, table
@@ -171,6 +172,15 @@ def models(src: CampaignSource, links) -> list[Section]:
         model_table(src, links, rows)]
 
 
+def final_steps(src: CampaignSource, model: dict) -> int | None:
+    """The final model's training steps: its ``final`` settings' (default a multiple of the committee's)."""
+    try:
+        committee = ((src.campaign.get("config") or {}).get("committee") or {}).get("numb_steps")
+        return FinalConfig(**(model.get("final_settings") or {})).steps(committee) if committee else None
+    except (TypeError, ValueError):  # settings of another version: not shown rather than guessed
+        return None
+
+
 def final_model(src: CampaignSource, links) -> list[Section]:
     """The final model (``firegen finalize``): what it is, its errors per system and condition, its parity plots."""
     model = src.final_model
@@ -183,8 +193,7 @@ def final_model(src: CampaignSource, links) -> list[Section]:
               "href": links.dataset(model.get("dataset_id"))},
              {"name": "frames train", "key": "final-n-train", "value": model.get("n_train")},
              {"name": "frames held out", "key": "final-n-validation", "value": model.get("n_validation")},
-             {"name": "training steps", "key": "final-steps",
-              "value": (model.get("final_settings") or {}).get("numb_steps")},
+             {"name": "training steps", "key": "final-steps", "value": final_steps(src, model)},
              {"name": "train s", "key": "final-train-s", "value": model.get("train_seconds")},
              {"name": "compressed", "key": "final-compressed", "value": compressed}]
     rows = tables.final_model_rows(model)
@@ -223,26 +232,33 @@ def properties(src: CampaignSource, links) -> list[Section]:
     fits = [d for d in docs if d.get("kind") == "arrhenius"]
     arrhenius_rows = tables.arrhenius_rows(docs)
     systems = sorted({d.get("system") for d in tables.md_properties(docs)})
-    if arrhenius_rows or len(runs) > 1:
-        figure = None
-        if systems:
-            mine = [d for d in tables.md_properties(docs) if d.get("system") == systems[0]]
-            figure = _figure(figures.arrhenius_figure(mine, [f for f in fits if f.get("system") == systems[0]]))
+    if arrhenius_rows:
         out.append(Section("arrhenius", "Arrhenius fits",
                            "Weighted fits of ln(σT) and ln D against 1/(k_B T): activation energy E_a (eV) and the value "
-                           "extrapolated to 'at (K)', errors from the fit's covariance."
-                           + (f" Plot: system {systems[0]}." if systems else ""),
+                           "extrapolated to 'at (K)', errors from the fit's covariance.",
                            html=fragment("table.html", table=table(arrhenius_rows, tables.ARRHENIUS_COLUMNS,
                                                                    "arrhenius", key="key"),
-                                         note="", empty="no Arrhenius fit (runs at two temperatures or more)", pager=None),
-                           figure=figure))
+                                         note="", empty="", pager=None)))
+    for system in systems:
+        mine = [d for d in tables.md_properties(docs) if d.get("system") == system]
+        drawn = figures.arrhenius_figure(mine, [f for f in fits if f.get("system") == system])
+        # a log axis draws no value ≤ 0 (no diffusion seen): without a positive point or a fit, no plot
+        if len(mine) > 1 and any(v > 0 for trace in drawn.data for v in (trace.y or [])):
+            out.append(Section("arrhenius-" + _anchor(system), f"σ and D against 1000/T: {system}",
+                               "Each run's value with its error bar; dotted: the stored Arrhenius fit, drawn down to "
+                               "the temperature it was extrapolated to.", figure=_figure(drawn)))
     for system in systems:
         mine = [d for d in tables.md_properties(docs) if d.get("system") == system]
         if any((d.get("results") or {}).get("rdf") for d in mine):
-            out.append(Section("rdf-" + re.sub(r"[^\w-]", "_", str(system)), f"radial distribution functions: {system}",
+            out.append(Section("rdf-" + _anchor(system), f"radial distribution functions: {system}",
                                "Total and partial g(r) per element pair (ASE, averaged over the run's frames); r in Å.",
                                figure=_figure(figures.rdf_figure(mine))))
     return out
+
+
+def _anchor(name) -> str:
+    """A system's name as part of a section id."""
+    return re.sub(r"[^\w-]", "_", str(name))
 
 
 def results(src: CampaignSource, links) -> list[Section]:

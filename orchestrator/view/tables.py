@@ -268,7 +268,8 @@ FINAL_COLUMNS = ["frames", "set", "E RMSE (eV/atom)", "E MAE (eV/atom)", "F RMSE
 PROPERTY_COLUMNS = ["system", "run", "T (K)", "P (bar)", "density (g/cm³)", "density ± (g/cm³)", "σ (S/cm)",
                     "σ ± (S/cm)", "frames", "production (ps)", "engine", "seed"]
 DIFFUSION_COLUMNS = ["system", "run", "species", "D (cm²/s)", "D ± (cm²/s)", "fit window (ps)", "atoms"]
-ARRHENIUS_COLUMNS = ["system", "quantity", "E_a (eV)", "E_a ± (eV)", "T (K)", "at (K)", "value", "value ±", "unit"]
+ARRHENIUS_COLUMNS = ["system", "quantity", "E_a (eV)", "E_a ± (eV)", "T (K)", "at (K)", "value", "value ±", "unit",
+                     "note"]
 
 
 def _validation_row(name: str, metrics: dict, frames) -> dict:
@@ -352,7 +353,7 @@ def arrhenius_rows(docs: list[dict]) -> list[dict]:
         for what, why in (r.get("skipped") or {}).items():
             name = "σ" if what == "conductivity" else f"D({what})"
             rows.append({"key": f"{d.get('system')}/{name}", "system": d.get("system"), "quantity": name,
-                         "T (K)": temps, "unit": f"no fit: {why}"})
+                         "T (K)": temps, "unit": "S/cm" if name == "σ" else "cm²/s", "note": f"no fit: {why}"})
     return rows
 
 
