@@ -263,6 +263,21 @@ def _follow(lp, store, name: str, workers: dict, timeout: float, start_worker_of
         display.close()
 
 
+def _judge_left_runs(lp, store, name: str) -> None:
+    """Before `firegen run` gives up on a worker that kept dying: judge the run it left now, as the workers' duty
+    would have (rerun it, or, lost too often, stop the campaign with the reason) and say the campaign's reason.
+    Without this a Firework that kills its worker every time left the campaign running, with no reason, its
+    last loss never counted (the workers that would have judged it are stopped with this command)."""
+    try:
+        heal_lostruns(lp)
+        doc = store.get_campaign(name) or {}
+    except Exception as exc:  # noqa: BLE001 - the command ends anyway; the duty judges it at the next run
+        _say(f"could not judge the runs it left: {type(exc).__name__}: {exc}")
+        return
+    if doc.get("status") in ("stopped", "failed"):
+        typer.echo(f"campaign {name} {doc['status']}: {doc.get('stop_reason', 'see firegen status')}", err=True)
+
+
 def _watch(lp, store, name: str, workers: dict, timeout: float, display, start_worker_of) -> int:
     start = time.monotonic()
     restarts = dict.fromkeys(workers, 0)
@@ -299,6 +314,7 @@ def _watch(lp, store, name: str, workers: dict, timeout: float, display, start_w
             log = firegen_home() / "workers" / kind / "worker.log"
             if restarts[kind] >= WORKER_RESTARTS:
                 _say(f"the {kind} worker exited with code {proc.returncode} ({restarts[kind]} restarts already); see {log}")
+                _judge_left_runs(lp, store, name)
                 return 1
             restarts[kind] += 1
             _say(f"the {kind} worker exited with code {proc.returncode}; starting another ({restarts[kind]} of "

@@ -139,3 +139,53 @@ def test_a_training_killed_every_time_is_retried_in_place_a_bounded_number_of_ti
         for proc in workers:
             _stop(proc)
         firegen(tmp_path, "db", "down")
+
+
+def test_a_label_batch_that_kills_its_worker_every_time_stops_the_campaign_with_the_reason(tmp_path):
+    """A Firework whose input kills the worker that runs it, every time (a structure whose labeling runs the node
+    out of memory: the kernel's OOM killer sends SIGKILL; here the test sends that SIGKILL to whichever cpu worker
+    runs the label batch, since a real OOM would hit the whole shared machine). `firegen run` starts another worker
+    (3 times), the lost-run duty reruns the batch (3 times); at the 4th loss the campaign stops with the reason and
+    `firegen run` ends with it."""
+    from firegen.db.healing import DUTY_ENV, ENV_PROCESS, LOST_KEY
+
+    config = _config(tmp_path, labeler={"kind": "delayed", "settings": {"labeler": "emt", "median_s": 1.0,
+                                                                        "p99_over_p50": 1}})
+    run = subprocess.Popen([str(BIN / "firegen"), "run", str(config), "--timeout", "1200"], cwd=tmp_path,
+                           env={**cli_env(tmp_path), DUTY_ENV: "5"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        db = database(tmp_path)
+        killed: list[int] = []
+
+        def next_victim():
+            for launch in db.launches.find({"state": "RUNNING"}):
+                fw = db.fireworks.find_one({"fw_id": launch["fw_id"]}, {"spec.firegen.kind": 1}) or {}
+                pid = int(launch["fworker"]["env"][ENV_PROCESS].split("/")[2])
+                if (fw.get("spec", {}).get("firegen") or {}).get("kind") == "label" and pid not in killed:
+                    return launch, pid
+            return None
+
+        for _ in range(4):
+            launch, pid = wait_for(next_victim, 600, "a cpu worker running the label batch")
+            time.sleep(1.5)  # a label or two stored
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)  # the worker and what it runs
+            killed.append(pid)
+        out, err = run.communicate(timeout=600)
+        assert run.returncode == 1, out[-2000:] + err[-3000:]
+        assert "the cpu worker exited with code -9 (3 restarts already)" in err, err[-3000:]
+        campaign = db.campaigns.find_one({"name": NAME})
+        reason = campaign.get("stop_reason") or ""
+        assert campaign["status"] == "failed", (campaign, err[-3000:])
+        assert reason.startswith(f"label Firework {launch['fw_id']} was lost 4 times (last: its worker process is "
+                                 f"gone)"), reason
+        assert f"campaign {NAME} failed: {reason}" in err, err[-3000:]
+        fw = db.fireworks.find_one({"fw_id": launch["fw_id"]})
+        assert fw["state"] == "FIZZLED" and fw["spec"][LOST_KEY] == 3
+        figures = label_figures(db)
+        assert figures["labels_duplicated"] == 0
+        record_outcome("poison label batch (kills its worker every time)", True, figures,
+                       f"4 workers lost, 3 reruns, then stopped: {reason[:140]}")
+    finally:
+        stop_run(tmp_path, run)
