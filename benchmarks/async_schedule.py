@@ -144,9 +144,10 @@ def one_run(mode: str, seed: int, args, heldout: HeldOut) -> dict:
                                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         client = _database(folder)
         deadline = time.monotonic() + args.timeout
-        status = None
+        status, reason = None, None
         while time.monotonic() < deadline:
-            status = (client["firegen"].campaigns.find_one({"name": name}, {"status": 1}) or {}).get("status")
+            doc = client["firegen"].campaigns.find_one({"name": name}, {"status": 1, "stop_reason": 1}) or {}
+            status, reason = doc.get("status"), doc.get("stop_reason")
             if status in TERMINAL:
                 break
             time.sleep(2)
@@ -180,7 +181,9 @@ def one_run(mode: str, seed: int, args, heldout: HeldOut) -> dict:
     gpu = [(launch["worker"], launch["start"], launch["end"]) for launch in launches if launch["category"] == "gpu"]
     gpu_workers = sorted({w for w, _, _ in gpu})
     busy = sum(_bench.union_length([(a, b) for w, a, b in gpu if w == worker], t0, t_end) for worker in gpu_workers)
-    row = {"mode": mode, "seed": seed, "status": status, "wall_s": t_end - t0,
+    if reason:
+        print(f"  {mode} seed {seed}: {status}: {reason}", flush=True)
+    row = {"mode": mode, "seed": seed, "status": status, "stop_reason": reason, "wall_s": t_end - t0,
            "to_target_s": reached["ready_s"] if reached else None, "labels_at_target": reached["labels"] if reached else None,
            "labeled": labeled, "skipped": skipped, "iterations": len(curve),
            "final_rmse_f": curve[-1]["rmse_f"] if curve else None,
@@ -239,7 +242,8 @@ def timeline(rows: list[dict], path: Path) -> None:
                 if t["worker"] == worker:
                     ax.barh(y, t["end"] - t["start"], left=t["start"], color=KIND_COLOURS.get(t["kind"], "black"),
                             edgecolor="white", linewidth=0.3)
-        ax.set_yticks(range(len(workers)), [f"{c} {k}" for k, (c, _) in enumerate(workers)])
+        names = [f"{c} {sum(1 for c2, _ in workers[:k] if c2 == c)}" for k, (c, _) in enumerate(workers)]
+        ax.set_yticks(range(len(workers)), names)
         ax.set_title(f"{row['mode']} (seed {row['seed']}): {row['wall_s']:.0f} s, gpu idle {row['gpu_idle']:.0%}")
         ax.set_xlabel("s since the init Firework started")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in KIND_COLOURS.values()]
@@ -258,7 +262,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cpu", type=int, default=4, help="cpu workers")
     parser.add_argument("--committee", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=4, help="max_iterations of the stage")
-    parser.add_argument("--median-s", type=float, default=3.0, help="median label delay (s)")
+    parser.add_argument("--median-s", type=float, default=10.0, help="median label delay (s): DFT-like, a label phase "
+                        "of about the length of a training")
     parser.add_argument("--failure-rate", type=float, default=0.0)
     parser.add_argument("--quorum", type=float, default=0.8)
     parser.add_argument("--deadline-s", type=float, default=600.0)
