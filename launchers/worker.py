@@ -18,7 +18,9 @@ launch. When the database stops answering, rapidfire's exception is caught here:
 the worker waits (up to ``FIREGEN_DB_WAIT_S``, default 1 hour), requeues the launch it was running
 when the database went away (its Rocket is gone) and carries on. A thread runs the lost-run duty
 (:mod:`firegen.launchers.maintenance`). A workflow lock that a killed worker left is taken over after
-``WFLOCK_SECS`` (60 s) instead of failing every later refresh of that workflow.
+``WFLOCK_SECS`` (60 s) instead of failing every later refresh of that workflow. A worker whose database comes
+back as another database (another folder's embedded server on its port) stops with one line instead of
+running that database's Fireworks (:func:`check_same_database`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from pathlib import Path
 
 import pymongo
 
-from firegen.db.connection import DB_WAIT_S, is_unreachable, wait_for_database
+from firegen.db.connection import DB_WAIT_S, database_address, is_unreachable, wait_for_database
 from firegen.db.embedded.capabilities import adapt_launchpad
 from firegen.db.errors import DatabaseUnreachable
 from firegen.db.healing import (ENV_PING, ENV_PROCESS, PING_RETRY_SECS, PING_SECS, configure_workflow_locks,
@@ -143,6 +145,27 @@ def recover_own_launch(launchpad, launch_id: int | None, echo=None) -> str | Non
     return done
 
 
+class DatabaseReplaced(Exception):
+    """Another database answers at the address of the one this worker started on."""
+
+
+def database_identity(launchpad) -> str | None:
+    """Which database this is: the id of FireWorks' Firework-id counter document, written once when its LaunchPad
+    was reset (``firegen db up``, ``lpad reset``) and kept across restarts of its server; None when there is none."""
+    doc = launchpad.fw_id_assigner.find_one({}, {"_id": 1})
+    return str(doc["_id"]) if doc else None
+
+
+def check_same_database(launchpad, identity: str | None) -> None:
+    """Raise :class:`DatabaseReplaced` when the database that answers again is not the one of ``identity``: a worker
+    orphaned by a killed ``firegen run`` waits for its database's address, and the embedded server of another
+    folder may start there next (it prefers port 27117); this worker must not run that database's Fireworks."""
+    if identity is not None and database_identity(launchpad) != identity:
+        raise DatabaseReplaced(f"the database at {database_address(launchpad.connection)} is not the one this worker "
+                               "started on (another database answers at its address now); stopping. Fix: start a "
+                               "worker for that database (`firegen worker`) if it should run its Fireworks")
+
+
 def _echo(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -184,6 +207,7 @@ def run(launchpad_file: str | os.PathLike, fworker_file: str | os.PathLike, kind
             break
         except pymongo.errors.ConnectionFailure:
             wait_for_database(launchpad.connection, max_wait=db_wait)
+    identity = database_identity(launchpad)
     fworker = FWorker.from_file(str(fworker_file))
     fworker.env = {**(fworker.env or {}), ENV_PING: ping_secs, ENV_PROCESS: process_identity()}
     tracker = LaunchTracker(launchpad)
@@ -204,6 +228,7 @@ def run(launchpad_file: str | os.PathLike, fworker_file: str | os.PathLike, kind
             since = time.time()
         os.chdir(home)  # rapidfire stopped inside a launch directory
         wait_for_database(launchpad.connection, since, db_wait, _echo)
+        check_same_database(launchpad, identity)
         recover_own_launch(launchpad, tracker.launch_id)
 
 
@@ -230,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args.launchpad_file, args.fworker_file, args.kind, args.sleep, args.timeout,
             load_modules=not args.no_preload, heal=not args.no_heal)
-    except DatabaseUnreachable as exc:
+    except (DatabaseUnreachable, DatabaseReplaced) as exc:
         _echo(f"firegen worker: {exc}")
         return 3
     return 0
