@@ -24,7 +24,9 @@ def test_sigkill_of_the_cpu_worker_during_an_asynchronous_label_heals_itself(tmp
     config = small_cu_config(tmp_path, NAME, stage={"temperatures": [1500], "nsteps": 300, "max_iterations": 2},
                              labeler={"kind": "delayed", "settings": {"labeler": "emt", "median_s": 1.0,
                                                                       "p99_over_p50": 20, "seed": 3}},
-                             schedule={"mode": "asynchronous", "quorum": 0.5})
+                             schedule={"mode": "asynchronous", "quorum": 0.5},
+                             # a low f_lo: iteration 0 must pick labels (not converge on its own frames)
+                             selection={"trust": {"f_lo": 0.03, "f_hi": 0.6}, "max_per_iteration": 20})
     run = start_run(tmp_path, config, timeout=2400)
     try:
         db = database(tmp_path)
