@@ -98,6 +98,20 @@ def render(rows: list[dict]) -> str:
                      [f"{line}  {note}" for line, note in zip(head[2:], notes)])
 
 
+def render_markdown(rows: list[dict], note_chars: int = 160) -> str:
+    """The table as Markdown (for benchmarks/README.md), notes cut to ``note_chars``."""
+    def cell(row, column):
+        value = row.get(column)
+        text = value if isinstance(value, str) else _bench.fmt(value, 0)
+        if column == "note" and len(text) > note_chars:
+            text = text[:note_chars - 1] + "…"
+        return text.replace("|", "\\|")
+
+    out = ["| " + " | ".join(COLUMNS) + " |", "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    out += ["| " + " | ".join(cell(row, c) for c in COLUMNS) + " |" for row in rows]
+    return "\n".join(out)
+
+
 def commit() -> str:
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=_bench.REPO,
@@ -114,15 +128,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", type=Path, help="keep the JSON-lines files in this folder")
     p.add_argument("--json", type=Path, help="also write the table's rows as JSON")
     p.add_argument("--quiet", action="store_true", help="hide pytest's own output")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown too")
+    p.add_argument("--from-results", type=Path, help="no run: the table of a kept results.jsonl (--keep)")
     args = p.parse_args(argv)
     start, load = time.time(), os.getloadavg()
-    results, code = run_matrix(args.tests, args.keyword, workdir=args.keep, quiet=args.quiet)
+    if args.from_results:
+        results, code = [json.loads(line) for line in args.from_results.read_text().splitlines() if line.strip()], 0
+    else:
+        results, code = run_matrix(args.tests, args.keyword, workdir=args.keep, quiet=args.quiet)
     rows = table_rows(results)
     print()
     print(f"fault matrix: {len(rows)} rows from {len(results)} tests in {time.time() - start:.0f} s; commit "
           f"{commit()}; load average at start {load[0]:.1f}, at end {os.getloadavg()[0]:.1f} "
           f"({os.cpu_count()} cores); pytest exit code {code}")
     print(render(rows))
+    if args.markdown:
+        print()
+        print(render_markdown(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     survived = all(row["survived"] in ("yes", "skipped") for row in rows) and bool(rows)
