@@ -13,8 +13,9 @@ worker's name): everything below is counted from those records and FireWorks' do
 
 **load**: ``--fireworks`` (500) independent Fireworks in workflows of ``--per-workflow`` (10: Fireworks of
 one workflow finish concurrently and refresh it at once, as a campaign's train or explore Fireworks do),
-queued with one ``bulk_add_wfs`` while the workers poll; the harness waits until none is READY, RESERVED or
-RUNNING, stops the workers and counts:
+queued with one ``bulk_add_wfs`` while the workers poll; the harness waits until none is WAITING, READY,
+RESERVED or RUNNING (or only WAITING ones are left for 30 s: a lost refresh), counts, stops the workers and
+counts the records again (a late second run):
 
 * done: Fireworks COMPLETED;
 * executions: records; double executions: Fireworks with more than one record (and the extra runs);
