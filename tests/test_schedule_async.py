@@ -193,3 +193,15 @@ def test_the_duty_queues_an_iteration_whose_claimer_died_before_queueing_it(mong
     assert iteration == 1 and "claimed by a Firework that ended before queueing it" in why
     assert workflow_queued(launchpad, {"firegen_campaign": cfg.name, "firegen_iteration": 1})
     assert schedule_duty.advance_schedules(launchpad) == []
+
+
+def test_asynchronous_labels_are_one_per_firework_in_workflows_of_at_most_25(tmp_path):
+    from firegen.workflows.tasks import LABEL_FWS_PER_WORKFLOW, labels_workflows
+
+    cfg = load_config(small_cu_config(tmp_path, "cu-chunks", schedule={"mode": "asynchronous"}))
+    ids = [f"{k:024x}" for k in range(60)]
+    wfs = labels_workflows(cfg, ids, 3)
+    assert LABEL_FWS_PER_WORKFLOW == 25 and [len(wf.fws) for wf in wfs] == [25, 25, 10]
+    assert [wf.metadata["firegen_part"] for wf in wfs] == [0, 1, 2]
+    assert all(wf.metadata["firegen_labels_of"] == 3 for wf in wfs)
+    assert [fw.tasks[0]["config_ids"] for wf in wfs for fw in wf.fws] == [[i] for i in ids]

@@ -279,7 +279,7 @@ class SelectTask(CampaignTask):
             wf = labels_then_iteration(cfg, ids, self["iteration"], nxt, decision.stage, decision.explore)
             return self.queue(wf, cfg.name, nxt, stored_data=stored)
         mark_labels_queued(store, cfg.name, nxt, len(selected))
-        wfs = [labels_workflow(cfg, ids, self["iteration"])] if ids else []
+        wfs = labels_workflows(cfg, ids, self["iteration"])
         order = try_start_training(store, cfg)  # nothing to wait for (no label picked), or a quorum of 0
         if order is not None:
             wfs.append(iteration_workflow(cfg, order.iteration, order.stage, order.explore))
@@ -411,15 +411,22 @@ def labels_then_iteration(cfg: CampaignConfig, config_ids: list[str], label_iter
                          cfg.priority)
 
 
-def labels_workflow(cfg: CampaignConfig, config_ids: list[str], label_iteration: int) -> Workflow:
+def labels_workflows(cfg: CampaignConfig, config_ids: list[str], label_iteration: int) -> list[Workflow]:
     """An asynchronous campaign's label Fireworks for the configurations iteration ``label_iteration`` picked,
-    as a workflow of their own: the next iteration does not wait for all of them
-    (:func:`firegen.workflows.jobs.schedule.try_start_training` queues it)."""
-    return with_priority(Workflow(label_fireworks(cfg.name, config_ids, label_iteration,
-                                                  per_firework=cfg.schedule.per_label_firework),
-                                  name=f"{cfg.name}/labels{label_iteration:03d}",
-                                  metadata={"firegen_campaign": cfg.name, "firegen_labels_of": label_iteration}),
-                         cfg.priority)
+    as workflows of their own (the next iteration does not wait for all of them:
+    :func:`firegen.workflows.jobs.schedule.try_start_training` queues it), at most
+    :data:`LABEL_FWS_PER_WORKFLOW` Fireworks each: every completion refreshes its workflow under FireWorks'
+    workflow lock, at a cost that grows with the workflow (benchmarks/README.md, "Asynchronous iterations")."""
+    fws = label_fireworks(cfg.name, config_ids, label_iteration, per_firework=cfg.schedule.per_label_firework)
+    step = LABEL_FWS_PER_WORKFLOW
+    return [with_priority(Workflow(fws[k:k + step], name=f"{cfg.name}/labels{label_iteration:03d}-{k // step}",
+                                   metadata={"firegen_campaign": cfg.name, "firegen_labels_of": label_iteration,
+                                             "firegen_part": k // step}), cfg.priority)
+            for k in range(0, len(fws), step)]
+
+
+LABEL_FWS_PER_WORKFLOW = 25
+"""Label Fireworks per workflow of an asynchronous campaign."""
 
 
 def iteration_workflow(cfg: CampaignConfig, iteration: int, stage: int, explore: list[str] | None = None) -> Workflow:
@@ -455,4 +462,4 @@ def campaign_workflow(cfg: CampaignConfig, systems: dict, imported: list[str] | 
 __all__ = ["InitCampaignTask", "LabelTask", "SnapshotGateTask", "TrainTask", "ExploreTask", "SelectTask",
            "FinalizeTask", "PropertyMDTask", "ArrheniusTask",
            "campaign_workflow", "iteration_fireworks", "label_fireworks", "labels_then_iteration", "with_priority",
-           "iteration_workflow", "labels_workflow"]
+           "iteration_workflow", "labels_workflows"]
