@@ -11,6 +11,9 @@ prints it as one line.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 class FiregenError(Exception):
     """Base class of firegen's errors; ``transient`` says whether retrying as is may succeed."""
@@ -39,3 +42,23 @@ def is_transient(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover - pymongo is a dependency
         return False
     return isinstance(exc, ConnectionFailure)
+
+
+#: A program that failed where fewer bytes than this are free is said to have failed on a full disk.
+DISK_FULL_BYTES = 1 << 20
+
+
+def disk_full(path: str | Path) -> str:
+    """``"the disk of PATH is full (N bytes free)"`` when the file system holding ``path`` (or its nearest existing
+    parent) has fewer than :data:`DISK_FULL_BYTES` free for this user, else ``""``: what a failed program's
+    message should lead with, since a program that cannot write often dies with a message about something else
+    (or with none, its log being on that disk too)."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return ""
+    free = st.f_bavail * st.f_frsize
+    return f"the disk of {path} is full ({free} bytes free)" if free < DISK_FULL_BYTES else ""

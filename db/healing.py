@@ -39,8 +39,10 @@ from pathlib import Path
 import fireworks.fw_config as fw_config
 import pymongo
 
+from firegen.campaign.errors import disk_full
 from firegen.db.embedded.lostruns import detect_lostruns
 from firegen.db.repository import ResultsStore
+
 
 def _env_secs(name: str, default: float) -> float:
     """A positive number of seconds from the environment variable ``name``, else ``default``."""
@@ -312,8 +314,6 @@ def record_fizzled(lp) -> list[tuple[str, str]]:
     ``stop_reason``, :mod:`firegen.workflows.tasks`); without this, such a campaign stays ``running`` with nothing
     to run, and ``firegen status`` says nothing of why. Returns (campaign, reason) of the campaigns stopped."""
     import socket
-
-    from firegen.workflows.steps import disk_full
 
     fizzled = list(lp.fireworks.find({"state": "FIZZLED", "spec.firegen.campaign": {"$exists": True}},
                                      {"fw_id": 1, "spec.firegen": 1, "launches": 1}))

@@ -5,28 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from firegen.campaign.errors import FiregenError
-
-#: A program that failed where fewer bytes than this are free is said to have failed on a full disk.
-DISK_FULL_BYTES = 1 << 20
-
-
-def disk_full(path: str | Path) -> str:
-    """``"the disk of PATH is full (N bytes free)"`` when the file system holding ``path`` (or its nearest existing
-    parent) has fewer than :data:`DISK_FULL_BYTES` free for this user, else ``""``: what a failed program's
-    message should lead with, since a program that cannot write often dies with a message about something else
-    (or with none, its log being on that disk too)."""
-    import os
-
-    path = Path(path)
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return ""
-    free = st.f_bavail * st.f_frsize
-    return f"the disk of {path} is full ({free} bytes free)" if free < DISK_FULL_BYTES else ""
+from firegen.campaign.errors import DISK_FULL_BYTES, FiregenError, disk_full  # noqa: F401  (re-exported)
 
 
 def log_tail(source: str | bytes | Path | Sequence[Path] | None, n_lines: int | None = 30,
