@@ -239,6 +239,7 @@ def heal_lostruns(lp, max_reruns: int = MAX_LOST_RERUNS, rerun: bool = True) -> 
     for expiry, (launch_ids, fw_ids) in sorted(groups.items()):
         lost_launches, lost_fws, _ = detect_lostruns(lp, expiry, query={"fw_id": {"$in": sorted(fw_ids)}},
                                                      launch_query={"launch_id": {"$in": launch_ids}})
+        lost_fws = list(lost_fws) + _checkouts_cut_short(lp, lost_launches, fw_of, lost_fws)
         for fw_id in lost_fws:
             mine = [launch_id for launch_id in lost_launches if fw_of.get(launch_id) == fw_id]
             why = ("its worker process is gone" if expiry == 0 else
@@ -253,6 +254,19 @@ def heal_lostruns(lp, max_reruns: int = MAX_LOST_RERUNS, rerun: bool = True) -> 
     if rerun:
         healed.stopped = record_fizzled(lp)
     return healed
+
+
+def _checkouts_cut_short(lp, lost_launches: list[int], fw_of: dict, lost_fws) -> list[int]:
+    """Fireworks whose worker died inside FireWorks' ``checkout_fw``: the Firework was RESERVED and its RUNNING launch
+    written, but the Firework never listed the launch. FireWorks' lost-run rule skips them (only RUNNING Fireworks
+    are lost), no worker checks out a RESERVED Firework, so the campaign would wait for ever."""
+    candidates = sorted({fw_of[lid] for lid in lost_launches if lid in fw_of} - set(lost_fws))
+    out = []
+    for fw in lp.fireworks.find({"fw_id": {"$in": candidates}, "state": "RESERVED"}, {"fw_id": 1, "launches": 1}):
+        mine = [lid for lid in lost_launches if fw_of.get(lid) == fw["fw_id"]]
+        if mine and not set(mine) & set(fw.get("launches") or []):
+            out.append(fw["fw_id"])
+    return out
 
 
 def requeue_lost(lp, fw_id: int, launch_ids: list[int], why: str, max_reruns: int = MAX_LOST_RERUNS) -> bool:

@@ -91,3 +91,27 @@ def test_a_workflow_lock_left_by_a_killed_worker_does_not_stop_the_heal(lp, tmp_
     assert lp.launches.find_one({"launch_id": launch_id})["state"] == "FIZZLED"
     assert "locked" not in lp.workflows.find_one({"nodes": fw.fw_id})
     assert init.__defaults__ == (0.5, True)
+
+
+def test_a_worker_killed_inside_its_checkout_leaves_nothing_stuck(lp, tmp_path):
+    """SIGKILL between the two writes of FireWorks' checkout_fw (seen with the select case of test_kill_workers): the
+    Firework is RESERVED and its launch RUNNING, but the Firework does not list the launch. FireWorks' lost-run rule
+    skips a Firework that is not RUNNING and no worker checks out a RESERVED one: the campaign waited for ever."""
+    from fireworks.core.launchpad import Launch
+
+    fw = Firework(ScriptTask.from_str("true"), spec={"firegen": {"campaign": "kill", "kind": "select"}})
+    lp.add_wf(fw)
+    reserved = lp._get_a_fw_to_run({}, checkout=True)  # checkout_fw's first write: the Firework is RESERVED
+    assert reserved.fw_id == fw.fw_id
+    launch_id = lp.get_new_launch_id()  # its second: the launch, RUNNING, for a worker that is then killed
+    env = {healing.ENV_PROCESS: _dead_identity(), healing.ENV_PING: 60}
+    launch = Launch("RUNNING", str(tmp_path), FWorker(name="killed", env=env), launch_id=launch_id, fw_id=fw.fw_id)
+    lp.launches.insert_one(launch.to_db_dict())
+    assert lp.fireworks.find_one({"fw_id": fw.fw_id})["state"] == "RESERVED"
+
+    healed = healing.heal_lostruns(lp)
+    assert healed.rerun == [fw.fw_id] and healed.reasons[fw.fw_id] == "its worker process is gone"
+    stored = lp.fireworks.find_one({"fw_id": fw.fw_id})
+    assert stored["state"] == "READY" and stored["spec"][healing.LOST_KEY] == 1
+    assert lp.launches.find_one({"launch_id": launch_id})["state"] == "FIZZLED"
+    assert healing.heal_lostruns(lp).rerun == []  # nothing left RUNNING to judge
