@@ -46,7 +46,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import _bench  # noqa: E402
-from label_efficiency import HeldOut, build_heldout  # noqa: E402
+from label_efficiency import HeldOut, build_heldout, download_committees  # noqa: E402
 
 MODES = ("strict", "asynchronous")
 TERMINAL = ("converged", "max_iterations", "failed", "stopped")
@@ -108,24 +108,6 @@ def _launches(client) -> list[dict]:
     return out
 
 
-def _committees(folder: Path, client, campaign: str) -> list[dict]:
-    import gridfs
-
-    db = client["firegen"]
-    bucket = gridfs.GridFSBucket(db, "blobs")
-    by_iteration: dict[int, dict] = {}
-    for m in db.models.find({"campaign": campaign}, {"iteration": 1, "member": 1, "file_id": 1, "n_train": 1,
-                                                     "n_validation": 1}):
-        path = folder / "models" / f"{m['iteration']}-{m['member']}.pb"
-        path.parent.mkdir(exist_ok=True)
-        with path.open("wb") as fh:
-            bucket.download_to_stream(m["file_id"], fh)
-        entry = by_iteration.setdefault(m["iteration"], {"iteration": m["iteration"], "models": [],
-                                                         "labels": m["n_train"] + m["n_validation"]})
-        entry["models"].append(path)
-    return [by_iteration[k] for k in sorted(by_iteration)]
-
-
 def one_run(mode: str, seed: int, args, heldout: HeldOut) -> dict:
     folder = Path(args.out) / f"{mode}-{seed}"
     shutil.rmtree(folder, ignore_errors=True)
@@ -159,7 +141,7 @@ def one_run(mode: str, seed: int, args, heldout: HeldOut) -> dict:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         launches = _launches(client)
-        committees = _committees(folder, client, name)
+        committees = download_committees(client["firegen"], name, folder / "models")
         db = client["firegen"]
         labeled = db.configurations.count_documents({"campaign": name, "status": "labeled"})
         skipped = db.configurations.count_documents({"campaign": name, "status": "skipped"})

@@ -142,29 +142,37 @@ def dpgen_committees(folder: Path) -> list[dict]:
 
 def firegen_committees(folder: Path, campaign: str) -> list[dict]:
     """``{iteration, labels, models}`` per firegen iteration (labels: its dataset snapshot), models from GridFS."""
-    import gridfs
     import pymongo
 
     client = pymongo.MongoClient(vs_dpgen._server_uri(folder), serverSelectionTimeoutMS=10000)
     db = client["firegen"]
-    bucket = gridfs.GridFSBucket(db, "blobs")
-    by_iteration: dict[int, dict] = {}
-    for m in db.models.find({"campaign": campaign}, {"iteration": 1, "member": 1, "file_id": 1, "n_train": 1,
-                                                     "n_validation": 1}):
-        path = folder / "models" / f"{m['iteration']}-{m['member']}.pb"
-        path.parent.mkdir(exist_ok=True)
-        with path.open("wb") as fh:
-            bucket.download_to_stream(m["file_id"], fh)
-        entry = by_iteration.setdefault(m["iteration"], {"iteration": m["iteration"], "models": [],
-                                                         "labels": m["n_train"] + m["n_validation"]})
-        entry["models"].append(path)
+    committees = download_committees(db, campaign, folder / "models")
     where = {"duplicates": 0, "candidates": 0, "selected": 0}
     for it in db.iterations.find({"campaign": campaign}, {"duplicates": 1, "counts": 1, "selected": 1}):
         where["duplicates"] += int(it.get("duplicates") or 0)
         where["candidates"] += int((it.get("counts") or {}).get("candidate") or 0)
         where["selected"] += int(it.get("selected") or 0)
     client.close()
-    return [by_iteration[k] for k in sorted(by_iteration)], where
+    return committees, where
+
+
+def download_committees(db, campaign: str, folder: Path) -> list[dict]:
+    """``{iteration, labels, models}`` per iteration of a firegen campaign (labels: its dataset snapshot's size),
+    the frozen models downloaded from GridFS into ``folder``."""
+    import gridfs
+
+    bucket = gridfs.GridFSBucket(db, "blobs")
+    by_iteration: dict[int, dict] = {}
+    for m in db.models.find({"campaign": campaign}, {"iteration": 1, "member": 1, "file_id": 1, "n_train": 1,
+                                                     "n_validation": 1}):
+        path = folder / f"{m['iteration']}-{m['member']}.pb"
+        path.parent.mkdir(exist_ok=True)
+        with path.open("wb") as fh:
+            bucket.download_to_stream(m["file_id"], fh)
+        entry = by_iteration.setdefault(m["iteration"], {"iteration": m["iteration"], "models": [],
+                                                         "labels": m["n_train"] + m["n_validation"]})
+        entry["models"].append(path)
+    return [by_iteration[k] for k in sorted(by_iteration)]
 
 
 # ----------------------------------------------------------------------------------- one run

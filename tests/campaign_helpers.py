@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -56,3 +58,16 @@ def campaign_db(folder: Path):
 
     state = json.loads((folder / ".firegen" / "db" / "server.json").read_text())
     return pymongo.MongoClient(state["uri"], serverSelectionTimeoutMS=5000)["firegen"]
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """End a process started with ``start_new_session=True`` and everything it started: SIGTERM to its group,
+    SIGKILL after 30 s."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 from bson import ObjectId
 
-from campaign_helpers import BIN, ROOT, campaign_db, cli_env, firegen, small_cu_config
+from campaign_helpers import BIN, ROOT, campaign_db, cli_env, firegen, small_cu_config, stop_group
 from firegen.db.embedded.server import free_port
 from firegen.db.fireworks_archive import archive_of
 
@@ -61,15 +60,6 @@ def _said(proc: subprocess.Popen, out: Path, text: str, timeout: float = 120) ->
         time.sleep(0.2)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """A real campaign (2 iterations, EMT labels) started with `firegen run`, a dashboard on 127.0.0.1 and one
@@ -96,7 +86,7 @@ def live(tmp_path_factory):
             browser.close()
     finally:
         for proc in (dashboard, everywhere, run):
-            _stop(proc)
+            stop_group(proc)
         firegen(folder, "db", "down")
 
 

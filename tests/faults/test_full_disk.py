@@ -16,15 +16,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from campaign_helpers import BIN, cli_env, firegen
+from campaign_helpers import BIN, cli_env, firegen, stop_group
 from fault_helpers import NAME, fault_config, label_figures, record_outcome, wait_for
 
 PSEUDO_DIR = Path("/usr/share/espresso/pseudo")
@@ -179,17 +177,6 @@ def _worker(folder: Path, category: str) -> subprocess.Popen:
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def _campaign_ends(db) -> dict:
     def ended():
         doc = db.campaigns.find_one({"name": NAME}) or {}
@@ -219,12 +206,12 @@ def _run_with_full_disk(tmp_path: Path, category: str, strike, check) -> None:
             strike(db, disk)
             campaign = _campaign_ends(db)
             for proc in workers:
-                _stop(proc)
+                stop_group(proc)
         status = firegen(tmp_path, "status", NAME)
         check(campaign, db, status.stdout + status.stderr)
     finally:
         for proc in workers:
-            _stop(proc)
+            stop_group(proc)
         firegen(tmp_path, "db", "down")
 
 

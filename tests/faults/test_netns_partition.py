@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ from pathlib import Path
 import pymongo
 import pytest
 
-from campaign_helpers import BIN, cli_env
+from campaign_helpers import BIN, cli_env, stop_group
 from fault_helpers import NAME, assert_campaign_whole, fault_config, label_figures, record_outcome, wait_for
 from firegen.db.healing import DUTY_ENV, ENV_PROCESS, EXPIRY_ENV, LOST_KEY, PING_ENV
 
@@ -174,17 +173,6 @@ def start_worker(folder: Path, uri: str, category: str, home: str, netns: str | 
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def _holder(launch: dict) -> int:
     return int(launch["fworker"]["env"][ENV_PROCESS].split("/")[2])
 
@@ -240,7 +228,7 @@ def test_a_worker_cut_off_past_the_expiry_is_rerun_elsewhere_and_its_late_batch_
                      or "firegen worker: Firework" in (tmp_path / "cut" / "worker.log").read_text(errors="replace"),
                      600, "the cut-off worker back from its outage")
             time.sleep(5)  # anything it still had in flight
-            stop(cut)  # it does not take the write lock (module docstring): it works no further beside the others
+            stop_group(cut)  # it does not take the write lock (module docstring): it works no further beside the others
             wait_for(lambda: (db.campaigns.find_one({"name": NAME}) or {}).get("status") in
                      ("converged", "max_iterations", "failed", "stopped")
                      and not db.fireworks.count_documents({"state": {"$in": ["READY", "RESERVED", "RUNNING",
@@ -270,4 +258,4 @@ def test_a_worker_cut_off_past_the_expiry_is_rerun_elsewhere_and_its_late_batch_
             print(cut_log[-2000:])
         finally:
             for proc in workers:
-                stop(proc)
+                stop_group(proc)

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from campaign_helpers import BIN, cli_env, firegen
+from campaign_helpers import BIN, cli_env, firegen, stop_group
 from fault_helpers import NAME, database, fault_config, label_figures, record_outcome, start_run, stop_run, wait_for
 
 pytestmark = pytest.mark.slow
@@ -98,17 +98,6 @@ def _worker(folder: Path, category: str, limit: list[str] | None = None) -> subp
                                 start_new_session=True)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def test_a_training_killed_every_time_is_retried_in_place_a_bounded_number_of_times(tmp_path):
     config = _config(tmp_path, **{"committee.numb_steps": 10_000_000})
     firegen(tmp_path, "db", "up", check=True)
@@ -145,7 +134,7 @@ def test_a_training_killed_every_time_is_retried_in_place_a_bounded_number_of_ti
                        f"3 attempts in place, then stopped: {reason[:140]}")
     finally:
         for proc in workers:
-            _stop(proc)
+            stop_group(proc)
         firegen(tmp_path, "db", "down")
 
 
