@@ -89,3 +89,47 @@ def test_properties_run_with_the_final_model_and_are_stored_with_provenance(fina
     assert f"final model {model['_id']}" in status.stdout and "npt-600K-1bar" in status.stdout
     bad = firegen(folder, "properties", "run", "cu-fin", "--system", "bcc", "--temperatures", "300")
     assert bad.returncode == 2 and bad.stderr.strip().startswith("firegen: error: --system 'bcc'")
+
+
+def test_final_at_end_trains_the_final_model_as_a_firework_and_firegen_run_waits_for_it(tmp_path):
+    """`final: {at_end: true}`: the campaign's last `select` queues the final model's gpu Firework, the local gpu
+    worker of `firegen run` trains it, and `firegen run` returns only once it is done (its workers are stopped
+    when it returns, so a final model stored and a finalize Firework COMPLETED by then mean it waited)."""
+    from firegen.db.launchpad_queries import campaign_fireworks
+
+    config = small_cu_config(tmp_path, "cu-end", stage={"temperatures": [600], "max_iterations": 1},
+                             final={"at_end": True, "numb_steps": 200, "validation_fraction": 0.2})
+    try:
+        run = firegen(tmp_path, "run", str(config), "--timeout", "900", timeout=1000)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        firegen(tmp_path, "db", "up", check=True)  # reuses the server if `firegen run` left it up
+        db = campaign_db(tmp_path)
+        campaign = db.campaigns.find_one({"name": "cu-end"})
+        assert campaign["status"] in ("converged", "max_iterations")
+        finals = [fw for fw in campaign_fireworks(db, "cu-end") if fw["spec"]["firegen"]["kind"] == "finalize"]
+        assert [fw["state"] for fw in finals] == ["COMPLETED"]  # queued once, by the campaign's end, and run
+        model = db.models.find_one({"campaign": "cu-end", "kind": "final"})
+        assert model is not None and campaign["final_model_id"] == model["_id"]
+        assert model["iteration"] == -1 and model["member"] == 0
+        assert json.loads(json.dumps(model["input"]))["training"]["numb_steps"] == 200  # final.numb_steps
+        labeled = db.configurations.count_documents({"campaign": "cu-end", "status": "labeled"})
+        dataset = db.datasets.find_one({"_id": model["dataset_id"]})
+        assert dataset["iteration"] == -1 and dataset["size"] == labeled
+        assert model["n_train"] + model["n_validation"] == labeled and model["n_validation"] >= 2
+        assert model["compressed_file_id"] is not None and model["compress_error"] is None
+        groups = model["validation_groups"]
+        assert set(groups["per_system"]) == {"fcc"}
+        assert sum(g["n_frames"] for g in groups["per_condition"].values()) == model["n_validation"]
+        for metrics in groups["per_system"].values():
+            assert {"rmse_e_per_atom", "mae_e_per_atom", "rmse_f", "mae_f", "rmse_v_per_atom", "mae_v_per_atom"} <= set(metrics)
+            assert 0 < metrics["mae_f"] <= metrics["rmse_f"] < 1.5  # eV/Å; 200 steps: looser than the 500-step model's
+        parity = db.heldout_predictions.find_one({"_id": model["_id"]})
+        assert len(parity["energy_label"]) == model["n_validation"]
+        provenance = json.loads(firegen(tmp_path, "provenance", "model", str(model["_id"]), "--limit", "1",
+                                        check=True).stdout)
+        assert provenance["n_labels"] == labeled  # the dataset behind it, and the labeler that labeled every frame
+        assert sum(lab["n"] for lab in provenance["labelers"].values()) == labeled
+        status = firegen(tmp_path, "status", "cu-end", check=True)
+        assert f"final model {model['_id']}" in status.stdout
+    finally:
+        firegen(tmp_path, "db", "down")
