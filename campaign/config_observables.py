@@ -28,6 +28,9 @@ from .config_fields import ELEMENTS, Problem, Slug, Symbol, _Model, fail, fx
 
 #: Independent blocks of the diffusion coefficient's error bar (as `firegen properties run`).
 OBSERVABLE_BLOCKS = 5
+#: The MSD fit never starts before this lag (ps): workflows/steps/properties_transport.py's MIN_FIT_START_PS
+#: (the vibrational transient; this package cannot import the steps). A diffusion run must hold two blocks of it.
+DIFFUSION_FIT_START_PS = 1.0
 
 
 class ObservableConfig(_Model):
@@ -86,6 +89,12 @@ class ObservableConfig(_Model):
             probs.append(Problem("production_ps", f"gives {frames} frames every {self.sample_fs:g} fs; "
                                  f"{self.property} needs at least {need}", self.production_ps,
                                  "run longer or sample more often (sample_fs)"))
+        shortest = 2 * (DIFFUSION_FIT_START_PS + 2 * self.sample_fs / 1000)  # ps: 2 blocks, 3 lags from 1 ps each
+        if self.property == "diffusion" and frames >= need and self.production_ps < shortest - 1e-9:
+            probs.append(Problem("production_ps", f"is too short for a diffusion coefficient: the MSD is fitted "
+                                 f"from {DIFFUSION_FIT_START_PS:g} ps (past the vibrational transient) in at least "
+                                 f"2 blocks, so at least {shortest:g} ps", self.production_ps,
+                                 "run longer: tens of ps for a useful error"))
         if probs:
             fail(*probs)
         return self

@@ -123,7 +123,9 @@ def run_cmd(ctx: typer.Context, campaign: str = typer.Argument(..., help="Campai
             haven: float = typer.Option(1.0, "--haven-ratio", help="Haven ratio of the Nernst–Einstein conductivity."),
             blocks: int = typer.Option(5, "--blocks", help="Blocks of the error bars."),
             fit_window: Optional[str] = typer.Option(None, "--fit-window", help="MSD fit window START:END (ps); "
-                                                     "default 10–50 %% of one block."),
+                                                     "default from 1 ps (past the vibrational "
+                                                     "transient) to half a block; 10–50 %% of one block in "
+                                                     "long runs."),
             now: bool = typer.Option(False, "--now", help="Run here instead of queueing for gpu/cpu workers.")):
     """Queue production MD at each temperature with a stored model, then the Arrhenius fit over them."""
     from firegen.workflows.jobs.properties import properties_workflow, resolve_model  # start-up, as above

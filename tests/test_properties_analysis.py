@@ -171,6 +171,65 @@ def test_diffusion_refuses_a_fit_window_longer_than_a_block():
         diffusion_coefficients(positions, ["Li", "Li"], 0.1, fit_window_ps=(0.5, 5.0))
 
 
+def _vibrating_crystal(rng, n_atoms: int, ps: float, temperature_K: float, sample_fs: float = 10.0) -> np.ndarray:
+    """Atoms vibrating about fixed sites (so D = 0 exactly): independent 3D Langevin harmonic oscillators of Cu
+    mass, frequencies 2-8 THz (a phonon band), friction 5 /ps, at ``temperature_K``; integrated with BAOAB at
+    2 fs and sampled every ``sample_fs``. Positions (Å), shape (frames, atoms, 3)."""
+    kT = 8.617333262e-5 * temperature_K  # eV
+    mass = 63.546 * 1.0364269e-4  # eV ps²/Å²
+    omega = 2 * np.pi * rng.uniform(2.0, 8.0, (n_atoms, 1))  # rad/ps
+    dt, gamma = 0.002, 5.0  # ps, 1/ps
+    u = rng.normal(0, 1, (n_atoms, 3)) * np.sqrt(kT / (mass * omega ** 2))  # Å, from the site
+    v = rng.normal(0, np.sqrt(kT / mass), (n_atoms, 3))  # Å/ps
+    c1 = np.exp(-gamma * dt)
+    c2 = np.sqrt((1 - c1 ** 2) * kT / mass)
+    every = round(sample_fs / 1000 / dt)
+    out = [u.copy()]
+    for step in range(1, round(ps / dt) + 1):
+        v -= 0.5 * dt * omega ** 2 * u
+        u += 0.5 * dt * v
+        v = c1 * v + c2 * rng.normal(size=v.shape)
+        u += 0.5 * dt * v
+        v -= 0.5 * dt * omega ** 2 * u
+        if step % every == 0:
+            out.append(u.copy())
+    return np.array(out) + rng.uniform(0, 14.4, (1, n_atoms, 3))  # the sites
+
+
+def test_a_vibrating_crystal_has_no_diffusion_within_its_error_and_a_walker_on_it_keeps_its_d():
+    rng = np.random.default_rng(0)
+    dt = 0.01  # ps
+    crystal = _vibrating_crystal(rng, 128, 5.0, 600.0)  # 5 ps, 501 frames: the runs of the finding
+    symbols, masses = ["Cu"] * 128, [63.546] * 128
+    # the 10-50 % window of a 1-ps block (0.1-0.5 ps) sits on the vibrational transient: a slope many block
+    # errors from 0 (what fcc Cu gave), which the block error cannot see since every block has the same shape
+    early = diffusion_coefficients(crystal, symbols, dt, masses=masses, fit_window_ps=(0.099, 0.495))["Cu"]
+    assert abs(early.D_cm2_s) > 3 * early.error_cm2_s
+    d = diffusion_coefficients(crystal, symbols, dt, masses=masses)["Cu"]  # the default window, from 1 ps
+    assert d.fit_start_ps == pytest.approx(1.0) and d.fit_end_ps == pytest.approx(1.24)
+    assert len(d.block_D_cm2_s) == 4  # 1-ps blocks cannot hold a window from 1 ps: 4 blocks of 1.25 ps
+    assert abs(d.D_cm2_s) <= 2 * d.error_cm2_s  # D = 0 within its error
+    assert d.error_cm2_s < 1e-6  # cm²/s: and the error resolves a diffusing ion (Na at 600 K: ~1e-5)
+    # the same vibrations carried by a random walk of D = 0.1 Å²/ps = 1e-5 cm²/s: recovered
+    steps = rng.normal(0.0, np.sqrt(2 * 0.1 * dt), (crystal.shape[0] - 1, 128, 3))
+    walker = crystal + np.concatenate([np.zeros((1, 128, 3)), np.cumsum(steps, axis=0)])
+    w = diffusion_coefficients(walker, symbols, dt, masses=masses)["Cu"]
+    expected = 1e-5 * (1 - 1 / 128)  # the centre of mass's own walk is removed
+    assert abs(w.D_cm2_s - expected) < 3 * w.error_cm2_s and abs(w.D_cm2_s - expected) < 0.2 * expected
+
+
+def test_diffusion_refuses_a_run_too_short_to_fit_past_the_vibrational_transient():
+    from firegen.campaign.config_observables import DIFFUSION_FIT_START_PS
+    from firegen.workflows.steps.properties_transport import MIN_FIT_START_PS
+
+    assert DIFFUSION_FIT_START_PS == MIN_FIT_START_PS  # the config's check of production_ps uses the same start
+    positions = np.random.default_rng(7).normal(0, 0.1, (151, 4, 3))  # 1.5 ps of 10 fs frames
+    with pytest.raises(ValueError, match="too short for a diffusion coefficient"):
+        diffusion_coefficients(positions, ["Li"] * 4, 0.01)
+    two = diffusion_coefficients(np.concatenate([positions, positions[1:]]), ["Li"] * 4, 0.01)["Li"]  # 3 ps
+    assert len(two.block_D_cm2_s) == 2 and two.fit_start_ps == pytest.approx(1.0)
+
+
 # ---- conductivity and Arrhenius ----------------------------------------------------------------------------
 def test_nernst_einstein_matches_n_q2_d_over_kt():
     d = {"Na": Diffusion("Na", 1e-5, 1e-6, [], 0, 1, 100), "Cl": Diffusion("Cl", 2e-6, 1e-7, [], 0, 1, 50)}

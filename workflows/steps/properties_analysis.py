@@ -32,7 +32,8 @@ class AnalysisSettings:
         charges: formal charge (e) of each conducting species, e.g. ``{"Na": 1}``; empty: no conductivity.
         haven_ratio: Haven ratio of the Nernst–Einstein conductivity (1: tracer conductivity).
         n_blocks: blocks of the error bars (density, D).
-        fit_window_ps: ``(start, end)`` lag times of the MSD fit (ps); None: 10–50 % of one block.
+        fit_window_ps: ``(start, end)`` lag times of the MSD fit (ps); None: from 1 ps at the earliest (past the
+            vibrational transient), 10–50 % of one block in long runs (``properties_transport.default_fit_window``).
         rdf_nbins: bins of the RDFs; rdf_rmax_A: their range (Å; None: up to 8 Å as the cell allows).
     """
 

@@ -10,11 +10,24 @@ Mo, npj Comput. Mater. 4, 18 (2018)):
   origin, from *unwrapped* positions (Å; LAMMPS ``xu yu zu``), after removing the drift of the whole
   cell's centre of mass.
 * **Diffusion coefficient** (:func:`diffusion_coefficients`): ``D = slope / 6`` of a straight line
-  through the MSD over the fit window ``[fit_start_ps, fit_end_ps]`` of lag times. Default window:
-  from 10 % to 50 % of one block's length (``duration / n_blocks``): past the ballistic start, and
-  short enough that every lag has at least half the block as time origins. The same window is
+  through the MSD over the fit window ``[fit_start_ps, fit_end_ps]`` of lag times. The same window is
   fitted on the whole run (the value) and on each of ``n_blocks`` consecutive, independent blocks;
   the error is the standard error of the block values, ``std(D_b, ddof=1) / sqrt(n_blocks)``.
+
+  Default window (:func:`default_fit_window`): from ``max(1 ps, 10 % of a block)`` to ``50 %`` of a
+  block (at least twice the start where the block holds it, at most the block). Why it never starts
+  before :data:`MIN_FIT_START_PS` = 1 ps: at shorter lags the MSD still carries the vibrational
+  transient (the ballistic rise, then the overshoot and ringing onto the plateau of atoms vibrating
+  about their sites; phonon periods are 0.05-0.5 ps). That shape is the same in every block, so the
+  block error cannot see it, and a straight line through it is a slope that is not diffusion: fcc Cu
+  (D = 0) came out below 0 by many block errors when 5-ps runs made 1-ps blocks and a window of
+  0.1-0.5 ps (the 10-50 % rule alone). From 1 ps the MSD of a solid at 300-900 K is on its plateau (crystal,
+  slope 0) or on its line (diffusing ions); pymatgen's DiffusionAnalyzer starts its fits at 1 ps
+  too. When a block is too short to hold a window from 1 ps (3 lags at least), fewer, longer blocks
+  are used (down to 2; ``block_D_cm2_s`` lists them); a run too short for 2 raises. The 10-50 % rule
+  of long runs keeps the window past the transient and leaves every lag at least half a block of
+  time origins. A slower transient (soft modes, the caging of a glass or a melt near T_g) needs a
+  later start: give ``fit_window_ps``.
 * **Conductivity** (:func:`nernst_einstein`): ``σ = e² / (V k_B T H_R) Σ_i N_i z_i² D_i`` over the
   species given charges (Haven ratio ``H_R``, default 1: the tracer conductivity); errors of D and V
   propagated in quadrature.
@@ -41,6 +54,8 @@ BOLTZMANN_J_K = 1.380649e-23
 BOLTZMANN_EV_K = 8.617333262e-5
 #: The window of lag times fitted, as fractions of one block's length (see the module docstring).
 DEFAULT_FIT_WINDOW = (0.1, 0.5)
+#: The default window never starts before this lag (ps): the MSD's vibrational transient is over by then.
+MIN_FIT_START_PS = 1.0
 
 
 @dataclass(frozen=True)
@@ -137,17 +152,37 @@ def _slope_D(msd: np.ndarray, dt_ps: float, first: int, last: int) -> float:
     return float(slope / 6.0 * A2_PER_PS_IN_CM2_PER_S)
 
 
+def default_fit_window(n_frames: int, dt_ps: float, n_blocks: int) -> tuple[int, tuple[float, float]]:
+    """The default fit window and the blocks it is fitted on: ``(blocks, (start_ps, end_ps))``.
+
+    ``start = max(MIN_FIT_START_PS, 10 % of a block)``, ``end = min(block, max(50 % of a block, 2 x start))``
+    (lags, ps; a block spans ``(frames per block - 1) * dt_ps``), on ``n_blocks`` blocks, or on fewer, longer
+    ones (down to 2) where a block cannot hold three lags from the start. Raises ``ValueError`` for a run too
+    short for two (see the module docstring for why the window starts at 1 ps at the earliest).
+    """
+    for blocks in range(n_blocks, 1, -1):
+        span = (n_frames // blocks - 1) * dt_ps  # the longest lag a block holds (ps)
+        start = max(MIN_FIT_START_PS, DEFAULT_FIT_WINDOW[0] * span)
+        end = min(span, max(DEFAULT_FIT_WINDOW[1] * span, 2 * start))
+        if end - start >= 2 * dt_ps - 1e-9:
+            return blocks, (start, end)
+    raise ValueError(f"{n_frames} frames of {dt_ps:g} ps ({(n_frames - 1) * dt_ps:g} ps) are too short for a "
+                     f"diffusion coefficient: the MSD is fitted from {MIN_FIT_START_PS:g} ps (past the vibrational "
+                     f"transient) in at least 2 blocks; run at least {2 * (MIN_FIT_START_PS + 3 * dt_ps):g} ps "
+                     "(tens of ps for a useful error), or give fit_window_ps")
+
+
 def fit_window_frames(n_frames: int, dt_ps: float, n_blocks: int,
                       fit_window_ps: tuple[float, float] | None) -> tuple[int, int]:
-    """The fit window as lags in frames ``(first, last)``: the given one, else :data:`DEFAULT_FIT_WINDOW`
-    of one block. Raises ``ValueError`` for a window a block cannot hold or one under three lags."""
+    """The fit window as lags in frames ``(first, last)``: the given one on ``n_blocks`` blocks. Without one, the
+    window of :func:`default_fit_window` for ``n_blocks`` blocks (which may need fewer: call it for the count).
+    Raises ``ValueError`` for a window a block cannot hold or one under three lags."""
     block = n_frames // n_blocks
     if block < 6:
         raise ValueError(f"{n_frames} frames make blocks of {block} frames; a diffusion fit needs at least 6 "
                          "per block: run longer, save frames more often, or use fewer blocks")
     if fit_window_ps is None:
-        span = (block - 1) * dt_ps
-        fit_window_ps = (DEFAULT_FIT_WINDOW[0] * span, DEFAULT_FIT_WINDOW[1] * span)
+        fit_window_ps = default_fit_window(n_frames, dt_ps, n_blocks)[1]
     start, end = fit_window_ps
     first, last = max(1, int(round(start / dt_ps))), int(round(end / dt_ps))
     if last > block - 1:
@@ -165,8 +200,10 @@ def diffusion_coefficients(positions, symbols: Sequence[str], dt_ps: float, mass
 
     Args:
         positions, symbols, dt_ps, masses: as for :func:`mean_squared_displacement`.
-        fit_window_ps: ``(start, end)`` lag times fitted (ps); default 10–50 % of one block.
-        n_blocks: independent blocks for the error (at least 2).
+        fit_window_ps: ``(start, end)`` lag times fitted (ps); default :func:`default_fit_window` (from
+            1 ps at the earliest, past the vibrational transient; 10-50 % of one block in long runs).
+        n_blocks: independent blocks for the error (at least 2); without ``fit_window_ps``, fewer where a
+            block of a short run cannot hold the default window.
         species: the species to analyse (default every one).
     """
     pos = _check_positions(positions, symbols)
@@ -175,6 +212,8 @@ def diffusion_coefficients(positions, symbols: Sequence[str], dt_ps: float, mass
     if n_blocks < 2:
         raise ValueError(f"n_blocks must be at least 2 for an error bar, got {n_blocks}")
     n = pos.shape[0]
+    if fit_window_ps is None:
+        n_blocks, fit_window_ps = default_fit_window(n, dt_ps, n_blocks)
     first, last = fit_window_frames(n, dt_ps, n_blocks, fit_window_ps)
     block = n // n_blocks
     symbols = np.asarray(list(symbols))
