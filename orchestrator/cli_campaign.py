@@ -171,6 +171,7 @@ def run(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YA
     started_here = target.embedded and not target.server.is_running()
     lp = bring_up(target)
     written = None
+    previous = signal.signal(signal.SIGTERM, _interrupted)  # `kill`: stop the workers as Ctrl-C does
     try:
         code = _run_campaign(lp, target, cfg, timeout, sleep)
         written = _write_report(lp, cfg.name, report_file or firegen_home() / "reports" / f"{cfg.name}.html")
@@ -179,11 +180,18 @@ def run(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YA
                    err=True)
         code = 130
     finally:
+        signal.signal(signal.SIGTERM, previous)
         _leave_database(target, cfg.name, stop=stop_db and started_here)
     if written is not None:
         typer.echo(f"report: {written.resolve()}")
     if code:
         raise typer.Exit(code)
+
+
+def _interrupted(signum, frame):
+    """SIGTERM as Ctrl-C: `firegen run` stops the workers it started (each leads its own process group, so a signal
+    to the run's group does not reach them) instead of leaving them to run on without it."""
+    raise KeyboardInterrupt
 
 
 def _write_report(lp, name: str, path: Path) -> Path | None:
