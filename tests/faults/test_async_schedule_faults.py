@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from campaign_helpers import small_cu_config
-from fault_helpers import NAME, database, label_figures, record_outcome, start_run, stop_run, strike_during
+from fault_helpers import private_port, NAME, database, label_figures, record_outcome, start_run, stop_run, strike_during
 from firegen.db.fireworks_archive import find_firework
 from firegen.db.healing import LOST_KEY
 
@@ -27,6 +27,7 @@ def test_sigkill_of_the_cpu_worker_during_an_asynchronous_label_heals_itself(tmp
                              schedule={"mode": "asynchronous", "quorum": 0.5},
                              # a low f_lo: iteration 0 must pick labels (not converge on its own frames)
                              selection={"trust": {"f_lo": 0.03, "f_hi": 0.6}, "max_per_iteration": 20})
+    private_port(tmp_path)  # not 27117, where an orphaned worker may wait
     run = start_run(tmp_path, config, timeout=2400)
     try:
         db = database(tmp_path)

@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from fault_helpers import database, fault_config, start_run, stop_run, wait_for, worker_pid
+from fault_helpers import private_port, database, fault_config, start_run, stop_run, wait_for, worker_pid
 
 
 def _alive(pid: int) -> bool:
@@ -20,6 +20,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_sigterm_of_firegen_run_stops_its_workers(tmp_path):
+    private_port(tmp_path)  # not 27117, where an orphaned worker may wait
     run = start_run(tmp_path, fault_config(tmp_path))
     try:
         database(tmp_path)
