@@ -21,18 +21,19 @@ Mo, npj Comput. Mater. 4, 18 (2018)):
   about their sites; phonon periods are 0.05-0.5 ps). That shape is the same in every block, so the
   block error cannot see it, and a straight line through it is a slope that is not diffusion: fcc Cu
   (D = 0) came out below 0 by many block errors when 5-ps runs made 1-ps blocks and a window of
-  0.1-0.5 ps (the 10-50 % rule alone). From 1 ps the MSD of a solid at 300-900 K is on its plateau (crystal,
-  slope 0) or on its line (diffusing ions); pymatgen's DiffusionAnalyzer starts its fits at 1 ps
+  0.1-0.5 ps (the 10-50 % rule alone). From 1 ps the MSD of a solid at 300-900 K is on its
+  plateau (crystal, slope 0) or on its line (diffusing ions); pymatgen's DiffusionAnalyzer starts its fits at 1 ps
   too. The window must also be wide: the long-lived phonons of a small cell at low temperature ring
-  on for picoseconds (EMT Cu, 108 atoms, 300 K, 5 ps: the MSD swings ±15 % about its plateau at 0.5-2.5
-  ps), and a window of a quarter period fits that swing: 1.0-1.24 ps gave D = 8e-7 cm²/s, 5 errors
-  from 0, and 1.0-1.65 ps 7e-8, within one. So where a block cannot hold a window from 1 ps that is
+  on for picoseconds (EMT Cu, 108 atoms, 300 K, 5 ps: the MSD swings by up to 25 % about its plateau
+  at 0.5-2.5 ps, also after 3 ps of equilibration and in NVT), and a window of a fraction of a period
+  fits that swing: 1.0-1.24 ps gave D = 8e-7 cm²/s, 5 errors from 0; 1.0-1.66 ps gives 7e-8, a tenth
+  (NPT: within one error; NVT: 6 of its errors, the ringing smaller but not gone, and an error from
+  3 blocks is itself uncertain). So where a block cannot hold a window from 1 ps that is
   :data:`MIN_FIT_WIDTH_PS` = 0.5 ps wide, fewer, longer blocks are used (down to 2; ``block_D_cm2_s``
   lists them; 5-ps runs get 3); a run too short for three lags from 1 ps in 2 blocks raises. Runs of
-  tens of ps fit over many periods and keep 5 blocks. The 10-50 % rule
-  of long runs keeps the window past the transient and leaves every lag at least half a block of
-  time origins. A slower transient (soft modes, the caging of a glass or a melt near T_g) needs a
-  later start: give ``fit_window_ps``.
+  tens of ps fit over many periods and keep their blocks; there the 10-50 % rule keeps the window past
+  the transient and leaves every lag at least half a block of time origins. A slower transient (soft
+  modes, the caging of a glass or a melt near T_g) needs a later start: give ``fit_window_ps``.
 * **Conductivity** (:func:`nernst_einstein`): ``σ = e² / (V k_B T H_R) Σ_i N_i z_i² D_i`` over the
   species given charges (Haven ratio ``H_R``, default 1: the tracer conductivity); errors of D and V
   propagated in quadrature.
