@@ -291,3 +291,15 @@ def private_port(folder: Path) -> int:
     port = free_port()
     state.write_text(json.dumps({"port": port}))
     return port
+
+
+def dead_identity() -> str:
+    """The process identity (:func:`firegen.db.healing.process_identity`) of a process of this machine that has
+    exited: what a killed worker leaves in its launches."""
+    from firegen.db.healing import process_identity
+
+    child = subprocess.Popen(["sleep", "30"])
+    identity = process_identity(child.pid)
+    child.kill()
+    child.wait()
+    return identity

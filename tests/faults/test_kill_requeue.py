@@ -5,11 +5,11 @@ process that is gone, the heal of db/healing.py, and what `firegen run` reads at
 
 from __future__ import annotations
 
-import subprocess
 
 import pytest
 from fireworks import Firework, FWorker, ScriptTask
 
+from fault_helpers import dead_identity
 from firegen.db import healing
 from firegen.db.embedded.capabilities import adapt_launchpad
 from firegen.db.launchpad_queries import firework_states
@@ -20,21 +20,13 @@ def lp(launchpad):
     return adapt_launchpad(launchpad)
 
 
-def _dead_identity() -> str:
-    child = subprocess.Popen(["sleep", "30"])
-    identity = healing.process_identity(child.pid)
-    child.kill()
-    child.wait()
-    return identity
-
-
 def test_a_killed_workers_firework_is_requeued_without_reading_fizzled(lp, tmp_path):
     fw = Firework(ScriptTask.from_str("true"), spec={"firegen": {"campaign": "kill", "kind": "label"}})
     child = Firework(ScriptTask.from_str("true"), spec={"firegen": {"campaign": "kill", "kind": "gate"}}, parents=[fw])
     from fireworks import Workflow
 
     lp.add_wf(Workflow([fw, child]))
-    env = {healing.ENV_PROCESS: _dead_identity(), healing.ENV_PING: 60}
+    env = {healing.ENV_PROCESS: dead_identity(), healing.ENV_PING: 60}
     _, launch_id = lp.checkout_fw(FWorker(name="killed", env=env), str(tmp_path))
     assert launch_id is not None
 
@@ -75,7 +67,7 @@ def test_a_workflow_lock_left_by_a_killed_worker_does_not_stop_the_heal(lp, tmp_
     monkeypatch.setattr(init, "__defaults__", init.__defaults__)  # restored after the test
     fw = Firework(ScriptTask.from_str("true"), spec={"firegen": {"campaign": "kill", "kind": "select"}})
     lp.add_wf(fw)
-    env = {healing.ENV_PROCESS: _dead_identity(), healing.ENV_PING: 60}
+    env = {healing.ENV_PROCESS: dead_identity(), healing.ENV_PING: 60}
     _, launch_id = lp.checkout_fw(FWorker(name="killed", env=env), str(tmp_path))
     lp.workflows.update_one({"nodes": fw.fw_id}, {"$set": {"locked": True}})  # what the killed holder left
 
@@ -104,7 +96,7 @@ def test_a_worker_killed_inside_its_checkout_leaves_nothing_stuck(lp, tmp_path):
     reserved = lp._get_a_fw_to_run({}, checkout=True)  # checkout_fw's first write: the Firework is RESERVED
     assert reserved.fw_id == fw.fw_id
     launch_id = lp.get_new_launch_id()  # its second: the launch, RUNNING, for a worker that is then killed
-    env = {healing.ENV_PROCESS: _dead_identity(), healing.ENV_PING: 60}
+    env = {healing.ENV_PROCESS: dead_identity(), healing.ENV_PING: 60}
     launch = Launch("RUNNING", str(tmp_path), FWorker(name="killed", env=env), launch_id=launch_id, fw_id=fw.fw_id)
     lp.launches.insert_one(launch.to_db_dict())
     assert lp.fireworks.find_one({"fw_id": fw.fw_id})["state"] == "RESERVED"

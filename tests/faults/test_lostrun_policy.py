@@ -11,6 +11,7 @@ import time
 import pytest
 from fireworks import Firework, FWorker, ScriptTask
 
+from fault_helpers import dead_identity
 from firegen.db import healing
 from firegen.db.embedded.capabilities import adapt_launchpad
 
@@ -40,14 +41,6 @@ def test_a_process_is_gone_only_when_this_machine_can_tell():
     assert not healing.process_gone("/".join(("another-boot", namespace, pid, started)))  # another machine
     assert not healing.process_gone("/".join((boot, "pid:[1]", pid, started)))  # another container
     assert not healing.process_gone(None) and not healing.process_gone("written/by/someone")
-
-
-def _dead_identity() -> str:
-    child = subprocess.Popen(["sleep", "30"])
-    identity = healing.process_identity(child.pid)
-    child.kill()
-    child.wait()
-    return identity
 
 
 def _checkout(lp, tmp_path, identity: str, ping: float | None = 60) -> int:
@@ -98,11 +91,11 @@ def test_a_dead_worker_is_lost_at_once_and_reruns_are_capped(lp, tmp_path):
     lp.db.campaigns.insert_one({"name": "cap", "status": "running"})
     fw_id = _add(lp, "train")
     for rerun in range(1, healing.MAX_LOST_RERUNS + 1):
-        _checkout(lp, tmp_path, _dead_identity())  # pinged just now, but its process is gone
+        _checkout(lp, tmp_path, dead_identity())  # pinged just now, but its process is gone
         assert healing.heal_lostruns(lp).rerun == [fw_id]
         fw = lp.fireworks.find_one({"fw_id": fw_id})
         assert fw["state"] == "READY" and fw["spec"][healing.LOST_KEY] == rerun
-    _checkout(lp, tmp_path, _dead_identity())
+    _checkout(lp, tmp_path, dead_identity())
     healed = healing.heal_lostruns(lp)
     assert healed.rerun == [] and healed.given_up == [(fw_id, "its worker process is gone")]
     assert lp.fireworks.find_one({"fw_id": fw_id})["state"] == "FIZZLED"  # not a loop: it stays down
@@ -118,7 +111,7 @@ def test_one_duty_holder_at_a_time(lp):
     assert healing.claim_duty(lp, "a", period=30)  # the holder renews it
     lp.db[healing.DUTY_COLLECTION].update_one({"_id": "lostruns"}, {"$set": {"until": 0}})  # its lease ran out
     assert healing.claim_duty(lp, "b", period=30) and not healing.claim_duty(lp, "a", period=30)
-    dead = _dead_identity()
+    dead = dead_identity()
     assert healing.claim_duty(lp, dead, period=30) is False  # b holds it
     lp.db[healing.DUTY_COLLECTION].update_one({"_id": "lostruns"}, {"$set": {"holder": dead}})  # b was that process
     assert healing.claim_duty(lp, "c", period=30)  # a holder seen dead loses its lease at once
@@ -130,7 +123,7 @@ def test_progress_says_why_a_running_firework_does_not_move(lp, tmp_path):
 
     lp.db.campaigns.insert_one({"name": "cap", "status": "running", "stage": 0, "iteration": 0, "config": {}})
     train, label = _add(lp, "train"), _add(lp, "label")
-    _checkout(lp, tmp_path, _dead_identity())
+    _checkout(lp, tmp_path, dead_identity())
     _age(lp, _checkout(lp, tmp_path, healing.process_identity()), 200)
     progress = read_progress(lp, ResultsStore.from_launchpad(lp), "cap")
     assert len(progress.silent) == 2 and "not pinged:" in progress.line()
@@ -143,7 +136,7 @@ def test_lostruns_command_shows_and_applies_the_workers_rule(lp, ferretdb, db_na
     from pathlib import Path
 
     fw_id = _add(lp, "explore")
-    launch_id = _checkout(lp, tmp_path, _dead_identity())
+    launch_id = _checkout(lp, tmp_path, dead_identity())
     firegen = [str(Path(sys.executable).parent / "firegen"), "--uri", ferretdb.uri + db_name, "lostruns"]
     shown = subprocess.run(firegen, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=clean_env)
     assert shown.returncode == 0, shown.stderr
