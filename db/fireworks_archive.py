@@ -69,6 +69,14 @@ def iteration_queued(lp, campaign: str, iteration: int) -> bool:
     return workflow_queued(lp, {"firegen_campaign": campaign, "firegen_iteration": iteration})
 
 
+def add_once(lp, wf) -> bool:
+    """Add ``wf`` to ``lp`` unless a workflow with its metadata is there (or archived); True when added."""
+    if workflow_queued(lp, wf.metadata):
+        return False
+    lp.add_wf(wf)
+    return True
+
+
 def workflow_queued(lp, metadata: dict) -> bool:
     """Whether a workflow with this ``metadata`` (every key equal) is on the LaunchPad or in its archive."""
     query = {f"metadata.{k}": v for k, v in metadata.items()}

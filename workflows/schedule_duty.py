@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 
-from firegen.db.fireworks_archive import workflow_queued
+from firegen.db.fireworks_archive import add_once
 from firegen.db.label_queue import last_claimed_iteration
 from firegen.db.repository import ResultsStore
 from firegen.workflows.context import campaign_config
@@ -29,13 +29,13 @@ def advance_schedules(lp) -> list[tuple[str, int, str]]:
             continue
         order = try_start_training(store, cfg)
         if order is not None:
-            _queue_once(lp, iteration_workflow(cfg, order.iteration, order.stage, order.explore))
+            add_once(lp, iteration_workflow(cfg, order.iteration, order.stage, order.explore))
             started.append((cfg.name, order.iteration, order.reason))
             continue
         claimed = last_claimed_iteration(store, cfg.name)
         if claimed is not None and _older_than(claimed, CLAIM_GRACE_S):
             wf = iteration_workflow(cfg, claimed["index"], claimed["stage"], claimed.get("explore") or [])
-            if _queue_once(lp, wf):
+            if add_once(lp, wf):
                 started.append((cfg.name, claimed["index"], "claimed by a Firework that ended before queueing it"))
     return started
 
@@ -47,10 +47,3 @@ CLAIM_GRACE_S = 120.0
 def _older_than(doc: dict, seconds: float) -> bool:
     at = (doc.get("training_start") or {}).get("at")
     return at is not None and (datetime.datetime.now(datetime.timezone.utc) - aware(at)).total_seconds() > seconds
-
-
-def _queue_once(lp, wf) -> bool:
-    if workflow_queued(lp, wf.metadata):
-        return False
-    lp.add_wf(wf)
-    return True

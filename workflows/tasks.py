@@ -34,7 +34,7 @@ from fireworks import Firework, FiretaskBase, FWAction, Workflow, explicit_seria
 from firegen.campaign.config import CampaignConfig
 from firegen.campaign.convergence import task_key
 from firegen.campaign.errors import is_transient
-from firegen.db.fireworks_archive import archive_completed, workflow_queued
+from firegen.db.fireworks_archive import add_once, archive_completed
 from firegen.workflows.context import campaign_config, current_fw_id, open_store
 
 SNAPSHOT_SPEC_KEY = "firegen_snapshot"
@@ -103,23 +103,11 @@ class CampaignTask(FiretaskBase):
         if lp is None:
             return FWAction(additions=wfs, stored_data=stored_data)
         for one in wfs:
-            if not workflow_queued(lp, one.metadata):
-                lp.add_wf(one)
+            add_once(lp, one)
         archived = archive_completed(lp, campaign, keep={self.fw_id} if getattr(self, "fw_id", None) else set())
         if archived:
             open_store(self).count_archived(campaign, len(archived))
         return FWAction(stored_data={**stored_data, "queued_iteration": iteration, "archived_fireworks": len(archived)})
-
-    def add_now(self, wf: Workflow) -> None:
-        """Queue ``wf`` on this task's LaunchPad now, once (known by its metadata); without a LaunchPad
-        (``rlaunch --offline``) keep it in :attr:`offline` for :meth:`queue` to append at the end."""
-        lp = getattr(self, "launchpad", None)
-        if lp is None:
-            self.offline = [*getattr(self, "offline", []), wf]
-        elif not workflow_queued(lp, wf.metadata):
-            lp.add_wf(wf)
-
-    offline: list = []
 
     def context(self):
         """The results store and the campaign's config; a campaign marked failed by an earlier attempt of
@@ -178,13 +166,15 @@ class LabelTask(CampaignTask):
 
         store, cfg = self.context()
         ids = [ObjectId(i) for i in self["config_ids"]]
-        started: list = []
+        started: list = []  # (order, its workflow): queued at once, and again (a no-op) by queue() at the end
+        lp = getattr(self, "launchpad", None)
 
         def start_next() -> None:  # asynchronous campaigns: each label may complete a quorum
             order = try_start_training(store, cfg)
             if order is not None:
-                started.append(order)
-                self.add_now(iteration_workflow(cfg, order.iteration, order.stage, order.explore))
+                started.append((order, iteration_workflow(cfg, order.iteration, order.stage, order.explore)))
+                if lp is not None:  # offline (no LaunchPad): appended by queue() at the end
+                    add_once(lp, started[-1][1])
 
         outcome = label_batch(store, cfg, ids, current_fw_id(self, store), self.get("labeler"), Path.cwd(),
                               after_each=start_next if cfg.schedule.asynchronous else None)
@@ -193,9 +183,10 @@ class LabelTask(CampaignTask):
         else:  # labels of the initial data
             store.add_campaign_seconds(cfg.name, "init_label_s", outcome.seconds)
         start_next()  # a rerun whose labels were all stored before, or a deadline passed meanwhile
-        stored = {**outcome.as_dict(), **({"training_started": [o.reason for o in started]} if started else {})}
-        return self.queue(self.offline, cfg.name, started[-1].iteration, stored) if started else FWAction(
-            stored_data=stored)
+        if not started:
+            return FWAction(stored_data=outcome.as_dict())
+        stored = {**outcome.as_dict(), "training_started": [order.reason for order, _ in started]}
+        return self.queue([wf for _, wf in started], cfg.name, started[-1][0].iteration, stored)
 
 
 @explicit_serialize
