@@ -66,6 +66,17 @@ def test_shipped_systems_sizes():
     assert sorted(set(atoms.get_chemical_symbols())) == ["Cl", "Na", "O"]
 
 
+def test_cu_emt_npt_learns_volumes():
+    """The density variant of the EMT demo: the same system and data, the virial in the loss, NPT exploration."""
+    base, npt = load_config(CONFIGS / "cu_emt.yaml"), load_config(CONFIGS / "cu_emt_npt.yaml")
+    assert npt.labeler.kind == "emt" and npt.initial_data == base.initial_data
+    assert len(npt.system_atoms("fcc")) == 32
+    loss = npt.committee.training["loss"]
+    assert (loss["start_pref_v"], loss["limit_pref_v"]) == (0.02, 1)
+    conds = npt.stages[0].conditions()
+    assert {c["ensemble"] for c in conds} == {"npt"} and {c["temperature"] for c in conds} == {300.0, 600.0}
+
+
 def test_defaults(workdir):
     cfg = load_config(write(workdir, MINIMAL))
     trust = cfg.selection.trust
