@@ -8,16 +8,25 @@ side with their error bars.
     .venv/bin/python benchmarks/validate_properties.py                       # runs the cu_emt campaign first
     .venv/bin/python benchmarks/validate_properties.py --model final.pb      # a final model you have
     .venv/bin/python benchmarks/validate_properties.py --temperatures 300,600 --production-ps 20 --repeat 2
+    .venv/bin/python benchmarks/validate_properties.py --config configs/cu_emt_npt.yaml   # virial + NPT campaign
 
 Without ``--model`` it runs ``firegen run configs/cu_emt.yaml`` in a temporary folder with its own embedded
 database, then ``firegen finalize cu-emt --now`` and ``firegen export model --final`` (about 10 minutes on 2
 cores). The campaign explores 300 and 600 K, so those are the default temperatures: a potential is only
 expected to reproduce its reference where it was trained.
+
+The reference MD (EMT through ASE, about 20 minutes per temperature on 2 cores) does not depend on the model: its
+analysed result is cached in ``--reference-cache`` (default /tmp/firegen-validate-reference), one JSON file per
+run, named by a hash of the starting atoms (positions, cell, numbers, pbc), the MD protocol, the analysis settings
+and the ASE version. A rerun with another model reads it instead of running EMT again (``--reference-cache ''``
+turns the cache off).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -49,6 +58,53 @@ def build_final_model(folder: Path, config: Path) -> Path:
     return compressed if compressed.is_file() else folder / "final" / "final.pb"
 
 
+def _plain(value):
+    """numpy scalars and arrays as JSON's numbers and lists."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def reference_key(atoms, md, settings) -> str:
+    """Hash of everything the reference result depends on: the atoms, the MD protocol, the analysis, ASE."""
+    import ase
+    from dataclasses import asdict
+
+    what = {"engine": "ase-emt", "ase": ase.__version__, "numbers": atoms.numbers.tolist(),
+            "positions": atoms.positions.tolist(), "cell": atoms.cell.array.tolist(), "pbc": atoms.pbc.tolist(),
+            "md": asdict(md), "analysis": asdict(settings)}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=_plain).encode()).hexdigest()[:20]
+
+
+def reference_result(atoms, md, settings, cache: Path | None) -> tuple[dict, float]:
+    """The EMT reference run at ``md``'s temperature, analysed: ``(analysis, MD wall time s)``, from ``cache``
+    when a run with the same key is stored there, else run (and stored)."""
+    from ase.calculators.emt import EMT
+
+    from firegen.workflows.steps.properties_analysis import analyse_trajectory
+    from firegen.workflows.steps.properties_md import run_property_ase
+
+    path = cache / f"emt-{md.temperature_K:g}K-{reference_key(atoms, md, settings)}.json" if cache else None
+    if path is not None and path.is_file():
+        stored = json.loads(path.read_text())
+        print(f"reference {md.temperature_K:g} K: cached {path} (its MD took {stored['wall_time_s']:.0f} s)",
+              flush=True)
+        return stored["analysis"], stored["wall_time_s"]
+    run = run_property_ase(atoms, EMT(), md, engine="ase-emt")
+    analysis = analyse_trajectory(run.frames, run.dt_ps, md.temperature_K, settings)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"analysis": analysis, "wall_time_s": run.wall_time}, default=_plain))
+        tmp.replace(path)
+        print(f"reference {md.temperature_K:g} K: stored in {path}", flush=True)
+    return json.loads(json.dumps(analysis, default=_plain)), run.wall_time
+
+
 def _fmt(value: float, error: float) -> str:
     return f"{value:.4g} ± {error:.2g}"
 
@@ -66,17 +122,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--production-ps", type=float, default=20.0)
     parser.add_argument("--sample-fs", type=float, default=20.0)
     parser.add_argument("--lmp", default="lmp")
+    parser.add_argument("--reference-cache", default="/tmp/firegen-validate-reference",
+                        help="folder of the cached EMT reference results ('' : no cache)")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO.parent))
-    from ase.calculators.emt import EMT
-
     from firegen.campaign.config import load_config
     from firegen.workflows.steps.properties_analysis import AnalysisSettings, analyse_trajectory
-    from firegen.workflows.steps.properties_md import PropertyMD, run_property_ase, run_property_lammps, write_property_lammps
+    from firegen.workflows.steps.properties_md import PropertyMD, run_property_lammps, write_property_lammps
     from firegen.workflows.steps.properties_structure import rdf_difference
 
     cfg = load_config(args.config)
+    cache = Path(args.reference_cache) if args.reference_cache else None
     if cfg.labeler.kind != "emt":
         raise SystemExit(f"{args.config}: this benchmark's reference engine is EMT; the labeler is {cfg.labeler.kind}")
     with tempfile.TemporaryDirectory(prefix="firegen-validate-") as tmp:
@@ -94,11 +151,10 @@ def main(argv: list[str] | None = None) -> int:
                             sample_fs=args.sample_fs, seed=12345)
             write_property_lammps(folder / f"md-{t:g}", atoms, cfg.type_map, model, md, cfg.masses())
             dp_run = run_property_lammps(folder / f"md-{t:g}", args.lmp)
-            ref_run = run_property_ase(atoms, EMT(), md, engine="ase-emt")
             dp = analyse_trajectory(dp_run.frames, dp_run.dt_ps, t, settings)
-            ref = analyse_trajectory(ref_run.frames, ref_run.dt_ps, t, settings)
+            ref, ref_s = reference_result(atoms, md, settings, cache)
             diff = rdf_difference(dp["rdf"]["r_A"], dp["rdf"]["total"], ref["rdf"]["total"])
-            rows.append((t, dp, ref, diff, dp_run.wall_time, ref_run.wall_time))
+            rows.append((t, dp, ref, diff, dp_run.wall_time, ref_s))
     print(f"\n{'T K':>6} {'density DP g/cm³':>22} {'density EMT g/cm³':>22} {'Δρ %':>7} {'RDF R':>7} "
           f"{'∫|Δg| Å':>8} {'D DP cm²/s':>22} {'D EMT cm²/s':>22} {'MD s DP/EMT':>12}")
     for t, dp, ref, diff, dp_s, ref_s in rows:
