@@ -51,7 +51,7 @@ def build_final_model(folder: Path, config: Path) -> Path:
             out = subprocess.run([str(BIN / "firegen"), *args], cwd=folder, env=env, text=True, capture_output=True)
             if out.returncode != 0:
                 raise SystemExit(f"firegen {' '.join(args)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-            print(out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "", flush=True)
+            print(out.stdout.rstrip(), flush=True)  # the iterations, labels and held-out RMSE, for the record
     finally:
         subprocess.run([str(BIN / "firegen"), "db", "down"], cwd=folder, env=env, capture_output=True)
     compressed = folder / "final" / "final-compressed.pb"
@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--production-ps", type=float, default=20.0)
     parser.add_argument("--sample-fs", type=float, default=20.0)
     parser.add_argument("--lmp", default="lmp")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the campaign, final model and MD here (default: a temporary folder)")
     parser.add_argument("--reference-cache", default="/tmp/firegen-validate-reference",
                         help="folder of the cached EMT reference results ('' : no cache)")
     args = parser.parse_args(argv)
@@ -137,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.labeler.kind != "emt":
         raise SystemExit(f"{args.config}: this benchmark's reference engine is EMT; the labeler is {cfg.labeler.kind}")
     with tempfile.TemporaryDirectory(prefix="firegen-validate-") as tmp:
-        folder = Path(tmp)
+        folder = args.workdir.resolve() if args.workdir else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         model = args.model.resolve() if args.model else build_final_model(folder, args.config.resolve())
         system = args.system or cfg.systems[0].name
         atoms = cfg.system_atoms(system).repeat(args.repeat)
