@@ -32,6 +32,14 @@ class ScheduleConfig(_Model):
     max_in_flight: int = fx(2, ge=1, le=8, desc="At most this many iterations may have labels outstanding when "
                             "a committee starts training; the next waits for the oldest to finish.",
                             fix="use a small integer such as 2")
+    refill: bool = fx(True, desc="Also start the next committee, once at least `refill_floor` of the labels are "
+                      "back, when the labels still out would keep the cpu workers busy no longer than the last "
+                      "committee took from its dataset snapshot to queueing its labels (training, exploration, "
+                      "selection; measured): the new labels then arrive before the label queue runs dry. Labels "
+                      "left are estimated from this iteration's own rate (seconds waited / labels back).")
+    refill_floor: float = fx(0.5, gt=0, le=1, desc="Fraction of the labels that must be back before `refill` "
+                             "may start a committee (the quorum starts it in any case).",
+                             fix="use a fraction such as 0.5, at most the quorum")
     labels_per_firework: int | None = fx(None, ge=1, le=1000, desc="Configurations per label Firework (each cpu "
                                          "worker takes the next). null: 1 in asynchronous mode (DP-GEN's one task per "
                                          "frame: the quorum counts label by label, stragglers spread over the "
@@ -44,7 +52,7 @@ class ScheduleConfig(_Model):
     @model_validator(mode="after")
     def _asynchronous_only(self):
         if self.mode == "strict":
-            fields = ("quorum", "quorum_count", "deadline_s", "max_in_flight", "rescore")
+            fields = ("quorum", "quorum_count", "deadline_s", "max_in_flight", "rescore", "refill", "refill_floor")
             set_here = [f for f in fields if getattr(self, f) != type(self).model_fields[f].default]
             if set_here:
                 fail(Problem(set_here[0], "applies to mode asynchronous only", fix="set mode: asynchronous, or "

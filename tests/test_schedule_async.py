@@ -44,6 +44,30 @@ def test_a_label_count_is_a_quorum_too():
     assert not training_start(counted, LabelProgress(total=40, back=2, waited_s=0, outstanding=1)).ready
 
 
+REFILL = ASYNC.model_copy(update={"quorum": 0.8, "refill_floor": 0.5})
+
+
+@pytest.mark.parametrize("schedule, progress, ready, why", [
+    # 5 of 10 back after 100 s: the other 5 are due in about 100 s, sooner than the 120 s the last committee
+    # took from snapshot to labels, so training now brings new labels before the cpu workers run dry
+    (REFILL, LabelProgress(total=10, back=5, waited_s=100, outstanding=1, turnaround_s=120), True,
+     "refill: 5 of 10 labels back, the rest due in about 100 s <= 120 s"),
+    (REFILL, LabelProgress(total=10, back=5, waited_s=100, outstanding=1, turnaround_s=90), False, "waiting: 5 of 10"),
+    (REFILL, LabelProgress(total=10, back=4, waited_s=10, outstanding=1, turnaround_s=1000), False,
+     "waiting: 4 of 10"),  # below refill_floor
+    (REFILL, LabelProgress(total=10, back=5, waited_s=100, outstanding=1, turnaround_s=None), False,
+     "waiting: 5 of 10"),  # nothing measured yet
+    (REFILL.model_copy(update={"refill": False}),
+     LabelProgress(total=10, back=5, waited_s=100, outstanding=1, turnaround_s=120), False, "waiting: 5 of 10"),
+    (REFILL, LabelProgress(total=10, back=7, waited_s=100, outstanding=3, turnaround_s=1000), False,
+     "3 iterations have labels outstanding"),
+])
+def test_refill_starts_training_when_the_labels_left_are_due_before_a_new_committee_could_queue_more(
+        schedule, progress, ready, why):
+    start = training_start(schedule, progress)
+    assert start.ready is ready and start.reason.startswith(why)
+
+
 def _cu(a: float, shake: float = 0.0, seed: int = 0):
     atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat((2, 2, 2))
     atoms.positions += np.random.default_rng(seed).normal(0, shake, atoms.positions.shape)
@@ -205,3 +229,32 @@ def test_asynchronous_labels_are_one_per_firework_in_workflows_of_at_most_25(tmp
     assert [wf.metadata["firegen_part"] for wf in wfs] == [0, 1, 2]
     assert all(wf.metadata["firegen_labels_of"] == 3 for wf in wfs)
     assert [fw.tasks[0]["config_ids"] for wf in wfs for fw in wf.fws] == [[i] for i in ids]
+
+
+def test_refill_measures_the_last_committees_turnaround_from_its_snapshot(mongo_db, tmp_path):
+    store, cfg = _async_campaign(mongo_db, tmp_path, "cu-refill", quorum=0.9, deadline_s=None)
+    picked = _picked(store, cfg, 0, [_cu(3.61, 0.05, seed=s) for s in range(4)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    # iteration 0's committee began 200 s ago and queued these labels 20 s ago: a turnaround of 180 s
+    store.datasets.update_one({"campaign": cfg.name, "iteration": 0},
+                              {"$set": {"created": now - datetime.timedelta(seconds=200)}})
+    store.set_iteration_fields(cfg.name, 1, {"labels_queued_at": now - datetime.timedelta(seconds=20)})
+    label_batch(store, cfg, picked[:1])
+    assert try_start_training(store, cfg, now=now) is None  # 1 of 4: below refill_floor 0.5
+    label_batch(store, cfg, picked[1:2])
+    order = try_start_training(store, cfg, now=now)  # 2 of 4 in 20 s: the other 2 due in ~20 s <= 180 s
+    assert order.iteration == 1 and order.reason.startswith("refill: 2 of 4 labels back")
+    started = store.get_iteration(cfg.name, 1)["training_start"]
+    assert started["turnaround_s"] == pytest.approx(180.0, abs=1.0) and started["labels_back"] == 2
+
+
+def test_refill_waits_while_the_labels_left_take_longer_than_the_turnaround(mongo_db, tmp_path):
+    store, cfg = _async_campaign(mongo_db, tmp_path, "cu-norefill", quorum=0.9, deadline_s=None)
+    picked = _picked(store, cfg, 0, [_cu(3.61, 0.05, seed=s) for s in range(4)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    # a 30-s turnaround, and 2 labels back in 600 s: the other 2 need about 600 s more
+    store.datasets.update_one({"campaign": cfg.name, "iteration": 0},
+                              {"$set": {"created": now - datetime.timedelta(seconds=630)}})
+    store.set_iteration_fields(cfg.name, 1, {"labels_queued_at": now - datetime.timedelta(seconds=600)})
+    label_batch(store, cfg, picked[:2])
+    assert try_start_training(store, cfg, now=now) is None

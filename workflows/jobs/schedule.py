@@ -45,8 +45,11 @@ def label_progress(store: ResultsStore, campaign: str, waiting: dict,
     outstanding = outstanding_by_iteration(store, campaign)
     total = int(waiting.get("labels_expected", 0))
     back = total - outstanding.get(waiting["index"] - 1, 0)
-    waited = (now - aware(waiting["labels_queued_at"])).total_seconds()
-    return LabelProgress(total=total, back=back, waited_s=waited, outstanding=sum(1 for n in outstanding.values() if n))
+    queued = aware(waiting["labels_queued_at"])
+    picker = store.find_snapshot(campaign, waiting["index"] - 1)  # taken as the committee that picked them began
+    turnaround = (queued - aware(picker["created"])).total_seconds() if picker and picker.get("created") else None
+    return LabelProgress(total=total, back=back, waited_s=(now - queued).total_seconds(),
+                         outstanding=sum(1 for n in outstanding.values() if n), turnaround_s=turnaround)
 
 
 def try_start_training(store: ResultsStore, cfg: CampaignConfig,
@@ -63,7 +66,8 @@ def try_start_training(store: ResultsStore, cfg: CampaignConfig,
     if not start.ready:
         return None
     why = {"reason": start.reason, "labels_back": progress.back, "labels_expected": progress.total,
-           "waited_s": round(progress.waited_s, 1)}
+           "waited_s": round(progress.waited_s, 1),
+           **({"turnaround_s": round(progress.turnaround_s, 1)} if progress.turnaround_s is not None else {})}
     if not claim_training(store, cfg.name, waiting["index"], why):
         return None
     return TrainingOrder(waiting["index"], waiting["stage"], list(waiting.get("explore") or []), start.reason)
