@@ -193,7 +193,7 @@ def firegen_yaml(folder: Path, variant: str, seed: int, args) -> Path:
         cfg["committee"]["warm_start"] = {"enabled": False}
     else:
         sel.update(policy="diverse", dedup={"displacement": args.displacement})
-        cfg["committee"]["warm_start"] = {"enabled": True, "start_lr": 5.0e-4}
+        cfg["committee"]["warm_start"] = {"enabled": True, **json.loads(args.warm_start)}
     cfg["committee"].pop("init_from_previous", None)
     out.write_text(yaml.safe_dump(cfg, sort_keys=False))
     submitted = folder / "variant" / out.name  # the harness copies it back beside param.json (relative paths hold)
@@ -307,6 +307,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="/tmp/label-efficiency", help="folder for the held-out set, runs and results")
     p.add_argument("--target-f", type=float, default=0.06, help="held-out force RMSE target (eV/Å)")
     p.add_argument("--displacement", type=float, default=0.01, help="firegen's dedup displacement (Å)")
+    p.add_argument("--warm-start", default="{}", help="firegen's committee.warm_start fields as JSON, e.g. "
+                   "'{\"start_lr\": 5e-4}' (default {}: firegen's own defaults)")
     p.add_argument("--firegen", default=str(_bench.VENV_BIN / "firegen"))
     p.add_argument("--dpgen", default=str(_bench.VENV_BIN / "dpgen"))
     p.add_argument("--timeout", type=float, default=3600)
