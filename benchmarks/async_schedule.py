@@ -145,6 +145,10 @@ def one_run(mode: str, seed: int, args, heldout: HeldOut) -> dict:
         db = client["firegen"]
         labeled = db.configurations.count_documents({"campaign": name, "status": "labeled"})
         skipped = db.configurations.count_documents({"campaign": name, "status": "skipped"})
+        starts = [{"iteration": it["index"], **{k: it["training_start"].get(k) for k in
+                                                ("reason", "labels_back", "labels_expected", "turnaround_s")}}
+                  for it in db.iterations.find({"campaign": name, "training_start": {"$exists": True}},
+                                               {"index": 1, "training_start": 1}).sort("index", 1)]
         client.close()
     finally:
         for proc in workers:
@@ -163,6 +167,9 @@ def one_run(mode: str, seed: int, args, heldout: HeldOut) -> dict:
     gpu = [(launch["worker"], launch["start"], launch["end"]) for launch in launches if launch["category"] == "gpu"]
     gpu_workers = sorted({w for w, _, _ in gpu})
     busy = sum(_bench.union_length([(a, b) for w, a, b in gpu if w == worker], t0, t_end) for worker in gpu_workers)
+    cpu = [(launch["worker"], launch["start"], launch["end"]) for launch in launches if launch["category"] == "cpu"]
+    cpu_busy = sum(_bench.union_length([(a, b) for w, a, b in cpu if w == worker], t0, t_end)
+                   for worker in sorted({w for w, _, _ in cpu}))
     if reason:
         print(f"  {mode} seed {seed}: {status}: {reason}", flush=True)
     row = {"mode": mode, "seed": seed, "status": status, "stop_reason": reason, "wall_s": t_end - t0,
@@ -170,12 +177,15 @@ def one_run(mode: str, seed: int, args, heldout: HeldOut) -> dict:
            "labeled": labeled, "skipped": skipped, "iterations": len(curve),
            "final_rmse_f": curve[-1]["rmse_f"] if curve else None,
            "gpu_idle": 1.0 - busy / (max(len(gpu_workers), args.gpu) * (t_end - t0)),
+           "cpu_idle": 1.0 - cpu_busy / (args.cpu * (t_end - t0)), "starts": starts,
            "curve": curve, "timeline": [{**launch, "start": launch["start"] - t0, "end": launch["end"] - t0}
                                         for launch in launches]}
     print(f"  {mode} seed {seed}: {status}, {row['wall_s']:.0f} s, target "
           f"{'%.0f s' % row['to_target_s'] if reached else 'not reached'}, {labeled} labels, {skipped} skipped, "
-          f"gpu idle {row['gpu_idle']:.0%}; " + ", ".join(f"it{c['iteration']} {c['rmse_f']:.3f}" for c in curve),
-          flush=True)
+          f"gpu idle {row['gpu_idle']:.0%}, cpu idle {row['cpu_idle']:.0%}; "
+          + ", ".join(f"it{c['iteration']} {c['rmse_f']:.3f}" for c in curve), flush=True)
+    for start in starts:
+        print(f"    iteration {start['iteration']} trained on {start['reason']}", flush=True)
     return row
 
 
@@ -186,8 +196,9 @@ def _median(values) -> float | None:
 
 def report(rows: list[dict], args) -> None:
     cols = ["mode", "seed", "status", "to_target_s", "labels_at_target", "labeled", "skipped", "final_rmse_f",
-            "gpu_idle_pct", "iterations", "wall_s"]
-    table = [{**r, "gpu_idle_pct": 100 * r["gpu_idle"]} for r in rows]
+            "gpu_idle_pct", "cpu_idle_pct", "iterations", "wall_s"]
+    table = [{**r, "gpu_idle_pct": 100 * r["gpu_idle"],
+              "cpu_idle_pct": 100 * r["cpu_idle"] if r.get("cpu_idle") is not None else None} for r in rows]
     print(_bench.render(table, cols, digits=3))
     print(f"\nmedians (target {args.target_f} eV/Å held-out force RMSE):")
     medians = {}
