@@ -12,7 +12,8 @@ iteration). Three variants, each run ``--seeds`` times in a fresh folder:
   choice, no deduplication, every committee trained from scratch), campaign name and ``selection.seed``
   varied per seed;
 * ``firegen``: the same import with firegen's own selection: deduplication, diverse (farthest-point)
-  selection, and warm-started training (same 400 steps per iteration, restarted at ``start_lr`` 5e-4).
+  selection, and warm-started training (same 400 steps per iteration, restarted with firegen's default
+  ``committee.warm_start``, or ``--warm-start`` fields).
 
 The **held-out set** is built once per output folder, independently of any campaign: ASE Langevin MD with
 EMT itself at 300 and 600 K on the 32-atom cell at lattice scales 0.98, 1.00 and 1.02 (strained cells), 20

@@ -83,6 +83,23 @@ def test_template_merged_over_defaults():
     assert DEFAULT_INPUT["model"]["type_map"] == []
 
 
+def test_a_warm_start_restarts_at_dp_gen_reuse_prefactors_by_default():
+    from firegen.campaign.config_loop import WarmStartConfig
+    from firegen.workflows.steps.train_input import restart_schedule
+
+    template = {"learning_rate": {"type": "exp", "start_lr": 1e-3, "stop_lr": 1e-5},
+                "loss": {"start_pref_e": 0.02, "limit_pref_e": 1, "start_pref_f": 1000, "limit_pref_f": 1,
+                         "start_pref_v": 0, "limit_pref_v": 0}}
+    warm = WarmStartConfig()
+    out = restart_schedule(template, warm.start_lr, warm.start_pref_e, warm.start_pref_f)
+    assert (out["loss"]["start_pref_e"], out["loss"]["start_pref_f"]) == (0.1, 100.0)
+    assert out["learning_rate"] == template["learning_rate"] and out["loss"]["limit_pref_e"] == 1
+    assert template["loss"]["start_pref_e"] == 0.02  # the template itself is left alone
+    assert restart_schedule(template, None, None, None) == template  # null: the template's
+    no_energy = {"loss": {**template["loss"], "start_pref_e": 0, "limit_pref_e": 0}}
+    assert restart_schedule(no_energy, None, 0.1, 100)["loss"]["start_pref_e"] == 0  # left out stays out
+
+
 def test_seeds_differ_per_member_and_are_deterministic():
     a = make_training_input({}, ["s"], ["Cu"], seed=0)
     b = make_training_input({}, ["s"], ["Cu"], seed=1)

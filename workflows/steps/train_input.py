@@ -161,7 +161,8 @@ def restart_schedule(template: Mapping, start_lr: float | None = None, start_pre
                      start_pref_f: float | None = None) -> dict:
     """A copy of a training template whose learning-rate schedule and loss prefactors restart from these
     values (DP-GEN's ``training_reuse_start_lr`` / ``_start_pref_e`` / ``_start_pref_f``): what a member
-    warm-started from its previous model trains with. ``None`` keeps the template's value."""
+    warm-started from its previous model trains with. ``None`` keeps the template's value, as does a loss
+    term the template leaves out (start and limit prefactor 0: e.g. no energies)."""
     import copy
 
     out = copy.deepcopy(dict(template))
@@ -170,7 +171,9 @@ def restart_schedule(template: Mapping, start_lr: float | None = None, start_pre
         stop = out["learning_rate"].get("stop_lr")
         if stop is not None and float(stop) > float(start_lr):
             out["learning_rate"]["stop_lr"] = float(start_lr)
+    loss = out.setdefault("loss", {})
     for key, value in (("start_pref_e", start_pref_e), ("start_pref_f", start_pref_f)):
-        if value is not None:
-            out.setdefault("loss", {})[key] = float(value)
+        left_out = loss.get(key) == 0 and loss.get(key.replace("start_", "limit_")) == 0
+        if value is not None and not left_out:
+            loss[key] = float(value)
     return out
