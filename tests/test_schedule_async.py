@@ -231,14 +231,19 @@ def test_asynchronous_labels_are_one_per_firework_in_workflows_of_at_most_25(tmp
     assert [fw.tasks[0]["config_ids"] for wf in wfs for fw in wf.fws] == [[i] for i in ids]
 
 
-def test_refill_measures_the_last_committees_turnaround_from_its_snapshot(mongo_db, tmp_path):
-    store, cfg = _async_campaign(mongo_db, tmp_path, "cu-refill", quorum=0.9, deadline_s=None)
+def _four_picked(mongo_db, tmp_path, name, began_s: float, queued_s: float):
+    """4 labels picked by iteration 0, whose committee began ``began_s`` ago and queued them ``queued_s`` ago."""
+    store, cfg = _async_campaign(mongo_db, tmp_path, name, quorum=0.9, deadline_s=None)
     picked = _picked(store, cfg, 0, [_cu(3.61, 0.05, seed=s) for s in range(4)])
     now = datetime.datetime.now(datetime.timezone.utc)
-    # iteration 0's committee began 200 s ago and queued these labels 20 s ago: a turnaround of 180 s
     store.datasets.update_one({"campaign": cfg.name, "iteration": 0},
-                              {"$set": {"created": now - datetime.timedelta(seconds=200)}})
-    store.set_iteration_fields(cfg.name, 1, {"labels_queued_at": now - datetime.timedelta(seconds=20)})
+                              {"$set": {"created": now - datetime.timedelta(seconds=began_s)}})
+    store.set_iteration_fields(cfg.name, 1, {"labels_queued_at": now - datetime.timedelta(seconds=queued_s)})
+    return store, cfg, picked, now
+
+
+def test_refill_measures_the_last_committees_turnaround_from_its_snapshot(mongo_db, tmp_path):
+    store, cfg, picked, now = _four_picked(mongo_db, tmp_path, "cu-refill", began_s=200, queued_s=20)  # 180 s
     label_batch(store, cfg, picked[:1])
     assert try_start_training(store, cfg, now=now) is None  # 1 of 4: below refill_floor 0.5
     label_batch(store, cfg, picked[1:2])
@@ -249,12 +254,7 @@ def test_refill_measures_the_last_committees_turnaround_from_its_snapshot(mongo_
 
 
 def test_refill_waits_while_the_labels_left_take_longer_than_the_turnaround(mongo_db, tmp_path):
-    store, cfg = _async_campaign(mongo_db, tmp_path, "cu-norefill", quorum=0.9, deadline_s=None)
-    picked = _picked(store, cfg, 0, [_cu(3.61, 0.05, seed=s) for s in range(4)])
-    now = datetime.datetime.now(datetime.timezone.utc)
     # a 30-s turnaround, and 2 labels back in 600 s: the other 2 need about 600 s more
-    store.datasets.update_one({"campaign": cfg.name, "iteration": 0},
-                              {"$set": {"created": now - datetime.timedelta(seconds=630)}})
-    store.set_iteration_fields(cfg.name, 1, {"labels_queued_at": now - datetime.timedelta(seconds=600)})
+    store, cfg, picked, now = _four_picked(mongo_db, tmp_path, "cu-norefill", began_s=630, queued_s=600)
     label_batch(store, cfg, picked[:2])
     assert try_start_training(store, cfg, now=now) is None
