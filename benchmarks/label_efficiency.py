@@ -12,8 +12,8 @@ iteration). Three variants, each run ``--seeds`` times in a fresh folder:
   choice, no deduplication, every committee trained from scratch), campaign name and ``selection.seed``
   varied per seed;
 * ``firegen``: the same import with firegen's own selection: deduplication, diverse (farthest-point)
-  selection, and warm-started training (same 400 steps per iteration, restarted with firegen's default
-  ``committee.warm_start``, or ``--warm-start`` fields).
+  selection, and warm-started training (same 400 steps per iteration, restarted at energy/force loss
+  prefactors 0.1 / 100: ``--warm-start``).
 
 The **held-out set** is built once per output folder, independently of any campaign: ASE Langevin MD with
 EMT itself at 300 and 600 K on the 32-atom cell at lattice scales 0.98, 1.00 and 1.02 (strained cells), 20
@@ -308,8 +308,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="/tmp/label-efficiency", help="folder for the held-out set, runs and results")
     p.add_argument("--target-f", type=float, default=0.06, help="held-out force RMSE target (eV/Å)")
     p.add_argument("--displacement", type=float, default=0.01, help="firegen's dedup displacement (Å)")
-    p.add_argument("--warm-start", default="{}", help="firegen's committee.warm_start fields as JSON, e.g. "
-                   "'{\"start_lr\": 5e-4}' (default {}: firegen's own defaults)")
+    p.add_argument("--warm-start", default='{"start_pref_e": 0.1, "start_pref_f": 100}',
+                   help="firegen's committee.warm_start fields as JSON (default: restart at energy/force "
+                   "prefactors 0.1/100, as measured 2026-12-06; '{}': firegen's defaults, the template's)")
     p.add_argument("--firegen", default=str(_bench.VENV_BIN / "firegen"))
     p.add_argument("--dpgen", default=str(_bench.VENV_BIN / "dpgen"))
     p.add_argument("--timeout", type=float, default=3600)

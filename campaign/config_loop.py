@@ -27,13 +27,13 @@ class WarmStartConfig(_Model):
     start_lr: float | None = fx(None, gt=0, lt=1, desc="Learning rate a warm-started member restarts its "
                                 "schedule from (DP-GEN's training_reuse_start_lr, there 1e-4); null: the "
                                 "template's start_lr.", fix="use a rate such as 1.0e-4, or null")
-    start_pref_e: float | None = fx(0.1, ge=0, desc="Energy loss prefactor at the restart (DP-GEN's "
-                                    "training_reuse_start_pref_e; 0.1 and 100 were earlier DP-GEN releases' "
-                                    "defaults, 0.14 keeps the template's). A warm-started member fits forces already: "
-                                    "restarting at a template's force-dominated 0.02 / 1000 lets its energies "
-                                    "drift (benchmarks/README.md, label_efficiency.py). null: the template's.",
+    start_pref_e: float | None = fx(None, ge=0, desc="Energy loss prefactor at the restart (DP-GEN's "
+                                    "training_reuse_start_pref_e); null: the template's. With 0.1 / 100 (earlier "
+                                    "DP-GEN releases' defaults) a member's energies do not drift from the "
+                                    "restart's force-dominated first steps, but its forces fit less; see "
+                                    "benchmarks/README.md (label_efficiency.py) for what each costs.",
                                     fix="use a non-negative number such as 0.1, or null")
-    start_pref_f: float | None = fx(100.0, ge=0, desc="Force loss prefactor at the restart (DP-GEN's "
+    start_pref_f: float | None = fx(None, ge=0, desc="Force loss prefactor at the restart (DP-GEN's "
                                     "training_reuse_start_pref_f); null: the template's.",
                                     fix="use a non-negative number such as 100, or null")
     scratch_every: int | None = fx(None, gt=0, desc="Train from scratch every this many iterations "

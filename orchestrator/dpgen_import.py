@@ -611,13 +611,9 @@ class _Converter:
     def warm_start(self) -> dict:
         """DP-GEN's training_init_model (reuse from iteration 1, same settings) and training_reuse_* keys."""
         reuse = self.j.get("training_reuse_iter")
-        # DP-GEN restarts from the template's loss prefactors unless training_reuse_start_pref_* say otherwise;
-        # firegen's own defaults differ (0.1 / 100), so the import says null (the template's) explicitly
-        template_prefs = {"start_pref_e": None, "start_pref_f": None}
         if reuse is None:
-            enabled = bool(self.j.get("training_init_model"))
-            return {"enabled": enabled, **(template_prefs if enabled else {})}
-        out = {"enabled": True, "from_iteration": max(1, self.num("training_reuse_iter", reuse, int)), **template_prefs}
+            return {"enabled": bool(self.j.get("training_init_model"))}
+        out = {"enabled": True, "from_iteration": max(1, self.num("training_reuse_iter", reuse, int))}
         steps_key = "training_reuse_stop_batch" if "training_reuse_stop_batch" in self.j else "training_reuse_numb_steps"
         if self.j.get(steps_key) is not None:
             out["numb_steps"] = self.num(steps_key, self.j[steps_key], int)

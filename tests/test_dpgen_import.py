@@ -118,7 +118,7 @@ def test_vasp_nvt_and_npt_a_with_init_model(dpgen_dir):
     conv, cfg, _ = convert(dpgen_dir, "param_vasp.json")
     assert conv.unsupported == []
     assert cfg.committee.warm_start.enabled is True and cfg.committee.numb_steps == 800
-    # DP-GEN 0.14's init model keeps the template's loss prefactors, not firegen's 0.1 / 100
+    # DP-GEN 0.14's init model keeps the template's loss prefactors
     assert (cfg.committee.warm_start.start_pref_e, cfg.committee.warm_start.start_pref_f) == (None, None)
     assert [s.ensemble for s in cfg.stages] == ["nvt", "npt-aniso"]
     assert cfg.stages[1].pressures == [1.0] and cfg.stages[1].systems == ["sys0-000", "sys1-000"]

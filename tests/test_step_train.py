@@ -83,7 +83,7 @@ def test_template_merged_over_defaults():
     assert DEFAULT_INPUT["model"]["type_map"] == []
 
 
-def test_a_warm_start_restarts_at_dp_gen_reuse_prefactors_by_default():
+def test_a_warm_start_restarts_at_the_prefactors_it_is_given_and_keeps_the_templates_by_default():
     from firegen.campaign.config_loop import WarmStartConfig
     from firegen.workflows.steps.train_input import restart_schedule
 
@@ -91,11 +91,11 @@ def test_a_warm_start_restarts_at_dp_gen_reuse_prefactors_by_default():
                 "loss": {"start_pref_e": 0.02, "limit_pref_e": 1, "start_pref_f": 1000, "limit_pref_f": 1,
                          "start_pref_v": 0, "limit_pref_v": 0}}
     warm = WarmStartConfig()
-    out = restart_schedule(template, warm.start_lr, warm.start_pref_e, warm.start_pref_f)
+    assert restart_schedule(template, warm.start_lr, warm.start_pref_e, warm.start_pref_f) == template
+    out = restart_schedule(template, None, 0.1, 100)  # DP-GEN's older training_reuse defaults
     assert (out["loss"]["start_pref_e"], out["loss"]["start_pref_f"]) == (0.1, 100.0)
     assert out["learning_rate"] == template["learning_rate"] and out["loss"]["limit_pref_e"] == 1
     assert template["loss"]["start_pref_e"] == 0.02  # the template itself is left alone
-    assert restart_schedule(template, None, None, None) == template  # null: the template's
     no_energy = {"loss": {**template["loss"], "start_pref_e": 0, "limit_pref_e": 0}}
     assert restart_schedule(no_energy, None, 0.1, 100)["loss"]["start_pref_e"] == 0  # left out stays out
 
