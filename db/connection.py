@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -227,15 +228,22 @@ def write_archive_launchpad_file(path: Path, target: DBTarget) -> Path:
 
 
 def _write_private(path: Path, spec: dict, mark: str | None) -> Path:
-    """Write ``spec`` as YAML readable by its owner only (0600), after ``mark`` as a first line when given."""
+    """Write ``spec`` as YAML readable by its owner only (0600), after ``mark`` as a first line when given.
+
+    Written beside ``path`` (a new 0600 file) and renamed over it, so that a process reading it meanwhile
+    (workers started together each rewrite it) sees the old file or the new one, never an empty or cut one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # a file that was there keeps its mode through os.open: narrow it before anything is written
-    with os.fdopen(fd, "w") as fh:
-        if mark:
-            fh.write(mark + "\n")
-        yaml.safe_dump(spec, fh, sort_keys=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # created 0600
+    try:
+        with os.fdopen(fd, "w") as fh:
+            if mark:
+                fh.write(mark + "\n")
+            yaml.safe_dump(spec, fh, sort_keys=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

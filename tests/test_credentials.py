@@ -124,6 +124,31 @@ def test_launchpad_files_are_written_0600_even_over_an_open_file(tmp_path):
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
 
 
+def test_a_launchpad_file_being_rewritten_is_never_read_empty_or_cut(tmp_path):
+    """Workers started together each rewrite the launchpad file while the others read it (seen: 3 of 4 cpu
+    workers of a benchmark died reading an empty file). A reader must see the old file or the new one."""
+    import threading
+
+    path = write_launchpad_file(tmp_path / "my_launchpad.yaml", "mongodb://127.0.0.1:27117/firegen", embedded=True)
+    done = threading.Event()
+    seen: list = []
+
+    def rewrite():
+        for _ in range(400):
+            write_launchpad_file(path, "mongodb://127.0.0.1:27117/firegen", embedded=True)
+        done.set()
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    while not done.is_set():
+        spec = yaml.safe_load(path.read_text())
+        if not (isinstance(spec, dict) and spec.get("host") == "mongodb://127.0.0.1:27117/firegen"):
+            seen.append(spec)
+    writer.join()
+    assert seen == [] and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["my_launchpad.yaml"]  # no temporary file left behind
+
+
 def test_archive_launchpad_file_keeps_authenticating_where_the_user_lives(tmp_path):
     """A launchpad file with username/password and no authsource authenticates in its database ``name``
     (FireWorks' default); its archive file names ``<name>_archive``, so it must say where the user is."""
