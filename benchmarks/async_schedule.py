@@ -58,6 +58,7 @@ def campaign_yaml(folder: Path, mode: str, seed: int, args) -> Path:
     shutil.copytree(ROOT / "configs" / "structures", folder / "structures", dirs_exist_ok=True)
     cfg = yaml.safe_load((ROOT / "configs" / "cu_emt.yaml").read_text())
     cfg["name"] = f"cu-{mode}-{seed}"
+    cfg["committee"].setdefault("warm_start", {}).update(json.loads(args.warm_start))
     cfg["labeler"] = {"kind": "delayed", "settings": {"labeler": "emt", "median_s": args.median_s,
                                                       "p99_over_p50": 20.0, "seed": seed,
                                                       "failure_rate": args.failure_rate}}
@@ -250,6 +251,9 @@ def main(argv=None) -> int:
     parser = _bench.arg_parser(__doc__)
     parser.add_argument("--out", default="/tmp/firegen-async-bench")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
+    parser.add_argument("--warm-start", default="{}", help="committee.warm_start fields as JSON over "
+                        "configs/cu_emt.yaml's, e.g. '{\"start_pref_e\": 0.1, \"start_pref_f\": 100}'")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--gpu", type=int, default=2, help="gpu workers")
     parser.add_argument("--cpu", type=int, default=4, help="cpu workers")
@@ -272,7 +276,7 @@ def main(argv=None) -> int:
         return 0
     heldout = HeldOut(build_heldout(out))
     rows = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for mode in args.modes:
             rows.append(one_run(mode, seed, args, heldout))
             results.write_text(json.dumps(rows, indent=1, default=str))
