@@ -57,7 +57,9 @@ KIND_COLOURS = {"train": "tab:blue", "explore": "tab:green", "label": "tab:orang
 def campaign_yaml(folder: Path, mode: str, seed: int, args) -> Path:
     shutil.copytree(ROOT / "configs" / "structures", folder / "structures", dirs_exist_ok=True)
     cfg = yaml.safe_load((ROOT / "configs" / "cu_emt.yaml").read_text())
-    cfg["name"] = f"cu-{mode}-{seed}"
+    # one name in both modes (each run has its own database): the members' training seeds derive from it, so the
+    # two modes' first committees are the same models and their time to target differs by the schedule alone
+    cfg["name"] = f"cu-async-bench-{seed}"
     cfg["committee"].setdefault("warm_start", {}).update(json.loads(args.warm_start))
     cfg["labeler"] = {"kind": "delayed", "settings": {"labeler": "emt", "median_s": args.median_s,
                                                       "p99_over_p50": 20.0, "seed": seed,
