@@ -209,8 +209,11 @@ def report(rows: list[dict], args) -> None:
         mine = [r for r in rows if r["mode"] == mode]
         if not mine:
             continue
-        medians[mode] = {k: _median(r[k] for r in mine) for k in ("to_target_s", "labeled", "final_rmse_f",
-                                                                  "gpu_idle", "skipped", "wall_s")}
+        medians[mode] = {k: _median(r[k] for r in mine) for k in ("labeled", "final_rmse_f", "gpu_idle", "skipped",
+                                                                  "wall_s")}
+        # a run that never reached the target counts as infinitely long (as label_efficiency.py's labels)
+        medians[mode]["to_target_s"] = statistics.median(
+            r["to_target_s"] if r["to_target_s"] is not None else float("inf") for r in mine)
         m = medians[mode]
         reached = sum(r["to_target_s"] is not None for r in mine)
         print(f"  {mode:13s} to target {_bench.fmt(m['to_target_s'], 0)} s ({reached}/{len(mine)} reached), "
