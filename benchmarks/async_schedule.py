@@ -67,6 +67,9 @@ def campaign_yaml(folder: Path, mode: str, seed: int, args) -> Path:
     cfg["committee"].update(size=args.committee)
     cfg["selection"]["seed"] = seed
     cfg["stages"][0]["max_iterations"] = args.iterations
+    # every run ends at max_iterations: the measure is the held-out error, and a first committee that is
+    # confident on its own MD (wrongly: 0.17 eV/Å held-out) must not end the run as "converged" at iteration 0
+    cfg["stages"][0]["converged_when"] = {"accurate_ratio": 1.0, "for_iterations": args.iterations + 1}
     cfg["schedule"] = {"mode": mode, "labels_per_firework": 1}  # both modes: one label per Firework, as DP-GEN
     if mode == "asynchronous":
         cfg["schedule"].update(quorum=args.quorum, deadline_s=args.deadline_s)
