@@ -407,7 +407,8 @@ def labels_workflows(cfg: CampaignConfig, config_ids: list[str], label_iteration
     as workflows of their own (the next iteration does not wait for all of them:
     :func:`firegen.workflows.jobs.schedule.try_start_training` queues it), at most
     :data:`LABEL_FWS_PER_WORKFLOW` Fireworks each: every completion refreshes its workflow under FireWorks'
-    workflow lock, at a cost that grows with the workflow (benchmarks/README.md, "Asynchronous iterations")."""
+    workflow lock; 25 keeps each lock short (benchmarks/README.md, "async_schedule.py": no cost of the
+    workflow's size was measurable up to 200)."""
     fws = label_fireworks(cfg.name, config_ids, label_iteration, per_firework=cfg.schedule.per_label_firework)
     step = LABEL_FWS_PER_WORKFLOW
     return [with_priority(Workflow(fws[k:k + step], name=f"{cfg.name}/labels{label_iteration:03d}-{k // step}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from firegen.campaign.errors import DISK_FULL_BYTES, FiregenError, disk_full  # noqa: F401  (re-exported)
+from firegen.campaign.errors import FiregenError
 
 
 def log_tail(source: str | bytes | Path | Sequence[Path] | None, n_lines: int | None = 30,

@@ -38,10 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from firegen.campaign.errors import FatalError
+from firegen.campaign.errors import FatalError, disk_full
 from firegen.campaign.plain import plain
-from firegen.workflows.steps import disk_full
-
 from firegen.workflows.steps.label import (_HOST, Label, Labeler, NonFiniteLabelError, _as_bool, _as_float, _as_int,
                                            _jsonable, settings_hash)
 

@@ -15,7 +15,8 @@ force RMSEs per component (eV/Å); wall times in seconds.
 
 from __future__ import annotations
 
-from firegen.workflows.steps import StepError, disk_full, log_tail
+from firegen.campaign.errors import disk_full
+from firegen.workflows.steps import StepError, log_tail
 
 import copy
 import functools
