@@ -29,7 +29,10 @@ def outstanding_by_iteration(store: ResultsStore, campaign: str) -> dict[int, in
 
 
 def mark_labels_queued(store: ResultsStore, campaign: str, next_index: int, selected: int) -> None:
-    """Say on iteration ``next_index`` when the labels it will train on were queued, and how many."""
+    """Say on iteration ``next_index`` when the labels it will train on were queued, and how many; once (a rerun
+    of the Firework that queued them, which finds fewer left to label, keeps the first count and time)."""
+    if "labels_queued_at" in (store.get_iteration(campaign, next_index) or {}):
+        return
     store.set_iteration_fields(campaign, next_index, {"labels_queued_at": datetime.datetime.now(datetime.timezone.utc),
                                                       "labels_expected": int(selected)})
 

@@ -258,3 +258,66 @@ def test_refill_waits_while_the_labels_left_take_longer_than_the_turnaround(mong
     store, cfg, picked, now = _four_picked(mongo_db, tmp_path, "cu-norefill", began_s=630, queued_s=600)
     label_batch(store, cfg, picked[:2])
     assert try_start_training(store, cfg, now=now) is None
+
+
+def _init_task(launchpad, cfg, tmp_path, monkeypatch):
+    """Run the campaign's init Firework's task as a worker would (its LaunchPad handed over); its FWAction."""
+    from firegen.orchestrator.submit import prepared_systems
+    from firegen.workflows.tasks import InitCampaignTask
+
+    task = InitCampaignTask(config=cfg.frozen(), systems=prepared_systems(cfg), imported=[])
+    task.launchpad = launchpad
+    monkeypatch.chdir(tmp_path)
+    return task.execute({})
+
+
+def test_a_quorum_of_the_initial_labels_starts_iteration_0_and_the_stragglers_join_iteration_1(
+        mongo_db, launchpad, tmp_path, monkeypatch):
+    from firegen.db.fireworks_archive import workflow_queued
+
+    cfg = load_config(small_cu_config(tmp_path, "cu-async-init", schedule={"mode": "asynchronous", "quorum": 0.5}))
+    _init_task(launchpad, cfg, tmp_path, monkeypatch)
+    store = ResultsStore(mongo_db)
+    initial = store.ids_with_status(cfg.name, "selected", origin_kind="init")
+    expected = cfg.initial_data.perturb.count * len(cfg.initial_data.perturb.scales)
+    assert len(initial) == expected and store.get_iteration(cfg.name, 0)["labels_expected"] == expected
+    # the initial labels are queued alone, one per Firework; iteration 0 is not queued behind them
+    kinds = [fw["spec"]["firegen"]["kind"] for fw in launchpad.fireworks.find({}, {"spec.firegen": 1})]
+    assert kinds == ["label"] * expected
+    assert not workflow_queued(launchpad, {"firegen_campaign": cfg.name, "firegen_iteration": 0})
+
+    half = expected // 2
+    label_batch(store, cfg, initial[:half - 1])
+    assert try_start_training(store, cfg) is None
+    label_batch(store, cfg, initial[half - 1:half])
+    order = try_start_training(store, cfg)
+    assert (order.iteration, order.stage) == (0, 0)
+    assert order.reason.startswith(f"quorum: {half} of {expected} labels back")
+    assert pass_gate(store, cfg, 0).size == half
+    label_batch(store, cfg, initial[half:])  # the initial stragglers, back while iteration 0 trains
+    _picked(store, cfg, 0, [])
+    assert try_start_training(store, cfg).reason.startswith("all labels back (0 of 0")
+    assert pass_gate(store, cfg, 1).size == expected
+
+
+def test_a_rerun_init_keeps_the_count_and_time_its_labels_were_queued_at(mongo_db, launchpad, tmp_path, monkeypatch):
+    cfg = load_config(small_cu_config(tmp_path, "cu-async-rerun", schedule={"mode": "asynchronous"}))
+    _init_task(launchpad, cfg, tmp_path, monkeypatch)
+    store = ResultsStore(mongo_db)
+    first = store.get_iteration(cfg.name, 0)
+    label_batch(store, cfg, store.ids_with_status(cfg.name, "selected", origin_kind="init")[:3])
+    _init_task(launchpad, cfg, tmp_path, monkeypatch)  # the init Firework rerun (its worker died after queueing)
+    again = store.get_iteration(cfg.name, 0)
+    assert again["labels_expected"] == first["labels_expected"]
+    assert again["labels_queued_at"] == first["labels_queued_at"]
+    assert launchpad.fireworks.count_documents({"spec.firegen.kind": "label"}) == first["labels_expected"]
+
+
+def test_a_strict_campaigns_init_queues_iteration_0_behind_every_initial_label(launchpad, tmp_path, monkeypatch):
+    cfg = load_config(small_cu_config(tmp_path, "cu-strict-init"))
+    _init_task(launchpad, cfg, tmp_path, monkeypatch)
+    gate = launchpad.fireworks.find_one({"spec.firegen.kind": "gate"})
+    labels = [fw["fw_id"] for fw in launchpad.fireworks.find({"spec.firegen.kind": "label"}, {"fw_id": 1})]
+    parents = [fw["fw_id"] for fw in launchpad.fireworks.find({"spec.firegen.kind": "label"}, {"fw_id": 1})
+               if gate["fw_id"] in launchpad.workflows.find_one({"nodes": fw["fw_id"]})["links"][str(fw["fw_id"])]]
+    assert gate is not None and labels and sorted(parents) == sorted(labels)

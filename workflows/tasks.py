@@ -148,7 +148,11 @@ class InitCampaignTask(CampaignTask):
                               stage_status=[], init_fw_id=current_fw_id(self, store))
         to_label = init.initial_configurations(store, cfg, self["systems"], self.get("imported", []))
         init.open_iteration(store, cfg, 0, 0)
-        wf = labels_then_iteration(cfg, [str(i) for i in to_label], -1, 0, 0)
+        ids = [str(i) for i in to_label]
+        if cfg.schedule.asynchronous:  # the initial labels are iteration 0's picks: its rule starts iteration 0
+            wfs = asynchronous_labels(store, cfg, ids, -1, 0)
+            return self.queue(wfs, cfg.name, 0, stored_data={"initial_to_label": len(to_label)})
+        wf = labels_then_iteration(cfg, ids, -1, 0, 0)
         return self.queue(wf, cfg.name, 0, stored_data={"initial_to_label": len(to_label)})
 
 
@@ -246,9 +250,7 @@ class SelectTask(CampaignTask):
     required_params = ["campaign", "iteration", "stage"]
 
     def execute(self, fw_spec):
-        from firegen.db.label_queue import mark_labels_queued  # start-up, as above
         from firegen.workflows.jobs.init import open_iteration  # start-up, as above
-        from firegen.workflows.jobs.schedule import try_start_training  # start-up, as above
         from firegen.workflows.jobs.select import select_and_decide  # start-up, as above
 
         store, cfg = self.context()
@@ -269,12 +271,8 @@ class SelectTask(CampaignTask):
         if not cfg.schedule.asynchronous:
             wf = labels_then_iteration(cfg, ids, self["iteration"], nxt, decision.stage, decision.explore)
             return self.queue(wf, cfg.name, nxt, stored_data=stored)
-        mark_labels_queued(store, cfg.name, nxt, len(selected))
-        wfs = labels_workflows(cfg, ids, self["iteration"])
-        order = try_start_training(store, cfg)  # nothing to wait for (no label picked), or a quorum of 0
-        if order is not None:
-            wfs.append(iteration_workflow(cfg, order.iteration, order.stage, order.explore))
-        return self.queue(wfs, cfg.name, nxt, stored_data=stored)
+        return self.queue(asynchronous_labels(store, cfg, ids, self["iteration"], nxt), cfg.name, nxt,
+                          stored_data=stored)
 
 
 class AfterCampaignTask(CampaignTask):
@@ -411,14 +409,34 @@ def labels_workflows(cfg: CampaignConfig, config_ids: list[str], label_iteration
     workflow's size was measurable up to 200)."""
     fws = label_fireworks(cfg.name, config_ids, label_iteration, per_firework=cfg.schedule.per_label_firework)
     step = LABEL_FWS_PER_WORKFLOW
-    return [with_priority(Workflow(fws[k:k + step], name=f"{cfg.name}/labels{label_iteration:03d}-{k // step}",
+    return [with_priority(Workflow(fws[k:k + step], name=f"{cfg.name}/labels{_labels_of(label_iteration)}-{k // step}",
                                    metadata={"firegen_campaign": cfg.name, "firegen_labels_of": label_iteration,
                                              "firegen_part": k // step}), cfg.priority)
             for k in range(0, len(fws), step)]
 
 
+def _labels_of(label_iteration: int) -> str:
+    return "-initial" if label_iteration < 0 else f"{label_iteration:03d}"
+
+
 LABEL_FWS_PER_WORKFLOW = 25
 """Label Fireworks per workflow of an asynchronous campaign."""
+
+
+def asynchronous_labels(store, cfg: CampaignConfig, config_ids: list[str], label_iteration: int,
+                        next_iteration: int) -> list[Workflow]:
+    """What an asynchronous campaign queues once ``label_iteration`` has picked ``config_ids`` (-1: the initial
+    data): iteration ``next_iteration`` is told its labels are queued (when, how many), then the label workflows,
+    and the iteration's own workflow too when the rule already allows it (none picked)."""
+    from firegen.db.label_queue import mark_labels_queued  # start-up, as above
+    from firegen.workflows.jobs.schedule import try_start_training  # start-up, as above
+
+    mark_labels_queued(store, cfg.name, next_iteration, len(config_ids))
+    wfs = labels_workflows(cfg, config_ids, label_iteration)
+    order = try_start_training(store, cfg)
+    if order is not None:
+        wfs.append(iteration_workflow(cfg, order.iteration, order.stage, order.explore))
+    return wfs
 
 
 def iteration_workflow(cfg: CampaignConfig, iteration: int, stage: int, explore: list[str] | None = None) -> Workflow:
