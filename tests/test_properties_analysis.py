@@ -12,7 +12,7 @@ from ase.build import bulk
 from firegen.workflows.steps.properties_stats import block_average, line_fit
 from firegen.workflows.steps.properties_structure import density, rdf, rdf_difference, trajectory_density
 from firegen.workflows.steps.properties_transport import (BOLTZMANN_EV_K, Diffusion, arrhenius_fit,
-                                                          diffusion_coefficients, mean_squared_displacement,
+                                                          diffusion_coefficients, is_diffusive, mean_squared_displacement,
                                                           nernst_einstein)
 
 
@@ -216,6 +216,36 @@ def test_a_vibrating_crystal_has_no_diffusion_within_its_error_and_a_walker_on_i
     w = diffusion_coefficients(walker, symbols, dt, masses=masses)["Cu"]
     expected = 1e-5 * (1 - 1 / 128)  # the centre of mass's own walk is removed
     assert abs(w.D_cm2_s - expected) < 3 * w.error_cm2_s and abs(w.D_cm2_s - expected) < 0.2 * expected
+    # the crystal's slope is no diffusion coefficient, the walker's is
+    assert not d.diffusive and abs(d.msd_exponent) < 0.1
+    assert w.diffusive and 0.8 < w.msd_exponent < 1.1
+
+
+def test_a_plateau_with_a_significant_slope_is_flagged_not_diffusive():
+    """A crystal whose atoms creep (a walk of D = 1e-3 Å²/ps = 1e-7 cm²/s on the vibrations, 20 ps sampled every
+    20 fs as validate_properties.py's runs): the slope is many block errors above 0, but the MSD in the window is
+    still its vibrational plateau (log-log slope about 0.1, not 1), so it is flagged; a walk 100 times faster on the
+    same vibrations, and a plain random walk, are diffusive with log-log slopes near 1."""
+    rng = np.random.default_rng(0)
+    dt = 0.02  # ps
+    crystal = _vibrating_crystal(rng, 128, 20.0, 600.0, sample_fs=20.0)
+    symbols, masses = ["Cu"] * 128, [63.546] * 128
+
+    def walking(d_A2_ps):
+        steps = rng.normal(0.0, np.sqrt(2 * d_A2_ps * dt), (crystal.shape[0] - 1, 128, 3))
+        return crystal + np.concatenate([np.zeros((1, 128, 3)), np.cumsum(steps, axis=0)])
+
+    plain = diffusion_coefficients(crystal, symbols, dt, masses=masses)["Cu"]
+    assert (plain.fit_start_ps, plain.fit_end_ps) == pytest.approx((1.0, 2.0)) and not plain.diffusive
+    creep = diffusion_coefficients(walking(1e-3), symbols, dt, masses=masses)["Cu"]
+    assert creep.D_cm2_s > 4 * creep.error_cm2_s  # significant ...
+    assert creep.msd_exponent < 0.2 and not creep.diffusive  # ... but no diffusive regime
+    liquid = diffusion_coefficients(walking(0.1), symbols, dt, masses=masses)["Cu"]
+    assert liquid.diffusive and 0.9 < liquid.msd_exponent < 1.1
+    walk = diffusion_coefficients(_random_walk(rng, 1000, 64, 0.1, dt), ["Cu"] * 64, dt)["Cu"]
+    assert walk.diffusive and walk.msd_exponent == pytest.approx(1.0, abs=0.1)
+    assert not is_diffusive(-4.3e-8, 0.42e-8, 1.0) and not is_diffusive(1e-5, 0.5e-5, 1.0)  # not 3 errors above 0
+    assert not is_diffusive(1e-5, 1e-7, 1.9) and is_diffusive(1e-5, 1e-7, 0.6)  # ballistic; mostly linear
 
 
 def test_diffusion_refuses_a_run_too_short_to_fit_past_the_vibrational_transient():

@@ -34,6 +34,15 @@ Mo, npj Comput. Mater. 4, 18 (2018)):
   tens of ps fit over many periods and keep their blocks; there the 10-50 % rule keeps the window past
   the transient and leaves every lag at least half a block of time origins. A slower transient (soft
   modes, the caging of a glass or a melt near T_g) needs a later start: give ``fit_window_ps``.
+* **Is it diffusion at all?** A fitted slope is a number for any MSD, also the plateau of a crystal, where it is
+  the plateau's residual tilt and ringing (fcc EMT Cu at 300-600 K, 20 ps: |D| about 1e-8 cm²/s, at 600 K
+  negative by 10 block errors, which therefore understate the fit's systematic error there). So each
+  :class:`Diffusion` also carries ``msd_exponent``, the log-log slope ``d ln MSD / d ln t`` over the fit window of
+  the whole run (1 in the diffusive regime, about 0 on a plateau, 2 ballistic), and ``diffusive``: True only where
+  ``D`` exceeds :data:`DIFFUSIVE_SIGMAS` block errors and the exponent lies within :data:`DIFFUSIVE_EXPONENT`.
+  A D that is not ``diffusive`` is no diffusion coefficient: report "not diffusive", not the number. (A slow ion
+  whose MSD is still dominated by its vibrational plateau in the window fails the exponent test too: its line is
+  not yet in the diffusive regime; run longer and give a later ``fit_window_ps``.)
 * **Conductivity** (:func:`nernst_einstein`): ``σ = e² / (V k_B T H_R) Σ_i N_i z_i² D_i`` over the
   species given charges (Haven ratio ``H_R``, default 1: the tracer conductivity); errors of D and V
   propagated in quadrature.
@@ -65,6 +74,12 @@ MIN_FIT_START_PS = 1.0
 #: The default window is this wide (ps) where the run allows (fewer blocks make room): a narrower one fits part
 #: of one period of the slow ringing of long-lived phonons (see the module docstring).
 MIN_FIT_WIDTH_PS = 0.5
+#: A D is ``diffusive`` only when it exceeds this many block errors ...
+DIFFUSIVE_SIGMAS = 3.0
+#: ... and the MSD's log-log slope over the fit window lies in this range (1: the diffusive regime; a plateau gives
+#: about 0, the ballistic regime 2). For MSD = c + 6 D t the log-log slope is 6 D t / MSD, the share of the MSD that
+#: is diffusion: from 0.5 on, the atoms have moved at least as far as they vibrate (the offset c).
+DIFFUSIVE_EXPONENT = (0.5, 1.5)
 
 
 @dataclass(frozen=True)
@@ -140,6 +155,9 @@ class Diffusion:
         block_D_cm2_s: the value of each block (cm²/s).
         fit_start_ps, fit_end_ps: the window of lag times fitted (ps).
         n_atoms: atoms of the species.
+        msd_exponent: log-log slope of the whole run's MSD over the fit window (1: diffusive; about 0: a plateau).
+        diffusive: ``D_cm2_s`` exceeds :data:`DIFFUSIVE_SIGMAS` errors and ``msd_exponent`` lies within
+            :data:`DIFFUSIVE_EXPONENT`; False: the slope is no diffusion coefficient (see the module docstring).
     """
 
     species: str
@@ -149,6 +167,8 @@ class Diffusion:
     fit_start_ps: float
     fit_end_ps: float
     n_atoms: int
+    msd_exponent: float = float("nan")
+    diffusive: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -159,6 +179,22 @@ def _slope_D(msd: np.ndarray, dt_ps: float, first: int, last: int) -> float:
     lags = np.arange(first, last + 1) * dt_ps
     slope = np.polyfit(lags, msd[first:last + 1], 1)[0]
     return float(slope / 6.0 * A2_PER_PS_IN_CM2_PER_S)
+
+
+def _msd_exponent(msd: np.ndarray, first: int, last: int) -> float:
+    """The log-log slope ``d ln MSD / d ln t`` of ``msd`` over lags ``first .. last`` frames (0 where the MSD is not
+    positive there)."""
+    values = msd[first:last + 1]
+    if first < 1 or np.any(values <= 0):
+        return 0.0
+    return float(np.polyfit(np.log(np.arange(first, last + 1)), np.log(values), 1)[0])
+
+
+def is_diffusive(d_cm2_s: float, error_cm2_s: float, msd_exponent: float) -> bool:
+    """Whether a fitted slope is a diffusion coefficient: significantly positive (:data:`DIFFUSIVE_SIGMAS` errors)
+    and from an MSD in the diffusive regime (log-log slope within :data:`DIFFUSIVE_EXPONENT`)."""
+    low, high = DIFFUSIVE_EXPONENT
+    return bool(d_cm2_s > DIFFUSIVE_SIGMAS * error_cm2_s and low <= msd_exponent <= high)
 
 
 def default_fit_window(n_frames: int, dt_ps: float, n_blocks: int) -> tuple[int, tuple[float, float]]:
@@ -239,11 +275,14 @@ def diffusion_coefficients(positions, symbols: Sequence[str], dt_ps: float, mass
         if not sel.any():
             raise ValueError(f"species {s} is not in the trajectory")
         atoms = pos[:, sel]
-        whole = _slope_D(_msd_curve(atoms, last), dt_ps, first, last)
+        curve = _msd_curve(atoms, last)
+        whole = _slope_D(curve, dt_ps, first, last)
         blocks = [_slope_D(_msd_curve(atoms[b * block:(b + 1) * block], last), dt_ps, first, last)
                   for b in range(n_blocks)]
-        out[s] = Diffusion(s, whole, float(np.std(blocks, ddof=1) / np.sqrt(n_blocks)), blocks,
-                           first * dt_ps, last * dt_ps, int(sel.sum()))
+        error = float(np.std(blocks, ddof=1) / np.sqrt(n_blocks))
+        exponent = _msd_exponent(curve, first, last)
+        out[s] = Diffusion(s, whole, error, blocks, first * dt_ps, last * dt_ps, int(sel.sum()), exponent,
+                           is_diffusive(whole, error, exponent))
     return out
 
 
