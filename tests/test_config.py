@@ -77,6 +77,20 @@ def test_cu_emt_npt_learns_volumes():
     assert {c["ensemble"] for c in conds} == {"npt"} and {c["temperature"] for c in conds} == {300.0, 600.0}
 
 
+def test_cu_emt_melt_explores_the_liquid():
+    """The liquid variant: cu_emt_npt's system, committee and loss, NPT ramps through the melt at 1 bar that
+    cover the validation temperatures (1600 and 2000 K), and initial data scaled up to the liquid's volume."""
+    npt, melt = load_config(CONFIGS / "cu_emt_npt.yaml"), load_config(CONFIGS / "cu_emt_melt.yaml")
+    assert melt.labeler.kind == "emt" and len(melt.system_atoms("fcc")) == 32
+    assert melt.committee == npt.committee and melt.selection == npt.selection
+    assert melt.initial_data.perturb.scales == [1.0, 1.03, 1.06]
+    conds = melt.stages[0].conditions()
+    assert {c["ensemble"] for c in conds} == {"npt"} and {c["pressure"] for c in conds} == {1.0}
+    ramps = [(c["temperature"], c["temperature_stop"]) for c in conds]
+    assert ramps == [(2400.0, 1400.0), (1400.0, 2400.0)]
+    assert all(min(r) < 1600 and max(r) > 2000 for r in ramps)
+
+
 def test_defaults(workdir):
     cfg = load_config(write(workdir, MINIMAL))
     trust = cfg.selection.trust
