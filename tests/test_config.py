@@ -79,11 +79,16 @@ def test_cu_emt_npt_learns_volumes():
 
 def test_cu_emt_melt_explores_the_liquid():
     """The liquid variant: cu_emt_npt's system, committee and loss, NPT ramps through the melt at 1 bar that
-    cover the validation temperatures (1600 and 2000 K), and initial data scaled up to the liquid's volume."""
+    cover the validation temperatures (1600 and 2000 K), initial data scaled up to the liquid's volume and a
+    random packing at the liquid's volume labeled beside the crystal (never explored)."""
     npt, melt = load_config(CONFIGS / "cu_emt_npt.yaml"), load_config(CONFIGS / "cu_emt_melt.yaml")
     assert melt.labeler.kind == "emt" and len(melt.system_atoms("fcc")) == 32
-    assert melt.committee == npt.committee and melt.selection == npt.selection
+    assert melt.committee == npt.committee
+    assert (melt.selection.trust.f_lo, melt.selection.trust.f_hi) == (0.15, 0.5)
     assert melt.initial_data.perturb.scales == [1.0, 1.03, 1.06]
+    packed = melt.system_atoms("packed")
+    assert len(packed) == 32 and packed.get_volume() / 32 == pytest.approx(13.5)
+    assert [s.role for s in melt.systems] == ["explore", "reference"] and melt.stages[0].systems == ["fcc"]
     conds = melt.stages[0].conditions()
     assert {c["ensemble"] for c in conds} == {"npt"} and {c["pressure"] for c in conds} == {1.0}
     ramps = [(c["temperature"], c["temperature_stop"]) for c in conds]
