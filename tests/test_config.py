@@ -84,7 +84,7 @@ def test_cu_emt_melt_explores_the_liquid():
     npt, melt = load_config(CONFIGS / "cu_emt_npt.yaml"), load_config(CONFIGS / "cu_emt_melt.yaml")
     assert melt.labeler.kind == "emt" and len(melt.system_atoms("fcc")) == 32
     assert melt.committee == npt.committee
-    assert (melt.selection.trust.f_lo, melt.selection.trust.f_hi) == (0.15, 0.5)
+    assert (melt.selection.trust.f_lo, melt.selection.trust.f_hi) == (0.15, 3.0)
     assert melt.initial_data.perturb.scales == [1.0, 1.03, 1.06]
     packed = melt.system_atoms("packed")
     assert len(packed) == 32 and packed.get_volume() / 32 == pytest.approx(13.5)
