@@ -209,7 +209,7 @@ def write_launchpad_file(path: Path, uri: str, embedded: bool = False) -> Path:
     spec = {"host": uri, "name": database_name(uri, DEFAULT_DB_NAME), "uri_mode": True,
             "user_indices": USER_INDICES, "wf_user_indices": WF_USER_INDICES,
             "mongoclient_kwargs": {"serverSelectionTimeoutMS": SERVER_SELECTION_MS}}
-    return _write_private(path, spec, EMBEDDED_MARK if embedded else None)
+    return write_private_yaml(path, spec, EMBEDDED_MARK if embedded else None)
 
 
 def write_archive_launchpad_file(path: Path, target: DBTarget) -> Path:
@@ -224,10 +224,10 @@ def write_archive_launchpad_file(path: Path, target: DBTarget) -> Path:
     else:
         spec = {"host": target.uri, "name": database_name(target.uri, DEFAULT_DB_NAME) + ARCHIVE_SUFFIX,
                 "uri_mode": True, "mongoclient_kwargs": {"serverSelectionTimeoutMS": SERVER_SELECTION_MS}}
-    return _write_private(path, spec, None)
+    return write_private_yaml(path, spec, None)
 
 
-def _write_private(path: Path, spec: dict, mark: str | None) -> Path:
+def write_private_yaml(path: Path, spec: dict, mark: str | None = None) -> Path:
     """Write ``spec`` as YAML readable by its owner only (0600), after ``mark`` as a first line when given.
 
     Written beside ``path`` (a new 0600 file) and renamed over it, so that a process reading it meanwhile

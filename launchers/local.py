@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from firegen.db.connection import firegen_home
+from firegen.db.connection import firegen_home, write_private_yaml
 from firegen.db.files import BLOB_CACHE_ENV
 from firegen.launchers.worker import DEFAULT_SLEEP, command
 
@@ -39,10 +39,9 @@ def write_fworker(kind: str, launchpad_file: Path, out_dir: Path, name: str | No
     spec = yaml.safe_load((LAUNCHERS / f"{kind}_worker.yaml").read_text())
     if name:
         spec["name"] = name
-    out = Path(out_dir) / f"{kind}_worker.yaml"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return out
+    # written beside and renamed over: workers started together each rewrite it, and one reading it meanwhile
+    # saw it empty and died (FWSerializationError 'must be a dict but is NoneType')
+    return write_private_yaml(Path(out_dir) / f"{kind}_worker.yaml", spec)
 
 
 #: Left out of a worker's environment: the worker reads its database from the launchpad file (mode 0600), so a

@@ -124,29 +124,43 @@ def test_launchpad_files_are_written_0600_even_over_an_open_file(tmp_path):
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
 
 
-def test_a_launchpad_file_being_rewritten_is_never_read_empty_or_cut(tmp_path):
-    """Workers started together each rewrite the launchpad file while the others read it (seen: 3 of 4 cpu
-    workers of a benchmark died reading an empty file). A reader must see the old file or the new one."""
-    import threading
+def _launchpad_file(folder):
+    return write_launchpad_file(folder / "my_launchpad.yaml", "mongodb://127.0.0.1:27117/firegen", embedded=True)
 
-    path = write_launchpad_file(tmp_path / "my_launchpad.yaml", "mongodb://127.0.0.1:27117/firegen", embedded=True)
+
+def _fworker_file(folder):
+    from firegen.launchers.local import write_fworker
+
+    return write_fworker("cpu", folder / "my_launchpad.yaml", folder)
+
+
+@pytest.mark.parametrize("write, expected", [
+    (_launchpad_file, ("host", "mongodb://127.0.0.1:27117/firegen")),
+    (_fworker_file, ("category", "cpu")),
+], ids=["launchpad", "fworker"])
+def test_a_file_every_worker_rewrites_at_start_is_never_read_empty_or_cut(tmp_path, write, expected):
+    """Workers started together each rewrite the launchpad and FWorker files while the others read them (seen:
+    3 of 4 cpu workers of a benchmark died reading an empty launchpad file, and later one an empty FWorker file).
+    A reader must see the old file or the new one."""
+    path = write(tmp_path)
     done = threading.Event()
     seen: list = []
+    key, value = expected
 
     def rewrite():
         for _ in range(400):
-            write_launchpad_file(path, "mongodb://127.0.0.1:27117/firegen", embedded=True)
+            write(tmp_path)
         done.set()
 
     writer = threading.Thread(target=rewrite)
     writer.start()
     while not done.is_set():
         spec = yaml.safe_load(path.read_text())
-        if not (isinstance(spec, dict) and spec.get("host") == "mongodb://127.0.0.1:27117/firegen"):
+        if not (isinstance(spec, dict) and spec.get(key) == value):
             seen.append(spec)
     writer.join()
     assert seen == [] and stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert [p.name for p in tmp_path.iterdir()] == ["my_launchpad.yaml"]  # no temporary file left behind
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
 
 
 def test_archive_launchpad_file_keeps_authenticating_where_the_user_lives(tmp_path):
