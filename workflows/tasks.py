@@ -149,10 +149,9 @@ class InitCampaignTask(CampaignTask):
         to_label = init.initial_configurations(store, cfg, self["systems"], self.get("imported", []))
         init.open_iteration(store, cfg, 0, 0)
         ids = [str(i) for i in to_label]
-        if cfg.schedule.asynchronous:  # the initial labels are iteration 0's picks: its rule starts iteration 0
-            wfs = asynchronous_labels(store, cfg, ids, -1, 0)
-            return self.queue(wfs, cfg.name, 0, stored_data={"initial_to_label": len(to_label)})
-        wf = labels_then_iteration(cfg, ids, -1, 0, 0)
+        # asynchronous: the initial labels are iteration 0's picks, and its rule starts iteration 0 (a quorum)
+        wf = (asynchronous_labels(store, cfg, ids, -1, 0) if cfg.schedule.asynchronous
+              else labels_then_iteration(cfg, ids, -1, 0, 0))
         return self.queue(wf, cfg.name, 0, stored_data={"initial_to_label": len(to_label)})
 
 
