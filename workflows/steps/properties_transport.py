@@ -35,8 +35,9 @@ Mo, npj Comput. Mater. 4, 18 (2018)):
   the transient and leaves every lag at least half a block of time origins. A slower transient (soft
   modes, the caging of a glass or a melt near T_g) needs a later start: give ``fit_window_ps``.
 * **Is it diffusion at all?** A fitted slope is a number for any MSD, also the plateau of a crystal, where it is
-  the plateau's residual tilt and ringing (fcc EMT Cu at 300-600 K, 20 ps: |D| about 1e-8 cm²/s, at 600 K
-  negative by 10 block errors, which therefore understate the fit's systematic error there). So each
+  the plateau's residual tilt and ringing (fcc Cu at 300-600 K, 256 atoms, 20 ps: |D| up to 6e-8 cm²/s; EMT's
+  at 600 K negative by 10 block errors, a DeePMD model's at 300 K positive by 6.5, which therefore understate the
+  fit's systematic error there; the latter's log-log slope is 0.12). So each
   :class:`Diffusion` also carries ``msd_exponent``, the log-log slope ``d ln MSD / d ln t`` over the fit window of
   the whole run (1 in the diffusive regime, about 0 on a plateau, 2 ballistic), and ``diffusive``: True only where
   ``D`` exceeds :data:`DIFFUSIVE_SIGMAS` block errors and the exponent lies within :data:`DIFFUSIVE_EXPONENT`.
