@@ -40,10 +40,6 @@ class ScheduleConfig(_Model):
     refill_floor: float = fx(0.5, gt=0, le=1, desc="Fraction of the labels that must be back before `refill` "
                              "may start a committee (the quorum starts it in any case).",
                              fix="use a fraction such as 0.5, at most the quorum")
-    last_iteration_waits: bool = fx(True, desc="The campaign's last possible iteration (its last stage's "
-                                    "`max_iterations`-th) trains only once every label is back, or at `deadline_s`: "
-                                    "no later committee would take the late labels, so they would be paid for and "
-                                    "trained on by no committee of the campaign (only by `firegen finalize`).")
     labels_per_firework: int | None = fx(None, ge=1, le=1000, desc="Configurations per label Firework (each cpu "
                                          "worker takes the next). null: 1 in asynchronous mode (DP-GEN's one task per "
                                          "frame: the quorum counts label by label, stragglers spread over the "
@@ -56,8 +52,7 @@ class ScheduleConfig(_Model):
     @model_validator(mode="after")
     def _asynchronous_only(self):
         if self.mode == "strict":
-            fields = ("quorum", "quorum_count", "deadline_s", "max_in_flight", "rescore", "refill", "refill_floor",
-                      "last_iteration_waits")
+            fields = ("quorum", "quorum_count", "deadline_s", "max_in_flight", "rescore", "refill", "refill_floor")
             set_here = [f for f in fields if getattr(self, f) != type(self).model_fields[f].default]
             if set_here:
                 fail(Problem(set_here[0], "applies to mode asynchronous only", fix="set mode: asynchronous, or "

@@ -25,8 +25,6 @@ class LabelProgress:
         outstanding: iterations (this one included) whose picks still have labels outstanding.
         turnaround_s: seconds the committee that picked them took from its dataset snapshot (the start of its
             training) to queueing them (training, exploration, selection); None where not measured.
-        last: the iteration that trains on them is the campaign's last possible one (its last stage's
-            ``max_iterations``-th).
     """
 
     total: int
@@ -34,7 +32,6 @@ class LabelProgress:
     waited_s: float
     outstanding: int
     turnaround_s: float | None = None
-    last: bool = False
 
     @property
     def left_s(self) -> float | None:
@@ -55,17 +52,13 @@ def training_start(schedule: ScheduleConfig, p: LabelProgress) -> TrainingStart:
     and the labels still out due back sooner than the last committee took to queue labels (``refill``: the
     cpu workers do not run dry while the next committee trains); or the deadline passed with at least one back;
     all of them back always suffices (strict's rule). More than ``max_in_flight`` iterations
-    with labels outstanding (the next committee's own included) hold it until the oldest finishes. The campaign's
-    last possible iteration waits for all of them, or the deadline (``last_iteration_waits``)."""
+    with labels outstanding (the next committee's own included) hold it until the oldest finishes."""
     label = f"{p.back} of {p.total} labels back"
-    deadline = schedule.deadline_s is not None and p.waited_s >= schedule.deadline_s and p.back > 0
     if p.back >= p.total:
         return TrainingStart(True, f"all labels back ({label})")
     if p.outstanding > schedule.max_in_flight:
         return TrainingStart(False, f"{p.outstanding} iterations have labels outstanding (max_in_flight "
                                     f"{schedule.max_in_flight}); {label}")
-    if p.last and schedule.last_iteration_waits and not deadline:
-        return TrainingStart(False, f"waiting: {label} (the campaign's last iteration trains on all of them)")
     if p.back >= schedule.quorum * p.total:
         return TrainingStart(True, f"quorum: {label} ({p.back / p.total:.0%} >= {schedule.quorum:.0%})")
     if schedule.quorum_count is not None and p.back >= schedule.quorum_count:
@@ -75,6 +68,6 @@ def training_start(schedule: ScheduleConfig, p: LabelProgress) -> TrainingStart:
             and p.back >= schedule.refill_floor * p.total and left <= p.turnaround_s):
         return TrainingStart(True, f"refill: {label}, the rest due in about {left:.0f} s <= {p.turnaround_s:.0f} s "
                                    "the last committee took from snapshot to labels")
-    if deadline:
+    if schedule.deadline_s is not None and p.waited_s >= schedule.deadline_s and p.back > 0:
         return TrainingStart(True, f"deadline: {p.waited_s:.0f} s >= {schedule.deadline_s:g} s with {label}")
     return TrainingStart(False, f"waiting: {label} (quorum {schedule.quorum:.0%})")

@@ -68,30 +68,14 @@ def test_refill_starts_training_when_the_labels_left_are_due_before_a_new_commit
     assert start.ready is ready and start.reason.startswith(why)
 
 
-@pytest.mark.parametrize("progress, ready, why", [
-    (LabelProgress(total=10, back=9, waited_s=10, outstanding=1, last=True), False,
-     "waiting: 9 of 10 labels back (the campaign's last iteration trains on all of them)"),
-    (LabelProgress(total=10, back=9, waited_s=10, outstanding=1, turnaround_s=1000, last=True), False, "waiting: 9"),
-    (LabelProgress(total=10, back=1, waited_s=601, outstanding=1, last=True), True, "deadline: 601 s"),
-    (LabelProgress(total=10, back=10, waited_s=10, outstanding=1, last=True), True, "all labels back"),
-    (LabelProgress(total=10, back=9, waited_s=10, outstanding=1, last=False), True, "quorum: 9 of 10"),
-])
-def test_the_last_iteration_trains_on_every_label_or_at_the_deadline(progress, ready, why):
-    start = training_start(REFILL, progress)
-    assert start.ready is ready and start.reason.startswith(why)
-    if not progress.back >= progress.total and progress.last:  # the option off: quorum and refill as before
-        off = training_start(REFILL.model_copy(update={"last_iteration_waits": False}), progress)
-        assert off.ready and not off.reason.startswith("waiting")
-
-
 def _cu(a: float, shake: float = 0.0, seed: int = 0):
     atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat((2, 2, 2))
     atoms.positions += np.random.default_rng(seed).normal(0, shake, atoms.positions.shape)
     return atoms
 
 
-def _async_campaign(mongo_db, tmp_path, name, stage: dict | None = None, **schedule):
-    cfg = load_config(small_cu_config(tmp_path, name, schedule={"mode": "asynchronous", **schedule}, stage=stage or {}))
+def _async_campaign(mongo_db, tmp_path, name, **schedule):
+    cfg = load_config(small_cu_config(tmp_path, name, schedule={"mode": "asynchronous", **schedule}))
     store = ResultsStore(mongo_db)
     store.init()
     store.create_campaign(cfg.name, cfg.frozen(), cfg.type_map)
@@ -337,17 +321,3 @@ def test_a_strict_campaigns_init_queues_iteration_0_behind_every_initial_label(l
     parents = [fw["fw_id"] for fw in launchpad.fireworks.find({"spec.firegen.kind": "label"}, {"fw_id": 1})
                if gate["fw_id"] in launchpad.workflows.find_one({"nodes": fw["fw_id"]})["links"][str(fw["fw_id"])]]
     assert gate is not None and labels and sorted(parents) == sorted(labels)
-
-
-def test_the_campaigns_last_iteration_waits_for_every_label_its_earlier_ones_do_not(mongo_db, tmp_path):
-    store, cfg = _async_campaign(mongo_db, tmp_path, "cu-async-last", stage={"max_iterations": 3}, quorum=0.5)
-    picked = _picked(store, cfg, 0, [_cu(3.61, 0.05, seed=s) for s in range(4)])
-    label_batch(store, cfg, picked[:2])
-    assert try_start_training(store, cfg).reason.startswith("quorum: 2 of 4")  # iteration 1 of at most 3
-    picked = _picked(store, cfg, 1, [_cu(3.61, 0.05, seed=s) for s in range(4, 8)])
-    label_batch(store, cfg, picked[:3])
-    assert try_start_training(store, cfg) is None  # iteration 2, the last: 3 of 4 is not enough
-    assert outstanding_by_iteration(store, cfg.name) == {0: 2, 1: 1}
-    label_batch(store, cfg, picked[3:])
-    order = try_start_training(store, cfg)
-    assert order.iteration == 2 and order.reason.startswith("all labels back (4 of 4")

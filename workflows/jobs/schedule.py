@@ -38,11 +38,10 @@ def aware(when: datetime.datetime) -> datetime.datetime:
     return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
 
 
-def label_progress(store: ResultsStore, cfg: CampaignConfig, waiting: dict,
+def label_progress(store: ResultsStore, campaign: str, waiting: dict,
                    now: datetime.datetime | None = None) -> LabelProgress:
     """How the labels iteration ``waiting`` will train on stand (``waiting``: its document)."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    campaign = cfg.name
     outstanding = outstanding_by_iteration(store, campaign)
     total = int(waiting.get("labels_expected", 0))
     back = total - outstanding.get(waiting["index"] - 1, 0)
@@ -50,18 +49,7 @@ def label_progress(store: ResultsStore, cfg: CampaignConfig, waiting: dict,
     picker = store.find_snapshot(campaign, waiting["index"] - 1)  # taken as the committee that picked them began
     turnaround = (queued - aware(picker["created"])).total_seconds() if picker and picker.get("created") else None
     return LabelProgress(total=total, back=back, waited_s=(now - queued).total_seconds(),
-                         outstanding=sum(1 for n in outstanding.values() if n), turnaround_s=turnaround,
-                         last=is_last_iteration(store, cfg, waiting))
-
-
-def is_last_iteration(store: ResultsStore, cfg: CampaignConfig, iteration: dict) -> bool:
-    """Whether ``iteration`` (its document) is the campaign's last possible one: the ``max_iterations``-th of
-    its last stage."""
-    stage = iteration["stage"]
-    if stage != len(cfg.stages) - 1:
-        return False
-    so_far = [it for it in store.iterations_of(cfg.name, stage=stage) if it["index"] <= iteration["index"]]
-    return len(so_far) >= cfg.stages[stage].max_iterations
+                         outstanding=sum(1 for n in outstanding.values() if n), turnaround_s=turnaround)
 
 
 def try_start_training(store: ResultsStore, cfg: CampaignConfig,
@@ -73,7 +61,7 @@ def try_start_training(store: ResultsStore, cfg: CampaignConfig,
     waiting = waiting_iteration(store, cfg.name)
     if waiting is None:
         return None
-    progress = label_progress(store, cfg, waiting, now)
+    progress = label_progress(store, cfg.name, waiting, now)
     start = training_start(cfg.schedule, progress)
     if not start.ready:
         return None
