@@ -94,6 +94,7 @@ def test_cu_emt_melt_explores_the_liquid():
     ramps = [(c["temperature"], c["temperature_stop"]) for c in conds]
     assert ramps == [(2400.0, 1400.0), (1400.0, 2400.0)]
     assert all(min(r) < 1600 and max(r) > 2000 for r in ramps)
+    assert melt.stages[0].max_iterations == 10 and melt.stages[0].converged_when.accurate_ratio == 0.95
 
 
 def test_defaults(workdir):
