@@ -297,3 +297,26 @@ def test_runs_without_diffusion_show_their_values_and_why_no_fit_but_no_empty_pl
     stored = store.db.properties.find_one({"_id": keys[0]})["results"]["diffusion"]["Cu"]["D_cm2_s"]
     run = store.db.properties.find_one({"_id": keys[0]})["md"]["label"]
     assert _shown(sections["diffusion"]["html"], f"diffusion.crystal/{run}/Cu.D (cm²/s)") == text_of(stored) and stored < 0
+
+
+def test_the_arrhenius_fit_leaves_out_a_species_whose_msd_was_flagged_not_diffusive(finished):
+    """One temperature of the ladder where Cu did not diffuse within the run (its MSD flagged by the analysis):
+    neither the fit of D(Cu) nor that of the conductivity Cu carries is made, and both say which temperature
+    and why; the same ladder with every run diffusive is fitted (the fixture's)."""
+    store, model_id = finished
+    fitted = store.db.properties.find_one({"campaign": "cu-fin", "kind": "arrhenius", "system": "fcc"})["results"]
+    assert "Cu" in fitted["diffusion"] and "conductivity" in fitted and fitted["skipped"] == {}
+    props = PropertyStore(store.db)
+    keys = []
+    for doc in store.db.properties.find({"campaign": "cu-fin", "kind": "md", "system": "fcc"}):
+        assert doc["results"]["diffusion"]["Cu"]["diffusive"] is True  # a random walk
+        doc["_id"] = doc["_id"].replace("/fcc/", "/cold/")
+        doc["system"] = "cold"
+        if doc["md"]["temperature_K"] == TEMPERATURES[0]:
+            doc["results"]["diffusion"]["Cu"].update(diffusive=False, msd_exponent=0.08)
+        keys.append(props.store(doc))
+    arrhenius_property(store, "cu-fin", str(model_id), "cold", keys)
+    results = store.db.properties.find_one({"campaign": "cu-fin", "kind": "arrhenius", "system": "cold"})["results"]
+    assert results["diffusion"] == {} and "conductivity" not in results
+    why = f"Cu does not diffuse within the run at {TEMPERATURES[0]:g} K (MSD log-log slope 0.08)"
+    assert results["skipped"]["Cu"].startswith(why) and results["skipped"]["conductivity"].startswith(why)

@@ -121,7 +121,11 @@ def arrhenius_property(store: ResultsStore, campaign: str, model_id: str, system
     temps = [d["md"]["temperature_K"] for d in docs]
     results: dict = {"temperatures_K": temps, "diffusion": {}, "skipped": {}}
     conds = [d["results"].get("conductivity") for d in docs]
-    if all(conds):
+    carriers = sorted((conds[0] or {}).get("contributions_S_cm", {})) if all(conds) else []
+    still = [why for why in (_not_diffusive(docs, s) for s in carriers) if why]  # carriers that did not move
+    if still:
+        results["skipped"]["conductivity"] = "; ".join(still)
+    elif all(conds):
         try:
             errors = [c["error_S_cm"] for c in conds]
             fit = arrhenius_fit(temps, [c["sigma_S_cm"] for c in conds], errors if all(e > 0 for e in errors) else None)
@@ -131,6 +135,9 @@ def arrhenius_property(store: ResultsStore, campaign: str, model_id: str, system
     for species in docs[0]["results"]["diffusion"]:
         ds = [d["results"]["diffusion"][species] for d in docs]
         errors = [x["error_cm2_s"] for x in ds]
+        if _not_diffusive(docs, species):
+            results["skipped"][species] = _not_diffusive(docs, species)
+            continue
         try:
             fit = arrhenius_fit(temps, [x["D_cm2_s"] for x in ds], errors if all(e > 0 for e in errors) else None,
                                 times_T=False)
@@ -143,6 +150,18 @@ def arrhenius_property(store: ResultsStore, campaign: str, model_id: str, system
     props.store({"_id": key, "campaign": campaign, "model_id": model, "system": system, "kind": "arrhenius",
                  "members": keys, "md": None, "analysis": None, "results": results})
     return {"property_id": key}
+
+
+def _not_diffusive(docs: list[dict], species: str) -> str:
+    """Why ``species``' D of some runs is no diffusion coefficient (the analysis flagged their MSD: a plateau, or
+    a slope within its errors); '' when every run's is one (runs analysed before the flag count as one)."""
+    flagged = [(d["md"]["temperature_K"], d["results"]["diffusion"][species]) for d in docs
+               if d["results"]["diffusion"][species].get("diffusive") is False]
+    if not flagged:
+        return ""
+    where = ", ".join(f"{t:g} K (MSD log-log slope {x.get('msd_exponent', float('nan')):.2f})" for t, x in flagged)
+    return (f"{species} does not diffuse within the run at {where}: its D is no diffusion coefficient; run those "
+            "temperatures longer or leave them out of the ladder")
 
 
 def properties_workflow(campaign: str, model_id: str, system: str, temperatures: list[float], md: dict,
