@@ -175,7 +175,9 @@ def properties_table(docs: list[dict]) -> str:
         r = d["results"]
         if d["kind"] == "md":
             dens = r["density"]
-            diff = "; ".join(f"{s} {x['D_cm2_s']:.2e}±{x['error_cm2_s']:.1e}" for s, x in r["diffusion"].items())
+            diff = "; ".join(f"{s} {x['D_cm2_s']:.2e}±{x['error_cm2_s']:.1e}"
+                             + (" (not diffusive)" if x.get("diffusive") is False else "")
+                             for s, x in r["diffusion"].items())
             cond = r.get("conductivity")
             sigma = f"{cond['sigma_S_cm']:.2e}±{cond['error_S_cm']:.1e}" if cond else "-"
             lines.append(f"{d['system']:<12} {d['md']['label']:<22} "

@@ -148,6 +148,8 @@ def _check_numbers_shown(html: str, db, model_id) -> None:
         assert _shown(html, f"properties.{row}.T (K)") == text_of(run["md"]["temperature_K"])
         assert _shown(html, f"diffusion.{row}/Cu.D (cm²/s)") == text_of(r["diffusion"]["Cu"]["D_cm2_s"])
         assert _shown(html, f"diffusion.{row}/Cu.D ± (cm²/s)") == text_of(r["diffusion"]["Cu"]["error_cm2_s"])
+        assert _shown(html, f"diffusion.{row}/Cu.diffusive") == "yes"  # a random walk
+        assert _shown(html, f"diffusion.{row}/Cu.MSD log-log slope") == text_of(r["diffusion"]["Cu"]["msd_exponent"])
     fit = db.properties.find_one({"campaign": "cu-fin", "kind": "arrhenius"})["results"]
     for quantity, stored in (("σ", fit["conductivity"]), ("D(Cu)", fit["diffusion"]["Cu"])):
         assert _shown(html, f"arrhenius.fcc/{quantity}.E_a (eV)") == text_of(stored["activation_energy_eV"])
@@ -314,9 +316,13 @@ def test_the_arrhenius_fit_leaves_out_a_species_whose_msd_was_flagged_not_diffus
         doc["system"] = "cold"
         if doc["md"]["temperature_K"] == TEMPERATURES[0]:
             doc["results"]["diffusion"]["Cu"].update(diffusive=False, msd_exponent=0.08)
+            frozen = doc["md"]["label"]
         keys.append(props.store(doc))
     arrhenius_property(store, "cu-fin", str(model_id), "cold", keys)
     results = store.db.properties.find_one({"campaign": "cu-fin", "kind": "arrhenius", "system": "cold"})["results"]
     assert results["diffusion"] == {} and "conductivity" not in results
     why = f"Cu does not diffuse within the run at {TEMPERATURES[0]:g} K (MSD log-log slope 0.08)"
     assert results["skipped"]["Cu"].startswith(why) and results["skipped"]["conductivity"].startswith(why)
+    runs = [line for line in properties_brief(store.db, "cu-fin").splitlines() if line.strip().startswith("cold ")
+            and "Arrhenius" not in line]  # `firegen status`: the flagged run says so, the others do not
+    assert sorted((frozen in line, "(not diffusive)" in line) for line in runs) == [(False, False)] * 2 + [(True, True)]

@@ -267,7 +267,8 @@ FINAL_COLUMNS = ["frames", "set", "E RMSE (eV/atom)", "E MAE (eV/atom)", "F RMSE
                  "V RMSE (eV/atom)", "V MAE (eV/atom)"]
 PROPERTY_COLUMNS = ["system", "run", "T (K)", "P (bar)", "density (g/cm³)", "density ± (g/cm³)", "σ (S/cm)",
                     "σ ± (S/cm)", "frames", "production (ps)", "engine", "seed"]
-DIFFUSION_COLUMNS = ["system", "run", "species", "D (cm²/s)", "D ± (cm²/s)", "fit window (ps)", "atoms"]
+DIFFUSION_COLUMNS = ["system", "run", "species", "D (cm²/s)", "D ± (cm²/s)", "diffusive", "MSD log-log slope",
+                     "fit window (ps)", "atoms"]
 ARRHENIUS_COLUMNS = ["system", "quantity", "E_a (eV)", "E_a ± (eV)", "T (K)", "at (K)", "value", "value ±", "unit",
                      "note"]
 
@@ -322,13 +323,17 @@ def run_id(doc: dict) -> str:
 
 
 def diffusion_rows(docs: list[dict]) -> list[dict]:
-    """One row per (run, species): D and its block error (cm²/s), the MSD fit window (ps)."""
+    """One row per (run, species): D and its block error (cm²/s), whether it is one (``diffusive``: no for a
+    plateau or a slope within its errors; '-' for runs analysed before the flag) with the MSD's log-log slope over
+    the fit window, and that window (ps)."""
     rows = []
     for d in md_properties(docs):
         for species, x in ((d.get("results") or {}).get("diffusion") or {}).items():
             rows.append({"key": f"{run_id(d)}/{species}", "system": d.get("system"),
                          "run": (d.get("md") or {}).get("label"), "species": species, "D (cm²/s)": x.get("D_cm2_s"),
                          "D ± (cm²/s)": x.get("error_cm2_s"),
+                         "diffusive": {True: "yes", False: "no"}.get(x.get("diffusive"), "-"),
+                         "MSD log-log slope": x.get("msd_exponent"),
                          "fit window (ps)": f"{x.get('fit_start_ps', 0):.4g}–{x.get('fit_end_ps', 0):.4g}",
                          "atoms": x.get("n_atoms")})
     return rows
