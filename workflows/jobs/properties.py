@@ -133,11 +133,12 @@ def arrhenius_property(store: ResultsStore, campaign: str, model_id: str, system
         except ValueError as exc:
             results["skipped"]["conductivity"] = str(exc)
     for species in docs[0]["results"]["diffusion"]:
+        why = _not_diffusive(docs, species)
+        if why:
+            results["skipped"][species] = why
+            continue
         ds = [d["results"]["diffusion"][species] for d in docs]
         errors = [x["error_cm2_s"] for x in ds]
-        if _not_diffusive(docs, species):
-            results["skipped"][species] = _not_diffusive(docs, species)
-            continue
         try:
             fit = arrhenius_fit(temps, [x["D_cm2_s"] for x in ds], errors if all(e > 0 for e in errors) else None,
                                 times_T=False)
