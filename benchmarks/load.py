@@ -94,7 +94,7 @@ def campaign_workflow(name: str, priority: int, iterations: int, fan_out: int, s
     ``fan_out`` → explore × ``fan_out`` → select, each layer after every Firework of the previous one."""
     from fireworks import Workflow
 
-    from firegen.workflows.tasks import with_priority
+    from firegen.workflows.builders import with_priority
 
     fws, links, previous = [], {}, []
     for it in range(iterations):

@@ -42,7 +42,8 @@ from firegen.db.healing import (ENV_PING, ENV_PROCESS, PING_RETRY_SECS, PING_SEC
 from firegen.launchers.maintenance import LostRunDuty
 
 #: Modules of the FireTasks both categories run (dpdata via the labeled-data reader and writer).
-COMMON_MODULES = ("firegen.workflows.tasks", "firegen.workflows.jobs.init", "firegen.workflows.jobs.select")
+COMMON_MODULES = ("firegen.workflows.tasks", "firegen.workflows.builders", "firegen.workflows.jobs.init",
+                  "firegen.workflows.jobs.select")
 
 #: Extra modules per worker category: the gpu worker tests each trained model in-process with
 #: deepmd-kit's TensorFlow inference (``deepmd.tf.env`` loads TensorFlow and the op library, the slow

@@ -52,7 +52,7 @@ def run_here(lp, fw_ids: list[int]) -> None:
 
 def _queue(lp, wf, campaign_doc: dict) -> list[int]:
     """Add ``wf`` at the campaign's ``priority``; its Fireworks' ids in the order they were built."""
-    from firegen.workflows.tasks import with_priority  # start-up: the CLI imports FireWorks' builders when it queues
+    from firegen.workflows.builders import with_priority  # start-up: the CLI imports FireWorks when it queues
 
     with_priority(wf, (campaign_doc.get("config") or {}).get("priority", 0))
     before = [fw.fw_id for fw in wf.fws]  # add_wf gives the Fireworks their ids in place

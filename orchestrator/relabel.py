@@ -26,7 +26,7 @@ from firegen.campaign.mappings import deep_merge as merge_settings
 from firegen.db.launchpad_queries import unfinished_fireworks
 from firegen.db.repository import ResultsStore
 from firegen.workflows.steps.label import get_labeler
-from firegen.workflows.tasks import label_fireworks, labels_then_iteration, with_priority
+from firegen.workflows.builders import label_fireworks, labels_then_iteration, with_priority
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, Any]:

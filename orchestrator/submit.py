@@ -8,7 +8,7 @@ from firegen.campaign.errors import FiregenError
 from firegen.campaign.plain import plain
 from firegen.db.repository import ResultsStore
 from firegen.campaign.config import CampaignConfig
-from firegen.workflows.tasks import campaign_workflow
+from firegen.workflows.builders import campaign_workflow
 
 
 def prepared_systems(cfg: CampaignConfig) -> dict:

@@ -21,7 +21,7 @@ from firegen.workflows.jobs.init import open_iteration
 from firegen.workflows.jobs.label import label_batch
 from firegen.workflows.jobs.select import select_and_decide
 from firegen.workflows.jobs.train import train_member
-from firegen.workflows.tasks import iteration_fireworks, labels_then_iteration
+from firegen.workflows.builders import iteration_fireworks, labels_then_iteration
 
 GOOD = {"accurate_ratio": 0.99, "candidate_ratio": 0.01}
 BAD = {"accurate_ratio": 0.60, "candidate_ratio": 0.30}

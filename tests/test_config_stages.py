@@ -213,7 +213,7 @@ def test_na3ps4_structure():
 
 def _explore_conditions(cfg, stage_index):
     """(condition index, MDCondition) of each explore Firework of iteration 0 of a stage."""
-    from firegen.workflows.tasks import iteration_fireworks
+    from firegen.workflows.builders import iteration_fireworks
 
     fws, _ = iteration_fireworks(cfg, 0, stage_index)
     explores = [fw.spec["firegen"] for fw in fws if fw.spec["firegen"]["kind"] == "explore"]

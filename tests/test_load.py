@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from firegen.campaign.config import ConfigError, load_config
-from firegen.workflows.tasks import campaign_workflow, labels_then_iteration
+from firegen.workflows.builders import campaign_workflow, labels_then_iteration
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -220,7 +220,7 @@ def test_the_duty_queues_an_iteration_whose_claimer_died_before_queueing_it(mong
 
 
 def test_asynchronous_labels_are_one_per_firework_in_workflows_of_at_most_25(tmp_path):
-    from firegen.workflows.tasks import LABEL_FWS_PER_WORKFLOW, labels_workflows
+    from firegen.workflows.builders import LABEL_FWS_PER_WORKFLOW, labels_workflows
 
     cfg = load_config(small_cu_config(tmp_path, "cu-chunks", schedule={"mode": "asynchronous"}))
     ids = [f"{k:024x}" for k in range(60)]

@@ -7,7 +7,7 @@ from campaign_helpers import small_cu_config
 from firegen.db.repository import ResultsStore
 from firegen.campaign.config import load_config
 from firegen.workflows.jobs.label import label_batch
-from firegen.workflows.tasks import labels_then_iteration
+from firegen.workflows.builders import labels_then_iteration
 from firegen.workflows.jobs.gate import pass_gate, snapshot_to_train
 
 

@@ -384,7 +384,7 @@ def test_li3ocl_defect_campaign_dry_run(tmp_path):
     from fireworks import Workflow
 
     from campaign_helpers import firegen
-    from firegen.workflows.tasks import iteration_fireworks
+    from firegen.workflows.builders import iteration_fireworks
 
     out = firegen(tmp_path, "submit", str(ROOT / "configs" / "li3ocl_defects.yaml"), "--dry-run",
                   "-o", "wf.yaml", check=True)

@@ -13,7 +13,7 @@ from firegen.db.label_queue import last_claimed_iteration
 from firegen.db.repository import ResultsStore
 from firegen.workflows.context import campaign_config
 from firegen.workflows.jobs.schedule import ACTIVE, aware, try_start_training
-from firegen.workflows.tasks import iteration_workflow
+from firegen.workflows.builders import iteration_workflow
 
 
 def advance_schedules(lp) -> list[tuple[str, int, str]]:
