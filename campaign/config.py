@@ -35,6 +35,7 @@ from .config_loop import (CommitteeConfig, ConvergenceConfig, ExplorationConfig,
 from .config_stages import StageConfig
 from .config_systems import InitialDataConfig, PerturbConfig, SystemConfig
 from .errors import FatalError
+from .mappings import deep_merge
 from .input_files import InputProblem, plain_data_problems, read_input_file
 from .structure_builders import BuildError, build_system
 from .structures import StructureError, read_structure
@@ -163,6 +164,11 @@ class CampaignConfig(_Model):
             probs = template_problems(self.committee.training, self.type_map, self.committee.numb_steps)
             if probs:
                 fail(*(p._replace(loc=_join("committee.training", p.loc)) for p in probs))
+            if self.final is not None and self.final.training:  # merged over the committee's, as finalize does
+                probs = template_problems(deep_merge(self.committee.training, self.final.training), self.type_map,
+                                          self.final.steps(self.committee.numb_steps))
+                if probs:
+                    fail(*(p._replace(loc=_join("final.training", p.loc)) for p in probs))
         return self
 
     # ---- helpers -------------------------------------------------------------------------

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from pathlib import Path
 from typing import Optional
 
 import typer
 
+from firegen.campaign.config import CampaignConfig
 from firegen.campaign.errors import FiregenError
 from firegen.db.properties import PropertyStore
 from firegen.db.repository import ResultsStore
@@ -62,14 +62,28 @@ def _queue(lp, wf, campaign_doc: dict) -> list[int]:
 
 def finalize_cmd(ctx: typer.Context, campaign: str = typer.Argument(..., help="Campaign name."),
                  force: bool = typer.Option(False, "--force", help="Train again when a final model is stored."),
-                 now: bool = typer.Option(False, "--now", help="Run it here instead of queueing it for a gpu worker.")):
+                 now: bool = typer.Option(False, "--now", help="Run it here instead of queueing it for a gpu worker."),
+                 numb_steps: Optional[int] = typer.Option(None, "--numb-steps", help="Training steps, over the "
+                                                          "campaign's final.numb_steps (with --force: train again)."),
+                 training: Optional[str] = typer.Option(None, "--training", help="deepmd-kit input.json parts as JSON, "
+                                                        "merged over the campaign's final.training, e.g. "
+                                                        "'{\"loss\": {\"limit_pref_v\": 10}}'.")):
     """Train the campaign's final model on every label (longer, `final:` settings), compress, validate, store."""
-    from firegen.workflows.jobs.finalize import finalize_workflow  # start-up: the jobs import the science
+    from firegen.workflows.jobs.finalize import finalize_workflow, with_final  # start-up: the jobs import the science
 
+    overrides: dict = {} if numb_steps is None else {"numb_steps": numb_steps}
+    if training is not None:
+        try:
+            overrides["training"] = json.loads(training)
+        except json.JSONDecodeError as exc:
+            raise FiregenError(f"--training is not JSON ({exc.msg} at character {exc.pos}). Fix: give deepmd-kit "
+                               """input.json parts, e.g. --training '{"loss": {"limit_pref_v": 10}}'""") from None
     lp = cli_target(ctx).connect()
     prepare_database(lp)
     store = ResultsStore.from_launchpad(lp)
-    ids = _queue(lp, finalize_workflow(campaign, force=force), _campaign(store, campaign))
+    doc = _campaign(store, campaign)
+    with_final(CampaignConfig.model_validate(doc["config"]), overrides, "firegen finalize --numb-steps/--training")
+    ids = _queue(lp, finalize_workflow(campaign, force=force, overrides=overrides), doc)
     if not now:
         typer.echo(f"queued the final model of '{campaign}' (Firework {ids[0]}, category gpu); start a worker: "
                    "firegen worker --gpu")

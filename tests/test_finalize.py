@@ -91,6 +91,25 @@ def test_properties_run_with_the_final_model_and_are_stored_with_provenance(fina
     assert bad.returncode == 2 and bad.stderr.strip().startswith("firegen: error: --system 'bcc'")
 
 
+def test_finalize_with_other_settings_trains_again_with_them_and_a_bad_one_queues_nothing(finalized):
+    """`--numb-steps` / `--training` over the stored `final:` section (after the tests above: the model they used
+    is replaced here)."""
+    folder, _, db = finalized
+    before = db.models.find_one({"_id": db.campaigns.find_one({"name": "cu-fin"})["final_model_id"]})["sha256"]
+    fireworks = db.fireworks.count_documents({})
+    bad = firegen(folder, "finalize", "cu-fin", "--force", "--now", "--numb-steps", "0")
+    assert bad.returncode == 2 and "final.numb_steps: must be greater than 0 (got 0)" in bad.stderr
+    assert db.fireworks.count_documents({}) == fireworks  # nothing queued
+    firegen(folder, "finalize", "cu-fin", "--force", "--now", "--numb-steps", "200",
+            "--training", '{"loss": {"limit_pref_v": 5}}', check=True, timeout=900)
+    model = db.models.find_one({"_id": db.campaigns.find_one({"name": "cu-fin"})["final_model_id"]})
+    deepmd = json.loads(json.dumps(model["input"]))
+    assert deepmd["training"]["numb_steps"] == 200 and deepmd["loss"]["limit_pref_v"] == 5  # not 500, not 1
+    assert model["final_settings"]["numb_steps"] == 200
+    assert model["final_settings"]["training"] == {"loss": {"limit_pref_v": 5}}
+    assert model["sha256"] != before
+
+
 def test_final_at_end_trains_the_final_model_as_a_firework_and_firegen_run_waits_for_it(tmp_path):
     """`final: {at_end: true}`: the campaign's last `select` queues the final model's gpu Firework, the local gpu
     worker of `firegen run` trains it, and `firegen run` returns only once it is done (its workers are stopped

@@ -277,13 +277,14 @@ class FinalizeTask(AfterCampaignTask):
 
     kind = "finalize"
     required_params = ["campaign"]
-    optional_params = ["force"]
+    optional_params = ["force", "final"]
 
     def execute(self, fw_spec):
-        from firegen.workflows.jobs.finalize import finalize  # start-up, as above
+        from firegen.workflows.jobs.finalize import finalize, with_final  # start-up, as above
 
         store, cfg = self.context()
-        return FWAction(stored_data=finalize(store, cfg, Path.cwd(), force=bool(self.get("force"))))
+        return FWAction(stored_data=finalize(store, with_final(cfg, self.get("final")), Path.cwd(),
+                                             force=bool(self.get("force"))))
 
 
 @explicit_serialize

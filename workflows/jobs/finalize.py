@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fireworks import Firework, Workflow
 
-from firegen.campaign.config import CampaignConfig
+from firegen.campaign.config import CampaignConfig, validate_dict
 from firegen.campaign.config_final import FinalConfig
 from firegen.campaign.errors import FatalError
 from firegen.campaign.labeled_data import LABELED_FIELDS, split_train_validation, write_deepmd_npy
@@ -62,6 +62,21 @@ def grouped_metrics(model: Path, docs: list[dict], type_map: list[str], workdir:
             shutil.rmtree(folder, ignore_errors=True)
             out[key][name] = validation_metrics(model, write_deepmd_npy(members, type_map, folder), type_map)
     return out
+
+
+def with_final(cfg: CampaignConfig, overrides: dict | None, source: str = "firegen finalize") -> CampaignConfig:
+    """``cfg`` with ``overrides`` over its ``final:`` section (``firegen finalize --numb-steps / --training``: a
+    longer or otherwise different final training of a campaign already run), validated as a config is: one
+    error line per problem, naming ``final.<field>`` and the fix. ``training`` is merged into the section's own
+    (deepmd-kit input parts); ``cfg`` itself when there is nothing to override."""
+    if not overrides:
+        return cfg
+    data = cfg.frozen()
+    final = dict(data.get("final") or {})
+    for key, value in overrides.items():
+        final[key] = deep_merge(final.get(key) or {}, value) if key == "training" and isinstance(value, dict) else value
+    data["final"] = final
+    return validate_dict(data, source)
 
 
 def final_input(cfg: CampaignConfig, train_sys: list[str], valid_sys: list[str] | None, seed: int) -> dict:
@@ -129,9 +144,10 @@ def finalize(store: ResultsStore, cfg: CampaignConfig, workdir: Path, force: boo
             "compressed": compressed is not None, "compress_error": compress_error, "dataset_size": len(docs)}
 
 
-def finalize_workflow(campaign: str, force: bool = False) -> Workflow:
+def finalize_workflow(campaign: str, force: bool = False, overrides: dict | None = None) -> Workflow:
     """One gpu Firework that runs :func:`finalize` (``firegen finalize``, or the end of a campaign with
-    ``final.at_end``)."""
+    ``final.at_end``), with ``overrides`` over the campaign's ``final:`` settings (:func:`with_final`)."""
     spec = {"_category": "gpu", "_add_launchpad_and_fw_id": True, "firegen": {"kind": "finalize", "campaign": campaign}}
-    fw = Firework([FinalizeTask(campaign=campaign, force=force)], spec=spec, name=f"{campaign}/final")
+    extra = {"final": overrides} if overrides else {}
+    fw = Firework([FinalizeTask(campaign=campaign, force=force, **extra)], spec=spec, name=f"{campaign}/final")
     return Workflow([fw], name=f"{campaign}/final", metadata={"firegen_campaign": campaign, "firegen_kind": "final"})
