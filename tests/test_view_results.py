@@ -71,7 +71,7 @@ def finished(launchpad, tmp_path):
     frozen = tmp_path / "final.pb"
     frozen.write_bytes(b"a frozen model: not read by the views")
     record = TrainingRecord("cu-fin", FINAL_ITERATION, 0, seed=1234, backend="tf", dataset_id=ObjectId(),
-                            input={"training": {"numb_steps": 2000}},
+                            input={"training": {"numb_steps": 8000}},  # not 4 x committee.numb_steps: warm starts
                             metrics={"train": _metrics(0.7), "validation": {k: v for k, v in _metrics(1.1).items()
                                                                             if k != "n_frames"}},
                             train_seconds=84.25, n_train=40, n_validation=10)
@@ -129,7 +129,7 @@ def _check_numbers_shown(html: str, db, model_id) -> None:
             assert _shown(html, f"final.{name}.{column}") == text_of(metrics[key]), (name, column)
     assert _shown(html, "final.held-out, all.frames") == "10"
     assert 'data-value="final-n-train">40<' in html and 'data-value="final-compressed">yes<' in html
-    assert 'data-value="final-steps">2000<' in html  # final.numb_steps unset: 4 x committee.numb_steps
+    assert 'data-value="final-steps">8000<' in html  # what it ran, not what final.numb_steps' default would be
 
     parity = db.heldout_predictions.find_one({"_id": model_id})
     traces = [t for t in _figure(html, "final-parity")["data"] if t.get("name") == "final model"]

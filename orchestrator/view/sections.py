@@ -10,7 +10,6 @@ import json
 import re
 from dataclasses import dataclass
 
-from firegen.campaign.config_final import FinalConfig
 from firegen.db.provenance import configuration_provenance
 from firegen.orchestrator.view import figures, tables
 from firegen.orchestrator.view.render import fragment, script_json, table
@@ -172,15 +171,6 @@ def models(src: CampaignSource, links) -> list[Section]:
         model_table(src, links, rows)]
 
 
-def final_steps(src: CampaignSource, model: dict) -> int | None:
-    """The final model's training steps: its ``final`` settings' (default a multiple of the committee's)."""
-    try:
-        committee = ((src.campaign.get("config") or {}).get("committee") or {}).get("numb_steps")
-        return FinalConfig(**(model.get("final_settings") or {})).steps(committee) if committee else None
-    except (TypeError, ValueError):  # settings of another version: not shown rather than guessed
-        return None
-
-
 def final_model(src: CampaignSource, links) -> list[Section]:
     """The final model (``firegen finalize``): what it is, its errors per system and condition, its parity plots."""
     model = src.final_model
@@ -193,7 +183,7 @@ def final_model(src: CampaignSource, links) -> list[Section]:
               "href": links.dataset(model.get("dataset_id"))},
              {"name": "frames train", "key": "final-n-train", "value": model.get("n_train")},
              {"name": "frames held out", "key": "final-n-validation", "value": model.get("n_validation")},
-             {"name": "training steps", "key": "final-steps", "value": final_steps(src, model)},
+             {"name": "training steps", "key": "final-steps", "value": src.final_steps},
              {"name": "train s", "key": "final-train-s", "value": model.get("train_seconds")},
              {"name": "compressed", "key": "final-compressed", "value": compressed}]
     rows = tables.final_model_rows(model)

@@ -112,6 +112,11 @@ class CampaignSource:
         return PropertyStore(self.store.db).final_model(self.name)
 
     @cached_property
+    def final_steps(self) -> int | None:
+        """The training steps the final model ran (as its stored deepmd input says), or None."""
+        return PropertyStore(self.store.db).training_steps(self.final_model["_id"]) if self.final_model else None
+
+    @cached_property
     def final_predictions(self) -> dict | None:
         """The final model's held-out predictions (its parity points), or None."""
         if self.final_model is None:

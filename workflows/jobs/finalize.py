@@ -79,12 +79,23 @@ def with_final(cfg: CampaignConfig, overrides: dict | None, source: str = "fireg
     return validate_dict(data, source)
 
 
-def final_input(cfg: CampaignConfig, train_sys: list[str], valid_sys: list[str] | None, seed: int) -> dict:
-    """The final model's deepmd input: committee.training with final.training merged over it, the final steps."""
+def member_steps(store: ResultsStore, cfg: CampaignConfig) -> int:
+    """Training steps behind a member of the campaign's last committee (the most of its members'), warm-start
+    parents included; ``committee.numb_steps`` when none is trained or it had fewer."""
+    iterations = [i for i in store.trained_iterations(cfg.name) if i >= 0]
+    behind = [store.steps_behind(m) for m in store.trained_committee(cfg.name, iterations[-1])] if iterations else []
+    return max([cfg.committee.numb_steps, *behind])
+
+
+def final_input(cfg: CampaignConfig, train_sys: list[str], valid_sys: list[str] | None, seed: int,
+                behind: int | None = None) -> dict:
+    """The final model's deepmd input: committee.training with final.training merged over it, the final steps
+    (``final.numb_steps``, or :data:`~firegen.campaign.config_final.STEPS_FACTOR` x ``behind``, the steps behind
+    a last-committee member: :func:`member_steps`)."""
     final = cfg.final or FinalConfig()
     template = deep_merge(cfg.committee.training, final.training)
-    return training.make_training_input(template, train_sys, cfg.type_map, seed, final.steps(cfg.committee.numb_steps),
-                               valid_sys)
+    steps = final.steps(behind or cfg.committee.numb_steps)
+    return training.make_training_input(template, train_sys, cfg.type_map, seed, steps, valid_sys)
 
 
 def finalize(store: ResultsStore, cfg: CampaignConfig, workdir: Path, force: bool = False) -> dict:
@@ -115,7 +126,8 @@ def finalize(store: ResultsStore, cfg: CampaignConfig, workdir: Path, force: boo
     valid_sys = write_deepmd_npy(valid_docs, cfg.type_map, data_dir / "valid") if valid_docs else None
     seed = training_seed(cfg.name, FINAL_ITERATION, 0)
     t0 = time.perf_counter()
-    result = training.train_model(workdir / "train", final_input(cfg, train_sys, valid_sys, seed))
+    result = training.train_model(workdir / "train", final_input(cfg, train_sys, valid_sys, seed,
+                                                                 member_steps(store, cfg)))
     compressed, compress_error = (compress_model(result.frozen_model, workdir / "compress") if final.compress
                                   else (None, "compression switched off (final.compress: false)"))
     metrics = {"train": training.evaluate_model(result.frozen_model, train_sys, cfg.type_map)}
