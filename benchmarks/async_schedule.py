@@ -59,7 +59,7 @@ def campaign_yaml(folder: Path, mode: str, seed: int, args) -> Path:
     cfg = yaml.safe_load((ROOT / "configs" / "cu_emt.yaml").read_text())
     # one name in both modes (each run has its own database): the members' training seeds derive from it, so the
     # two modes' first committees are the same models and their time to target differs by the schedule alone
-    cfg["name"] = f"cu-async-bench-{seed}"
+    cfg["name"] = f"cu-async-bench-{seed}" + (f"-r{args.replica}" if args.replica else "")
     cfg["committee"].setdefault("warm_start", {}).update(json.loads(args.warm_start))
     cfg["labeler"] = {"kind": "delayed", "settings": {"labeler": "emt", "median_s": args.median_s,
                                                       "p99_over_p50": 20.0, "seed": seed,
@@ -115,7 +115,7 @@ def _launches(client) -> list[dict]:
 
 
 def one_run(mode: str, seed: int, args, heldout: HeldOut) -> dict:
-    folder = Path(args.out) / f"{mode}-{seed}"
+    folder = Path(args.out) / (f"{mode}-{seed}" + (f"-r{args.replica}" if args.replica else ""))
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     config = campaign_yaml(folder, mode, seed, args)
@@ -178,7 +178,7 @@ def one_run(mode: str, seed: int, args, heldout: HeldOut) -> dict:
                    for worker in sorted({w for w, _, _ in cpu}))
     if reason:
         print(f"  {mode} seed {seed}: {status}: {reason}", flush=True)
-    row = {"mode": mode, "seed": seed, "status": status, "stop_reason": reason, "wall_s": t_end - t0,
+    row = {"mode": mode, "seed": seed, "replica": args.replica, "status": status, "stop_reason": reason, "wall_s": t_end - t0,
            "to_target_s": reached["ready_s"] if reached else None, "labels_at_target": reached["labels"] if reached else None,
            "labeled": labeled, "skipped": skipped, "iterations": len(curve),
            "final_rmse_f": curve[-1]["rmse_f"] if curve else None,
@@ -201,13 +201,17 @@ def _median(values) -> float | None:
 
 
 def report(rows: list[dict], args) -> None:
-    cols = ["mode", "seed", "status", "to_target_s", "labels_at_target", "labeled", "skipped", "final_rmse_f",
+    for row in rows:
+        row.setdefault("replica", 0)
+    cols = ["mode", "seed", "replica", "status", "to_target_s", "labels_at_target", "labeled", "skipped", "final_rmse_f",
             "gpu_idle_pct", "cpu_idle_pct", "iterations", "wall_s"]
     table = [{**r, "gpu_idle_pct": 100 * r["gpu_idle"],
               "cpu_idle_pct": 100 * r["cpu_idle"] if r.get("cpu_idle") is not None else None} for r in rows]
     print(_bench.render(table, cols, digits=3))
     print(f"\nmedians (target {args.target_f} eV/Å held-out force RMSE):")
     medians = {}
+    replicas = [r for r in rows if r["replica"]]
+    rows = [r for r in rows if not r["replica"]]
     for mode in MODES:
         mine = [r for r in rows if r["mode"] == mode]
         if not mine:
@@ -226,7 +230,26 @@ def report(rows: list[dict], args) -> None:
     if len(medians) == 2 and medians["strict"]["to_target_s"] and medians["asynchronous"]["to_target_s"]:
         print(f"  asynchronous / strict time to target: "
               f"{medians['asynchronous']['to_target_s'] / medians['strict']['to_target_s']:.2f} (goal <= 0.7)")
-    timeline(rows, Path(args.out) / "async_timeline.png")
+    path_noise(rows, replicas)
+    if rows:  # the timeline is drawn for replica 0's first seed of each mode
+        timeline(rows, Path(args.out) / "async_timeline.png")
+
+
+def path_noise(rows: list[dict], replicas: list[dict]) -> None:
+    """Final force RMSE differences, per seed: asynchronous − strict, beside strict replica − strict (the same
+    delays and selection seed, other training seeds): how far the final error moves when only the committees'
+    path changes, with the schedule unchanged."""
+    final = {(r["mode"], r["seed"]): r["final_rmse_f"] for r in rows}
+    pairs = [(seed, final[("asynchronous", seed)] - final[("strict", seed)])
+             for mode, seed in final if mode == "asynchronous" and ("strict", seed) in final]
+    noise = [(r["seed"], r["final_rmse_f"] - final[("strict", r["seed"])]) for r in replicas
+             if r["mode"] == "strict" and ("strict", r["seed"]) in final]
+    for label, diffs in (("asynchronous - strict", pairs), ("strict replica - strict", noise)):
+        if diffs:
+            values = [d for _, d in diffs]
+            print(f"  final force RMSE, {label}: median {statistics.median(values):+.3f}, "
+                  f"median |.| {statistics.median(abs(v) for v in values):.3f} eV/Å over {len(values)} seeds ("
+                  + ", ".join(f"{seed}: {d:+.3f}" for seed, d in sorted(diffs)) + ")")
 
 
 def timeline(rows: list[dict], path: Path) -> None:
@@ -274,6 +297,9 @@ def main(argv=None) -> int:
     parser.add_argument("--deadline-s", type=float, default=600.0)
     parser.add_argument("--target-f", type=float, default=0.1, help="held-out force RMSE target (eV/Å)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per run")
+    parser.add_argument("--replica", type=int, default=0, help="K > 0: other training seeds (campaign name "
+                        "suffix -rK), the same delays and selection; the report sets strict replicas beside strict "
+                        "as the final error's spread from the committees' path alone")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     out = Path(args.out)
