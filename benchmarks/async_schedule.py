@@ -156,6 +156,7 @@ def one_run(mode: str, seed: int, args, heldout: HeldOut) -> dict:
                   for it in db.iterations.find({"campaign": name, "training_start": {"$exists": True}},
                                                {"index": 1, "training_start": 1}).sort("index", 1)]
         client.close()
+        final = final_model_errors(folder, name, args.finalize_steps, heldout) if args.finalize_steps else None
     finally:
         for proc in workers:
             if proc.poll() is None:
@@ -184,7 +185,7 @@ def one_run(mode: str, seed: int, args, heldout: HeldOut) -> dict:
            "final_rmse_f": curve[-1]["rmse_f"] if curve else None,
            "gpu_idle": 1.0 - busy / (max(len(gpu_workers), args.gpu) * (t_end - t0)),
            "cpu_idle": 1.0 - cpu_busy / (args.cpu * (t_end - t0)), "starts": starts,
-           "curve": curve, "timeline": [{**launch, "start": launch["start"] - t0, "end": launch["end"] - t0}
+           "final_model": final, "curve": curve, "timeline": [{**launch, "start": launch["start"] - t0, "end": launch["end"] - t0}
                                         for launch in launches]}
     print(f"  {mode} seed {seed}: {status}, {row['wall_s']:.0f} s, target "
           f"{'%.0f s' % row['to_target_s'] if reached else 'not reached'}, {labeled} labels, {skipped} skipped, "
@@ -193,6 +194,37 @@ def one_run(mode: str, seed: int, args, heldout: HeldOut) -> dict:
     for start in starts:
         print(f"    iteration {start['iteration']} trained on {start['reason']}", flush=True)
     return row
+
+
+def final_model_errors(folder: Path, name: str, steps: int, heldout: HeldOut) -> dict:
+    """``firegen finalize`` of a finished run with ``steps`` training steps (the same in both modes), exported and
+    scored on the held-out set: the potential a user keeps, trained on every label the run spent, late ones
+    included. The run's database must be up."""
+    _firegen(folder, "finalize", name, "--now", "--force", "--numb-steps", str(steps))
+    shutil.rmtree(folder / "final", ignore_errors=True)
+    _firegen(folder, "export", "model", "--campaign", name, "--final", "-o", str(folder / "final"))
+    manifest = json.loads((folder / "final" / "manifest.json").read_text())
+    return {"steps": steps, "labels": manifest["dataset"]["size"], **heldout.errors([folder / "final" / "final.pb"])}
+
+
+def finalize_existing(args, heldout: HeldOut) -> None:
+    """``--finalize-existing``: the final model of each run kept under ``--out`` (its database is started, used
+    and stopped), stored in its row of ``async_results.json``."""
+    results = Path(args.out) / "async_results.json"
+    rows = json.loads(results.read_text())
+    for row in rows:
+        replica = row.get("replica", 0)
+        folder = Path(args.out) / (f"{row['mode']}-{row['seed']}" + (f"-r{replica}" if replica else ""))
+        name = yaml.safe_load((folder / "campaign.yaml").read_text())["name"]
+        # the run is over and its workers gone: the database may take a new port (its old one may be another's)
+        (folder / ".firegen" / "db" / "server.json").unlink(missing_ok=True)
+        _firegen(folder, "db", "up")
+        try:
+            row["final_model"] = final_model_errors(folder, name, args.finalize_steps, heldout)
+        finally:
+            _firegen(folder, "db", "down")
+        print(f"  {row['mode']} seed {row['seed']}: final model {row['final_model']}", flush=True)
+        results.write_text(json.dumps(rows, indent=1, default=str))
 
 
 def _median(values) -> float | None:
@@ -231,8 +263,23 @@ def report(rows: list[dict], args) -> None:
         print(f"  asynchronous / strict time to target: "
               f"{medians['asynchronous']['to_target_s'] / medians['strict']['to_target_s']:.2f} (goal <= 0.7)")
     path_noise(rows, replicas)
+    final_models(rows)
     if rows:  # the timeline is drawn for replica 0's first seed of each mode
         timeline(rows, Path(args.out) / "async_timeline.png")
+
+
+def final_models(rows: list[dict]) -> None:
+    """The final models' held-out force RMSE per seed, both modes (``--finalize-steps``)."""
+    final = {(r["mode"], r["seed"]): r["final_model"] for r in rows if r.get("final_model")}
+    seeds = sorted(seed for mode, seed in final if mode == "strict" and ("asynchronous", seed) in final)
+    if not seeds:
+        return
+    diffs = [final[("asynchronous", s)]["rmse_f"] - final[("strict", s)]["rmse_f"] for s in seeds]
+    print(f"  final model ({final[('strict', seeds[0])]['steps']} steps on every label of the run), held-out force "
+          f"RMSE strict / asynchronous: " + ", ".join(
+              f"{s}: {final[('strict', s)]['rmse_f']:.3f} / {final[('asynchronous', s)]['rmse_f']:.3f}" for s in seeds)
+          + f"; asynchronous - strict median {statistics.median(diffs):+.3f} eV/Å, worse in "
+          f"{sum(d > 0 for d in diffs)} of {len(diffs)}")
 
 
 def path_noise(rows: list[dict], replicas: list[dict]) -> None:
@@ -300,6 +347,11 @@ def main(argv=None) -> int:
     parser.add_argument("--replica", type=int, default=0, help="K > 0: other training seeds (campaign name "
                         "suffix -rK), the same delays and selection; the report sets strict replicas beside strict "
                         "as the final error's spread from the committees' path alone")
+    parser.add_argument("--finalize-steps", type=int, default=0, help="N > 0: after each run, `firegen finalize "
+                        "--numb-steps N` and the final model's held-out errors (the potential a user keeps, trained "
+                        "on every label, late ones too)")
+    parser.add_argument("--finalize-existing", action="store_true", help="finalize the runs kept under --out "
+                        "(with --finalize-steps) and store the result in their rows")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -309,6 +361,12 @@ def main(argv=None) -> int:
         report(json.loads(results.read_text()), args)
         return 0
     heldout = HeldOut(build_heldout(out))
+    if args.finalize_existing:
+        if args.finalize_steps <= 0:
+            parser.error("--finalize-existing needs --finalize-steps N (N > 0)")
+        finalize_existing(args, heldout)
+        report(json.loads(results.read_text()), args)
+        return 0
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for mode in args.modes:
