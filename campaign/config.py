@@ -35,8 +35,8 @@ from .config_loop import (CommitteeConfig, ConvergenceConfig, ExplorationConfig,
 from .config_stages import StageConfig
 from .config_systems import InitialDataConfig, PerturbConfig, SystemConfig
 from .errors import FatalError
-from .mappings import deep_merge
 from .input_files import InputProblem, plain_data_problems, read_input_file
+from .mappings import deep_merge
 from .structure_builders import BuildError, build_system
 from .structures import StructureError, read_structure
 from .training_template import template_problems

@@ -24,7 +24,7 @@ class FinalConfig(_Model):
 
     numb_steps: int | None = fx(None, gt=0, desc="Training steps of the final model (default: "
                                 f"{STEPS_FACTOR} x the steps behind a member of the last committee, its "
-                                "warm-start parents' included; at least " f"{STEPS_FACTOR} x committee.numb_steps).",
+                                f"warm-start parents' included; at least {STEPS_FACTOR} x committee.numb_steps).",
                                 fix="set a positive number of training steps, e.g. 1000000")
     training: dict[str, Any] = fx(default_factory=dict,
                                   desc="deepmd-kit input.json parts merged over committee.training for the final "
