@@ -54,12 +54,17 @@ KIND_COLOURS = {"train": "tab:blue", "explore": "tab:green", "label": "tab:orang
                 "gate": "tab:gray", "init": "tab:brown"}
 
 
+def _replica(k: int) -> str:
+    """The suffix of a replica's campaign name and folder (``--replica``): none for replica 0."""
+    return f"-r{k}" if k else ""
+
+
 def campaign_yaml(folder: Path, mode: str, seed: int, args) -> Path:
     shutil.copytree(ROOT / "configs" / "structures", folder / "structures", dirs_exist_ok=True)
     cfg = yaml.safe_load((ROOT / "configs" / "cu_emt.yaml").read_text())
     # one name in both modes (each run has its own database): the members' training seeds derive from it, so the
     # two modes' first committees are the same models and their time to target differs by the schedule alone
-    cfg["name"] = f"cu-async-bench-{seed}" + (f"-r{args.replica}" if args.replica else "")
+    cfg["name"] = f"cu-async-bench-{seed}{_replica(args.replica)}"
     cfg["committee"].setdefault("warm_start", {}).update(json.loads(args.warm_start))
     cfg["labeler"] = {"kind": "delayed", "settings": {"labeler": "emt", "median_s": args.median_s,
                                                       "p99_over_p50": 20.0, "seed": seed,
@@ -115,7 +120,7 @@ def _launches(client) -> list[dict]:
 
 
 def one_run(mode: str, seed: int, args, heldout: HeldOut) -> dict:
-    folder = Path(args.out) / (f"{mode}-{seed}" + (f"-r{args.replica}" if args.replica else ""))
+    folder = Path(args.out) / f"{mode}-{seed}{_replica(args.replica)}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     config = campaign_yaml(folder, mode, seed, args)
@@ -213,8 +218,7 @@ def finalize_existing(args, heldout: HeldOut) -> None:
     results = Path(args.out) / "async_results.json"
     rows = json.loads(results.read_text())
     for row in rows:
-        replica = row.get("replica", 0)
-        folder = Path(args.out) / (f"{row['mode']}-{row['seed']}" + (f"-r{replica}" if replica else ""))
+        folder = Path(args.out) / f"{row['mode']}-{row['seed']}{_replica(row.get('replica', 0))}"
         name = yaml.safe_load((folder / "campaign.yaml").read_text())["name"]
         # the run is over and its workers gone: the database may take a new port (its old one may be another's)
         (folder / ".firegen" / "db" / "server.json").unlink(missing_ok=True)

@@ -52,11 +52,6 @@ class PropertyStore:
         """The campaign's final model (without its deepmd input), or None."""
         return self.models.find_one({"campaign": campaign, "iteration": FINAL_ITERATION, "member": 0}, {"input": 0})
 
-    def training_steps(self, model_id: ObjectId) -> int | None:
-        """The training steps a stored model ran (its deepmd input's ``training.numb_steps``), or None."""
-        doc = self.models.find_one({"_id": model_id}, {"input.training.numb_steps": 1}) or {}
-        return ((doc.get("input") or {}).get("training") or {}).get("numb_steps")
-
     def mark_final(self, model_id: ObjectId, fields: dict) -> None:
         """Set ``kind: "final"`` and ``fields`` (compressed file, validation groups) on a stored model."""
         self.models.update_one({"_id": model_id}, {"$set": {**plain(fields), "kind": "final", "updated": _now()}})

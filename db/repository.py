@@ -304,15 +304,15 @@ class ResultsStore:
     def find_model(self, campaign: str, iteration: int, member: int) -> dict | None:
         return self.models.find_one({"campaign": campaign, "iteration": iteration, "member": member})
 
-    def steps_behind(self, model: dict) -> int:
-        """Training steps behind ``model``: its own and those of its warm-start parents (``parent``), back to the
-        one trained from scratch."""
+    def steps_behind(self, model_id) -> int:
+        """Training steps behind a stored model: its own (its deepmd input's ``training.numb_steps``) and those of
+        its warm-start parents (``parent``), back to the one trained from scratch."""
         steps, seen = 0, set()
-        while model is not None and model["_id"] not in seen:
-            seen.add(model["_id"])
-            steps += int(((model.get("input") or {}).get("training") or {}).get("numb_steps") or 0)
-            model = self.models.find_one({"_id": model["parent"]}, {"input.training.numb_steps": 1, "parent": 1}) \
-                if model.get("parent") else None
+        while model_id is not None and model_id not in seen:
+            seen.add(model_id)
+            doc = self.models.find_one({"_id": model_id}, {"input.training.numb_steps": 1, "parent": 1}) or {}
+            steps += int(((doc.get("input") or {}).get("training") or {}).get("numb_steps") or 0)
+            model_id = doc.get("parent")
         return steps
 
     def trained_iterations(self, campaign: str) -> list[int]:

@@ -114,7 +114,7 @@ class CampaignSource:
     @cached_property
     def final_steps(self) -> int | None:
         """The training steps the final model ran (as its stored deepmd input says), or None."""
-        return PropertyStore(self.store.db).training_steps(self.final_model["_id"]) if self.final_model else None
+        return self.store.steps_behind(self.final_model["_id"]) if self.final_model else None  # trained from scratch
 
     @cached_property
     def final_predictions(self) -> dict | None:
