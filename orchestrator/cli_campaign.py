@@ -18,7 +18,7 @@ from firegen.db.embedded.lostruns import detect_lostruns
 from firegen.db.healing import heal_lostruns, record_fizzled, running_launches
 from firegen.db.provenance import configuration_provenance, failed_labels, model_provenance
 from firegen.db.repository import ResultsStore
-from firegen.launchers.local import NOT_FOR_WORKERS, start_worker, worker_env, write_fworker
+from firegen.launchers.local import NOT_FOR_WORKERS, plan_workers, start_worker, worker_env, write_fworker
 from firegen.launchers.worker import DEFAULT_SLEEP
 from firegen.launchers.worker import run as run_worker
 from firegen.orchestrator.cli_exchange import print_conversion_messages
@@ -34,7 +34,7 @@ from firegen.workflows.steps.label import get_labeler
 
 TERMINAL = {"converged", "max_iterations", "failed", "stopped", "done"}
 WORKER_RESTARTS = 3
-"""How many times `firegen run` starts another worker of a category whose worker died."""
+"""How many times `firegen run` starts another worker in place of one that died (counted per worker)."""
 
 
 def validate_everything(config: Path, machine: Path | None = None, ignore_unsupported: bool = False):
@@ -116,7 +116,10 @@ def worker(ctx: typer.Context, gpu: bool = typer.Option(False, "--gpu", help="Tr
            preload: bool = typer.Option(True, help="Import the category's libraries (TensorFlow, dpdata, ASE) "
                                         "before the first Firework instead of during it."),
            heal: bool = typer.Option(True, help="Run the lost-run duty: find runs of dead workers and rerun them "
-                                     "(expiry per kind of Firework; see `firegen lostruns`).")):
+                                     "(expiry per kind of Firework; see `firegen lostruns`)."),
+           threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads of what it runs "
+                                                 "(OMP_NUM_THREADS, deepmd-kit's intra-op threads; default: the cores, "
+                                                 "or OMP_NUM_THREADS when set).")):
     """FireWorks' `rapidfire` for one category against the resolved database, in a preloaded process; waits for
     the database when it stops answering."""
     if gpu == cpu:
@@ -130,7 +133,7 @@ def worker(ctx: typer.Context, gpu: bool = typer.Option(False, "--gpu", help="Tr
     fworker = write_fworker(kind, lp_file, workdir)
     for name in NOT_FOR_WORKERS:  # the launchpad file holds the database now; keep the URI from child processes
         os.environ.pop(name, None)
-    os.environ.update(worker_env(lp_file))
+    os.environ.update(worker_env(lp_file, threads))
     os.chdir(workdir)
     run_worker(lp_file, fworker, kind, sleep, timeout, load_modules=preload, heal=heal)
 
@@ -164,16 +167,23 @@ def run(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YA
         stop_db: bool = typer.Option(False, "--stop-db", help="Stop the embedded database at the end when this run "
                                      "started it (the main job does)."),
         report_file: Optional[Path] = typer.Option(None, "--report", help="Where to write the campaign's report "
-                                                   "(default: <FIREGEN_HOME>/reports/<campaign>.html).")):
-    """All in one: database up, submit (or resume), local gpu + cpu workers, progress, the final table and report."""
+                                                   "(default: <FIREGEN_HOME>/reports/<campaign>.html)."),
+        gpu_workers: Optional[int] = typer.Option(None, "--gpu-workers", min=1, help="Local train/explore workers "
+                                                  "(default: one per GPU; without one, one per core up to the "
+                                                  "committee's size)."),
+        cpu_workers: Optional[int] = typer.Option(None, "--cpu-workers", min=1, help="Local label/select workers "
+                                                  "(default: one per core, up to 8).")):
+    """All in one: database up, submit (or resume), local gpu + cpu workers, progress, the final table and report.
+    Workers of a category share the cores (each runs cores / workers threads)."""
     cfg = validate_everything(config, machine, ignore_unsupported)
+    slots = plan_workers(gpu_workers, cpu_workers, committee=cfg.committee.size)
     target = cli_target(ctx)
     started_here = target.embedded and not target.server.is_running()
     lp = bring_up(target)
     written = None
     previous = signal.signal(signal.SIGTERM, _interrupted)  # `kill`: stop the workers as Ctrl-C does
     try:
-        code = _run_campaign(lp, target, cfg, timeout, sleep)
+        code = _run_campaign(lp, target, cfg, timeout, sleep, slots)
         written = _write_report(lp, cfg.name, report_file or firegen_home() / "reports" / f"{cfg.name}.html")
     except KeyboardInterrupt:
         typer.echo(f"interrupted; campaign {cfg.name} goes on when workers run again (`firegen run` resumes it)",
@@ -218,8 +228,9 @@ def _leave_database(target, name: str, stop: bool) -> None:
                    f"`firegen status {name}` reads it, `firegen db down` stops it")
 
 
-def _run_campaign(lp, target, cfg, timeout: float, sleep: float) -> int:
-    """Submit or resume ``cfg`` on ``lp``, run local workers until it ends; the exit code (0 done)."""
+def _run_campaign(lp, target, cfg, timeout: float, sleep: float, slots) -> int:
+    """Submit or resume ``cfg`` on ``lp``, run the local workers ``slots`` (:func:`plan_workers`) until it ends; the
+    exit code (0 done)."""
     store = ResultsStore.from_launchpad(lp)
     doc = store.get_campaign(cfg.name)
     if doc is None:
@@ -236,10 +247,14 @@ def _run_campaign(lp, target, cfg, timeout: float, sleep: float) -> int:
         typer.echo(f"resuming campaign '{cfg.name}' (status {doc['status']})")
     lp_file = worker_launchpad(target)
 
-    def start(kind: str):
-        return start_worker(kind, lp_file, firegen_home() / "workers" / kind, sleep)
+    by_name = {slot.name: slot for slot in slots}
 
-    workers = {kind: start(kind) for kind in ("gpu", "cpu")}
+    def start(name: str):
+        slot = by_name[name]
+        return start_worker(slot.kind, lp_file, firegen_home() / "workers" / name, sleep, name=f"firegen-{name}",
+                            threads=slot.threads, device=slot.device)
+
+    workers = {name: start(name) for name in by_name}
     code = 0
     try:
         code = _follow(lp, store, cfg.name, workers, timeout, start)
@@ -316,18 +331,19 @@ def _watch(lp, store, name: str, workers: dict, timeout: float, display, start_w
                      if state in ("READY", "RESERVED", "RUNNING", "WAITING"))
         if progress.status in TERMINAL and active == 0:
             return 0
-        for kind, proc in list(workers.items()):
+        for worker, proc in list(workers.items()):
             if proc.poll() is None:
                 continue
-            log = firegen_home() / "workers" / kind / "worker.log"
-            if restarts[kind] >= WORKER_RESTARTS:
-                _say(f"the {kind} worker exited with code {proc.returncode} ({restarts[kind]} restarts already); see {log}")
+            log = firegen_home() / "workers" / worker / "worker.log"
+            if restarts[worker] >= WORKER_RESTARTS:
+                _say(f"the {worker} worker exited with code {proc.returncode} ({restarts[worker]} restarts already); "
+                     f"see {log}")
                 _judge_left_runs(lp, store, name)
                 return 1
-            restarts[kind] += 1
-            _say(f"the {kind} worker exited with code {proc.returncode}; starting another ({restarts[kind]} of "
+            restarts[worker] += 1
+            _say(f"the {worker} worker exited with code {proc.returncode}; starting another ({restarts[worker]} of "
                  f"{WORKER_RESTARTS}); a run it left is rerun by the workers' lost-run duty (see {log})")
-            workers[kind] = start_worker_of(kind)
+            workers[worker] = start_worker_of(worker)
         time.sleep(1.0)
     typer.echo(f"timed out after {timeout:.0f} s; the campaign goes on when workers run again (firegen run resumes)",
                err=True)

@@ -1,5 +1,5 @@
 """A real campaign end to end: FerretDB, deepmd-kit training, LAMMPS exploration, EMT labels,
-a gpu and a cpu worker in separate processes, the workflow driving itself through two stages
+`firegen run`'s default local workers (on 2 cores: two one-thread gpu workers, two cpu workers), the workflow driving itself through two stages
 (warm 300/600 K, then hot 900 K) to convergence, judging each (system, condition) task on its own."""
 
 import json
@@ -12,7 +12,7 @@ import yaml
 from bson import ObjectId
 
 from campaign_helpers import campaign_db, firegen, small_cu_config
-from firegen.db.fireworks_archive import find_firework
+from firegen.db.fireworks_archive import archive_of, find_firework
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,20 @@ def test_campaign_iterates_converges_and_advances_stages_by_itself(finished_camp
     assert "accurate %" in run.stdout
     status = firegen(folder, "status", "cu-loop", check=True)
     assert status.stdout.count("\n") >= len(iterations) + 2 and "converged" in status.stdout
+
+
+def test_members_train_side_by_side_on_one_thread_workers(finished_campaign):
+    """On this 2-core machine `firegen run` starts two gpu workers of one thread each: both train members, and
+    deepmd-kit runs with the one intra-op thread its worker was given (its own log says so)."""
+    _, _, db = finished_campaign
+    launches = [launch for d in (db, archive_of(db))  # live iterations and archived ones
+                for ids in [[fw["fw_id"] for fw in d.fireworks.find({"spec.firegen.kind": "train"}, {"fw_id": 1})]]
+                for launch in d.launches.find({"fw_id": {"$in": ids}, "state": "COMPLETED"})]
+    assert len(launches) >= 4
+    assert {launch["fworker"]["name"] for launch in launches} == {"firegen-gpu", "firegen-gpu-2"}
+    for launch in launches:
+        log = (Path(launch["launch_dir"]) / "train" / "train.log").read_text()
+        assert "Num Intra Threads: 1\n" in log, launch["launch_dir"]
 
 
 def test_every_configuration_has_an_origin_and_every_model_a_dataset(finished_campaign):

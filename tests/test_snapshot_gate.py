@@ -61,11 +61,13 @@ def test_labels_feed_one_gate_that_feeds_every_train(tmp_path):
     kind = {fw.fw_id: fw.spec["firegen"]["kind"] for fw in wf.fws}
     gates = [i for i, k in kind.items() if k == "gate"]
     assert len(gates) == 1 and wf.id_fw[gates[0]].spec["_category"] == "cpu"
-    assert sum(k == "label" for k in kind.values()) == 3  # 60 configurations in batches of 25
+    assert sum(k == "label" for k in kind.values()) == 8  # 60 configurations: at most 8 batches (of 8, the last 4)
     assert {i: sorted(kind[c] for c in wf.links[i]) for i, k in kind.items() if k == "label"} == \
         {i: ["gate"] for i, k in kind.items() if k == "label"}
     assert sorted(kind[c] for c in wf.links[gates[0]]) == ["train"] * cfg.committee.size
     assert all(fw.spec["_add_launchpad_and_fw_id"] is True for fw in wf.fws)
+    few = labels_then_iteration(cfg, [f"{i:024x}" for i in range(12)], 0, 1, 0)  # batches of 5: 5, 5 and 2
+    assert sorted(len(fw.tasks[0]["config_ids"]) for fw in few.fws if fw.spec["firegen"]["kind"] == "label") == [2, 5, 5]
 
 
 def test_label_fireworks_tally_labels_per_picking_iteration_and_the_gate_sets_it_right(mongo_db, tmp_path):

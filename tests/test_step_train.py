@@ -14,6 +14,7 @@ from firegen.workflows.steps.train import (
     TrainingError,
     _thread_env,
     evaluate_model,
+    find_dp,
     make_training_input,
     member_seeds,
     model_training_script,
@@ -177,6 +178,19 @@ def test_thread_env_keeps_user_values(monkeypatch):
     assert env["DP_INTER_OP_PARALLELISM_THREADS"] == "1"
 
 
+def test_thread_env_takes_a_workers_share_from_omp_num_threads(monkeypatch):
+    """A local worker given one of the cores (OMP_NUM_THREADS=1) trains with one intra-op thread, not all cores."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    for name in ("DP_INTRA_OP_PARALLELISM_THREADS", "TF_INTRA_OP_PARALLELISM_THREADS",
+                 "DP_INTER_OP_PARALLELISM_THREADS", "TF_INTER_OP_PARALLELISM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    assert _thread_env(None)["DP_INTRA_OP_PARALLELISM_THREADS"] == "1"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    env = _thread_env(None)
+    assert (env["OMP_NUM_THREADS"], env["DP_INTRA_OP_PARALLELISM_THREADS"]) == ("16", "16")
+
+
 def test_parse_lcurve(tmp_path):
     path = tmp_path / "lcurve.out"
     path.write_text(
@@ -209,6 +223,26 @@ def test_training_produces_loadable_model(trained):
     model = DeepPot(str(result.frozen_model))
     assert list(model.get_type_map()) == CU_TYPE_MAP
     assert model.get_rcut() == pytest.approx(TINY_TEMPLATE["model"]["descriptor"]["rcut"])
+
+
+def test_the_in_process_freeze_gives_the_model_dp_freeze_gives(trained, data):
+    """Without a ``dp`` of the caller's and without a GPU, the freeze runs in this process (its log line says so);
+    ``dp --tf freeze`` on the same checkpoint predicts the same energies, forces and virials."""
+    import subprocess
+
+    from deepmd.infer import DeepPot
+
+    result = trained[1]
+    assert "(in-process: deepmd.tf.entrypoints.freeze)" in result.log.read_text()
+    subprocess.run([find_dp(), "--tf", "freeze", "-o", "by_cli.pb"], cwd=result.workdir, check=True,
+                   capture_output=True)
+    coords = np.load(data["test"] / "set.000" / "coord.npy")[:2]
+    cells = np.load(data["test"] / "set.000" / "box.npy")[:2]
+    types = np.loadtxt(data["test"] / "type.raw", dtype=int)
+    here, cli = (DeepPot(str(path)).eval(coords, cells, types) for path in (result.frozen_model,
+                                                                                result.workdir / "by_cli.pb"))
+    for a, b in zip(here, cli):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
 
 
 def test_evaluate_model_on_held_out_frames(trained, data):

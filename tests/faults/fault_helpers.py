@@ -24,9 +24,13 @@ def fault_config(folder: Path) -> Path:
     return small_cu_config(folder, NAME, stage={"temperatures": [1500], "nsteps": 300, "max_iterations": 1})
 
 
+#: One worker per category: the fault cases strike "the" gpu or cpu worker (``worker_pid``).
+ONE_WORKER_EACH = ("--gpu-workers", "1", "--cpu-workers", "1")
+
+
 def start_run(folder: Path, config: Path, timeout: float = 1200) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / "firegen"), "run", str(config), "--timeout", str(timeout)], cwd=folder,
-                            env=cli_env(folder), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([str(BIN / "firegen"), "run", str(config), "--timeout", str(timeout), *ONE_WORKER_EACH],
+                            cwd=folder, env=cli_env(folder), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def stop_run(folder: Path, run: subprocess.Popen) -> None:

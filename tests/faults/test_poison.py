@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from campaign_helpers import BIN, cli_env, firegen, stop_group
-from fault_helpers import NAME, database, fault_config, label_figures, record_outcome, start_run, stop_run, wait_for
+from fault_helpers import NAME, ONE_WORKER_EACH, database, fault_config, label_figures, record_outcome, start_run, stop_run, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -148,9 +148,9 @@ def test_a_label_batch_that_kills_its_worker_every_time_stops_the_campaign_with_
 
     config = _config(tmp_path, labeler={"kind": "delayed", "settings": {"labeler": "emt", "median_s": 1.0,
                                                                         "p99_over_p50": 1}})
-    run = subprocess.Popen([str(BIN / "firegen"), "run", str(config), "--timeout", "1200"], cwd=tmp_path,
-                           env={**cli_env(tmp_path), DUTY_ENV: "5"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
+    run = subprocess.Popen([str(BIN / "firegen"), "run", str(config), "--timeout", "1200", *ONE_WORKER_EACH],
+                           cwd=tmp_path, env={**cli_env(tmp_path), DUTY_ENV: "5"}, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
     try:
         db = database(tmp_path)
         killed: list[int] = []

@@ -4,7 +4,8 @@ Pure science, no FireWorks and no database. Three functions:
 
 * :func:`make_training_input` (in :mod:`.train_input`) merges a user's ``input.json`` template over firegen's
   defaults and fills in the parts a campaign owns (data, type map, seeds, steps).
-* :func:`train_model` runs ``dp --tf train`` and ``dp --tf freeze`` in a work folder.
+* :func:`train_model` runs ``dp --tf train`` and ``dp --tf freeze`` in a work folder (the freeze in-process
+  when it can).
 * :func:`evaluate_model` computes energy/force/virial RMSEs of a frozen model on labeled
   ``deepmd/npy`` systems with deepmd-kit's Python inference API.
 
@@ -113,6 +114,8 @@ def _thread_env(threads: int | None) -> dict[str, str]:
     variables) are kept.
     """
     env = dict(os.environ)
+    if threads is None and env.get("OMP_NUM_THREADS", "").isdigit():
+        threads = int(env["OMP_NUM_THREADS"])  # a local worker's share of the cores (launchers/local.py)
     if threads is None:
         try:
             threads = len(os.sched_getaffinity(0))
@@ -197,7 +200,7 @@ def train_model(
         input_dict (dict): A deepmd-kit input, e.g. from :func:`make_training_input`.
         init_model (Path | None): Frozen model to initialize from (previous iteration).
         dp (str | None): The ``dp`` executable; default :func:`find_dp`.
-        threads (int | None): Threads per process; default the CPUs available.
+        threads (int | None): Threads per process; default ``OMP_NUM_THREADS``, else the CPUs available.
 
     Returns:
         TrainResult: Frozen model path, timings (s), final lcurve row, inputs.
@@ -217,6 +220,7 @@ def train_model(
     (workdir / "input.json").write_text(json.dumps(input_dict, indent=2))
     log = workdir / "train.log"
     env = _thread_env(threads)
+    in_process = dp is None and _cpu_only_tensorflow()
     dp = dp or find_dp()
 
     train_cmd = [dp, "--tf", "train", "input.json"]
@@ -224,9 +228,10 @@ def train_model(
         train_cmd += ["--init-frz-model", str(init_model)]
     train_time = _run(train_cmd, workdir, log, env, "dp train")
     frozen = workdir / FROZEN_MODEL_NAME
-    freeze_time = _run(
-        [dp, "--tf", "freeze", "-o", FROZEN_MODEL_NAME], workdir, log, env, "dp freeze"
-    )
+    if in_process:
+        freeze_time = _freeze_here(workdir, log)
+    else:
+        freeze_time = _run([dp, "--tf", "freeze", "-o", FROZEN_MODEL_NAME], workdir, log, env, "dp freeze")
     if not frozen.is_file():
         raise TrainingError(
             f"dp freeze produced no {FROZEN_MODEL_NAME}", log_path=log, log_tail=log_tail(log, n_lines=40)
@@ -247,6 +252,38 @@ def train_model(
         workdir=workdir,
         log=log,
     )
+
+
+def _cpu_only_tensorflow() -> bool:
+    """Whether this process may freeze a model itself: deepmd-kit's TensorFlow imports and sees no GPU (a freeze
+    opens a session with TensorFlow's default options, which would take the whole GPU from what runs after it)."""
+    try:
+        from deepmd.tf.env import tf
+    except Exception:  # noqa: BLE001 - no deepmd-kit here, or one that cannot load: `dp freeze` says why
+        return False
+    return not tf.config.list_physical_devices("GPU")
+
+
+def _freeze_here(workdir: Path, log: Path) -> float:
+    """``dp --tf freeze -o frozen_model.pb`` in this process, in a graph of its own; returns its wall time (s).
+
+    The same deepmd-kit function as the command, without its start-up: 0.5–0.8 s instead of 6 s for a small
+    model on 2 cores, in a worker that preloaded deepmd-kit (``benchmarks/README.md``, "Local workers")."""
+    from deepmd.tf.entrypoints.freeze import freeze
+    from deepmd.tf.env import tf
+
+    start = time.perf_counter()
+    with log.open("a") as fh:
+        fh.write(f"$ dp --tf freeze -o {FROZEN_MODEL_NAME}  (in-process: deepmd.tf.entrypoints.freeze)\n")
+    try:
+        with tf.Graph().as_default():  # not the process's default graph: a worker freezes many models
+            freeze(checkpoint_folder=str(workdir), output=str(workdir / FROZEN_MODEL_NAME))
+    except Exception as exc:  # noqa: BLE001 - whatever deepmd-kit raised, said as a training error
+        with log.open("a") as fh:
+            fh.write(f"freeze failed: {type(exc).__name__}: {exc}\n")
+        raise TrainingError(f"dp freeze failed in {workdir}: {type(exc).__name__}: {exc}", log_path=log,
+                            log_tail=log_tail(log, n_lines=40)) from exc
+    return time.perf_counter() - start
 
 
 def _inherit_sel(input_dict: dict, init_model: Path) -> None:
