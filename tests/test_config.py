@@ -47,10 +47,11 @@ def write(folder: Path, data: dict, name: str = "campaign.yaml") -> Path:
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_configs_load(name):
     cfg = load_config(CONFIGS / name)
-    assert cfg.committee.size == 4 and cfg.committee.numb_steps == 800 and cfg.committee.warm_start.enabled
+    steps, iterations = {"cu_emt.yaml": (800, 5), "na3ocl_xtb.yaml": (1600, 8)}[name]
+    assert cfg.committee.size == 4 and cfg.committee.numb_steps == steps and cfg.committee.warm_start.enabled
     assert [s.ensemble for s in cfg.stages] == ["nvt"]
     assert [c["temperature"] for c in cfg.stages[0].conditions()] == [300.0, 600.0]
-    assert cfg.stages[0].max_iterations == {"cu_emt.yaml": 5, "na3ocl_xtb.yaml": 6}[name]
+    assert cfg.stages[0].max_iterations == iterations
     assert len(cfg.masses()) == len(cfg.type_map)
 
 
