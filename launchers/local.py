@@ -20,6 +20,7 @@ import yaml
 from firegen.db.connection import firegen_home, write_private_yaml
 from firegen.db.files import BLOB_CACHE_ENV
 from firegen.launchers.worker import DEFAULT_SLEEP, command
+from firegen.workflows.builders import MAX_LABEL_FWS
 
 LAUNCHERS = Path(__file__).resolve().parent
 CATEGORIES = ("gpu", "cpu")
@@ -125,8 +126,6 @@ def plan_workers(gpu: int | None = None, cpu: int | None = None, *, committee: i
     small model take about as long as one two-thread training (``benchmarks/README.md``, "Local workers"): deepmd-kit's
     per-step work is too small to share between threads, and its start-up and freeze are serial.
     """
-    from firegen.workflows.builders import MAX_LABEL_FWS
-
     n_cores = n_cores or cores()
     gpus = visible_gpus() if gpus is None else gpus
     if gpu is None:
