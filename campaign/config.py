@@ -7,7 +7,7 @@
 Units: eV, eV/Å, Å, K, bar; MD time step in fs, damping times in ps. The parts are defined in
 `config_systems.py` (systems, initial data), `config_stages.py` (exploration stages and protocols),
 `config_loop.py` (committee, selection, convergence, labeler, exploration engine) on the shared
-pieces of `config_fields.py`.
+pieces of `config_fields.py`; the one-line errors are written by `config_errors.py`.
 """
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ import difflib
 import hashlib
 import json
 import os
-import re
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from ase.data import atomic_masses, atomic_numbers
-from pydantic import (AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo,
+from pydantic import (AfterValidator, Field, PrivateAttr, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
 from .config_final import FinalConfig
@@ -34,7 +32,7 @@ from .config_loop import (CommitteeConfig, ConvergenceConfig, ExplorationConfig,
                           TrustLevels)
 from .config_stages import StageConfig
 from .config_systems import InitialDataConfig, PerturbConfig, SystemConfig
-from .errors import FatalError
+from .config_errors import ConfigError, error_line, join_loc, pydantic_lines
 from .input_files import InputProblem, plain_data_problems, read_input_file
 from .mappings import deep_merge
 from .structure_builders import BuildError, build_system
@@ -163,12 +161,12 @@ class CampaignConfig(_Model):
         if (info.context or {}).get("check_training_template"):
             probs = template_problems(self.committee.training, self.type_map, self.committee.numb_steps)
             if probs:
-                fail(*(p._replace(loc=_join("committee.training", p.loc)) for p in probs))
+                fail(*(p._replace(loc=join_loc("committee.training", p.loc)) for p in probs))
             if self.final is not None and self.final.training:  # merged over the committee's, as finalize does
                 probs = template_problems(deep_merge(self.committee.training, self.final.training), self.type_map,
                                           self.final.steps(self.committee.numb_steps))
                 if probs:
-                    fail(*(p._replace(loc=_join("final.training", p.loc)) for p in probs))
+                    fail(*(p._replace(loc=join_loc("final.training", p.loc)) for p in probs))
         return self
 
     # ---- helpers -------------------------------------------------------------------------
@@ -264,7 +262,7 @@ class CampaignConfig(_Model):
                                      f"add {', '.join(sorted(extra))} to type_map"))
         probs += self.initial_data.check_folders(self.path, self.type_map)
         if probs:
-            raise ConfigError([_line(self._source, p.loc, p.msg, p.got, p.fix) for p in probs])
+            raise ConfigError([error_line(self._source, p.loc, p.msg, p.got, p.fix) for p in probs])
 
 
 def config_hash(cfg: CampaignConfig) -> str:
@@ -274,147 +272,13 @@ def config_hash(cfg: CampaignConfig) -> str:
 
 
 # ---- errors --------------------------------------------------------------------------------
-class ConfigError(FatalError):
-    """A bad config; `str(err)` is one line per problem: `<file>: <field>: <msg>. Fix: <fix>.`"""
-
-    def __init__(self, lines: list[str]):
-        self.lines = list(dict.fromkeys(lines))
-        super().__init__("\n".join(self.lines))
-
-
-_MESSAGES = {
-    "missing": "is required", "extra_forbidden": "unknown key",
-    "greater_than": "must be greater than {gt}", "greater_than_equal": "must be at least {ge}",
-    "less_than": "must be less than {lt}", "less_than_equal": "must be at most {le}",
-    "too_short": "must have at least {min_length} item(s)",
-    "too_long": "must have at most {max_length} item(s)",
-    "literal_error": "must be one of {expected}", "string_pattern_mismatch": "is not allowed",
-    "list_type": "must be a list", "string_type": "must be text",
-    **dict.fromkeys(["int_parsing", "int_type", "int_from_float"], "must be a whole number"),
-    **dict.fromkeys(["float_parsing", "float_type"], "must be a number"),
-    "finite_number": "must be a finite number (not NaN or infinity)",
-    **dict.fromkeys(["dict_type", "model_type", "model_attributes_type"], "must be a mapping"),
-    **dict.fromkeys(["bool_type", "bool_parsing"], "must be true or false"),
-}
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return _one_line(repr(value), 80)
-    try:
-        return _one_line(json.dumps(value, default=str), 80)
-    except (TypeError, ValueError):
-        return _one_line(repr(value), 80)
-
-
-def _join(base: str, rel: str) -> str:
-    if not rel:
-        return base
-    if not base or rel.startswith("["):
-        return base + rel
-    return f"{base}.{rel}"
-
-
-_UNION_TAG = re.compile(r"^(str|int|float|bool|none|(constrained|function|lax|json|literal|list|dict|tuple|chain)"
-                        r"[-\w]*(\[.*\])?)$")
-
-
-def _drop_union_tags(loc: tuple) -> tuple:
-    """``loc`` less the names pydantic gives the members of a union (``species.list[str][1]`` → ``species[1]``)."""
-    return tuple(p for p in loc if not (isinstance(p, str) and _UNION_TAG.match(p)))
-
-
-def _loc_str(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out = _join(out, f"[{part}]" if isinstance(part, int) else str(part))
-    return out
-
-
-def _line(source: str, loc: str, msg: str, got: Any = NOTHING, fix: str = "") -> str:
-    where = f"{source}: {loc}: " if loc else f"{source}: "
-    got_s = "" if got is NOTHING else f" (got {_show(got)})"
-    fix = fix.rstrip(".") or "see the field's description in firegen.campaign.config"
-    return f"{where}{msg}{got_s}. Fix: {fix}."
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        if not isinstance(arg, (str, int, float)) or isinstance(arg, type):
-            found = _model_in(arg)
-            if found:
-                return found
-    return None
-
-
-def _walk(loc: tuple) -> tuple[type[BaseModel] | None, Any]:
-    """(model holding the last named field of `loc`, that field's FieldInfo or None)."""
-    model: type[BaseModel] | None = CampaignConfig
-    parent, info = None, None
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if model is None:
-            break
-        fields = {f.alias or n: f for n, f in model.model_fields.items()}
-        parent, info = model, fields.get(part)
-        model = _model_in(info.annotation) if info is not None else None
-    return parent, info
-
-
-def _pydantic_lines(source: str, exc: ValidationError) -> list[str]:
-    errors = exc.errors()
-    missing = {e["loc"] for e in errors if e["type"] == "missing"}
-    covered: set = set()  # missing keys explained by a misspelled one ("did you mean ...")
-    lines: list[tuple[tuple, str]] = []
-    for err in errors:
-        loc, kind, ctx = _drop_union_tags(err["loc"]), err["type"], err.get("ctx") or {}
-        path = _loc_str(loc)
-        if kind == "firegen":
-            lines += [(loc, _line(source, _join(path, p.loc), p.msg, p.got, p.fix))
-                      for p in ctx["problems"]]
-            continue
-        parent, info = _walk(loc)
-        name = str(loc[-1]) if loc else ""
-        fix = ((info.json_schema_extra or {}).get("fix", "") if info is not None else "")
-        msg = _MESSAGES.get(kind, err["msg"][:1].lower() + err["msg"][1:])
-        try:
-            msg = msg.format(**{k: int(v) if isinstance(v, float) and v.is_integer() else v
-                                for k, v in ctx.items()})
-        except (KeyError, IndexError):
-            pass
-        got: Any = err.get("input", NOTHING)
-        if kind == "missing":
-            got = NOTHING
-            desc = info.description.rstrip(".") if info is not None and info.description else ""
-            fix = f"add `{name}`: {fix}" if fix else f"add `{name}` ({desc})"
-        elif kind == "extra_forbidden":
-            got = NOTHING
-            allowed = [f.alias or n for n, f in parent.model_fields.items()] if parent else []
-            near = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
-            if near and loc[:-1] + (near[0],) in missing:
-                covered.add(loc[:-1] + (near[0],))
-                fix = f"rename it to `{near[0]}` (a required key)"
-            else:
-                fix = (f"did you mean `{near[0]}`? " if near else f"remove `{name}`. ") + \
-                    f"Allowed keys here: {', '.join(allowed)}"
-        elif kind == "literal_error" and not fix:
-            fix = "use one of those values"
-        elif not fix and info is not None and info.description:
-            fix = f"expected: {info.description.rstrip('.')}"
-        lines.append((loc if kind == "missing" else (), _line(source, path, msg, got, fix)))
-    return [line for loc, line in lines if not loc or loc not in covered]
-
-
 # ---- loading -------------------------------------------------------------------------------
 def _read(path: Path, source: str) -> Any:
     try:
         return read_input_file(path)
     except InputProblem as exc:
-        raise ConfigError([_line(source, exc.loc, exc.msg, NOTHING if exc.got is None else exc.got,
-                                 exc.fix)]) from None
+        raise ConfigError([error_line(source, exc.loc, exc.msg, NOTHING if exc.got is None else exc.got,
+                                      exc.fix)]) from None
 
 
 def load_config(path: str | os.PathLike, check_files: bool = True) -> CampaignConfig:
@@ -428,23 +292,23 @@ def load_config(path: str | os.PathLike, check_files: bool = True) -> CampaignCo
     path = Path(path).expanduser()
     data = _read(path, source)
     if not isinstance(data, dict):
-        raise ConfigError([_line(source, "", "must be a mapping of settings at the top level",
-                                 _one_line(type(data).__name__) if data is not None else NOTHING,
-                                 "start from configs/cu_emt.yaml")])
+        raise ConfigError([error_line(source, "", "must be a mapping of settings at the top level",
+                                      _one_line(type(data).__name__) if data is not None else NOTHING,
+                                      "start from configs/cu_emt.yaml")])
     return validate_dict(data, source, path.resolve().parent, check_files)
 
 
 def validate_dict(data: dict, source: str = "<config>", base_dir: str | os.PathLike | None = None,
                   check_files: bool = False) -> CampaignConfig:
     """Validate an in-memory config (e.g. a stored frozen one) with the same one-line errors."""
-    plain = [_line(source, p.loc, p.msg, NOTHING if p.got is None else p.got, p.fix)
+    plain = [error_line(source, p.loc, p.msg, NOTHING if p.got is None else p.got, p.fix)
              for p in plain_data_problems(data)]
     if plain:
         raise ConfigError(plain)
     try:
         cfg = CampaignConfig.model_validate(data, context={"check_training_template": True})
     except ValidationError as exc:
-        raise ConfigError(_pydantic_lines(source, exc)) from None
+        raise ConfigError(pydantic_lines(source, exc, CampaignConfig)) from None
     cfg._base_dir = Path(base_dir).resolve() if base_dir else Path.cwd()
     cfg._source = source
     if check_files:

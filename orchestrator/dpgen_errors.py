@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from firegen.campaign.config import ConfigError, _line
+from firegen.campaign.config_errors import ConfigError, error_line
 
 __all__ = ["DPGenImportError", "name_user_keys"]
 
@@ -35,8 +35,8 @@ def _schema_line(source: str, exc: Exception, what: str, base: str = "") -> str:
     loc = ""
     for part in parts:
         loc += f"[{part}]" if part.isdigit() else (f".{part}" if loc else part)
-    return _line(source, loc, f"DP-GEN {what} schema: {message}",
-                 fix="correct that key as DP-GEN documents it (`dpgen run` rejects this file too)")
+    return error_line(source, loc, f"DP-GEN {what} schema: {message}",
+                      fix="correct that key as DP-GEN documents it (`dpgen run` rejects this file too)")
 
 
 

@@ -130,7 +130,8 @@ from typing import Any
 
 import yaml
 
-from firegen.campaign.config import CampaignConfig, ConfigError, _line, validate_dict
+from firegen.campaign.config import CampaignConfig, ConfigError, validate_dict
+from firegen.campaign.config_errors import error_line
 from firegen.campaign.config_loop import LabelerConfig
 from firegen.campaign.config_fields import NOTHING
 from firegen.campaign.config_stages import StageConfig
@@ -243,8 +244,8 @@ class Conversion:
 
     def unsupported_message(self) -> str:
         """The one-line list of unsupported keys."""
-        return _line(self.source, "", "DP-GEN settings firegen does not support: " + "; ".join(self.unsupported),
-                     fix="remove them from the param file, or convert without them (--ignore-unsupported)")
+        return error_line(self.source, "", "DP-GEN settings firegen does not support: " + "; ".join(self.unsupported),
+                          fix="remove them from the param file, or convert without them (--ignore-unsupported)")
 
     def check(self, ignore_unsupported: bool = False) -> None:
         """Raise :class:`DPGenImportError` (one line) when some settings are unsupported."""
@@ -375,7 +376,7 @@ class _Converter:
 
     # helpers
     def err(self, loc: str, msg: str, got: Any = None, fix: str = "") -> None:
-        self.errors.append(_line(self.source, loc, msg, NOTHING if got is None else got, fix))
+        self.errors.append(error_line(self.source, loc, msg, NOTHING if got is None else got, fix))
 
     def num(self, loc: str, value: Any, kind: type = float) -> Any:
         """``value`` as ``kind`` (float or int), or an error naming the DP-GEN key ``loc``: DP-GEN's schema
@@ -753,8 +754,8 @@ class _Converter:
             kind = "command"
             settings.update({k: self.j["fp_params"][k] for k in ("input_fmt", "input_fn", "output_fmt", "output_fn")})
             if fp is not None and not fp.get("command"):
-                self.errors.append(_line(self.machine_source, "fp.command", "is empty, and fp_style custom labels "
-                                         "by running it", fix="give the labeling command, e.g. python3 label.py"))
+                self.errors.append(error_line(self.machine_source, "fp.command", "is empty, and fp_style custom labels "
+                                              "by running it", fix="give the labeling command, e.g. python3 label.py"))
             elif not fp:
                 self.err("fp_style", "custom needs the labeling command from machine.json (fp.command)",
                          fix="pass the machine.json (--machine machine.json)")
@@ -851,9 +852,10 @@ def convert(jdata: dict, param_dir: str | os.PathLike, *, machine: dict | None =
     conv.keys(_defaults(run_jdata_arginfo()))
     run_entries, start = conv.run_data()
     if start >= len(j["model_devi_jobs"]):
-        raise DPGenImportError([_line(source, "model_devi_jobs", f"DP-GEN finished all {len(j['model_devi_jobs'])} "
-                                      "jobs in this run directory; nothing is left to explore",
-                                      fix="append model_devi_jobs for firegen to run")])
+        raise DPGenImportError([error_line(source, "model_devi_jobs",
+                                           f"DP-GEN finished all {len(j['model_devi_jobs'])} "
+                                           "jobs in this run directory; nothing is left to explore",
+                                           fix="append model_devi_jobs for firegen to run")])
     stages, used = conv.stages(start)
     systems, names = conv.systems(used)
     for stage in stages:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from firegen.campaign.config import _line
+from firegen.campaign.config_errors import error_line
 from firegen.orchestrator.dpgen_errors import DPGenImportError, _schema_line
 
 __all__ = ["check_machine"]
@@ -97,21 +97,22 @@ def check_machine(mdata: dict, source: str = "machine.json") -> tuple[dict[str, 
                 continue
         if isinstance(entry, list):
             if not entry:
-                lines.append(_line(source, name, "is an empty list", fix="give one machine entry"))
+                lines.append(error_line(source, name, "is an empty list", fix="give one machine entry"))
                 continue
             if len(entry) > 1:
                 notes.append(f"{source}: {name} lists {len(entry)} machines; firegen's hints use the first "
                              "(every worker of a category pulls from the same queue)")
             entry = entry[0]
         if not isinstance(entry, dict):
-            lines.append(_line(source, name, "must be a mapping with command, machine and resources",
-                               fix="see DP-GEN's machine.json documentation"))
+            lines.append(error_line(source, name, "must be a mapping with command, machine and resources",
+                                    fix="see DP-GEN's machine.json documentation"))
             continue
         bad = next((k for k in ("machine", "resources") if entry.get(k) is not None and not isinstance(entry[k], dict)),
                    None)
         if bad is not None:
-            lines.append(_line(source, f"{name}.{bad}", "must be a mapping", entry[bad],
-                               fix=f"give dpdispatcher's {bad.capitalize()} keys as DP-GEN's machine.json documents them"))
+            lines.append(error_line(source, f"{name}.{bad}", "must be a mapping", entry[bad],
+                                    fix=f"give dpdispatcher's {bad.capitalize()} keys as DP-GEN's machine.json "
+                                        "documents them"))
             continue
         entry, hints = _old_task(entry)
         arginfo = _task_arginfo(name, entry["resources"])

@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from firegen.campaign.config import _line
+from firegen.campaign.config_errors import error_line
 from firegen.campaign.config_fields import NOTHING
 from firegen.campaign.input_files import InputProblem, read_input_file
 from firegen.orchestrator.dpgen_errors import DPGenImportError, _schema_line
@@ -33,11 +33,11 @@ def load_dpgen_file(path: str | os.PathLike) -> dict:
     try:
         data = read_input_file(path, "yaml" if path.suffix.lower() in (".yaml", ".yml") else "json")
     except InputProblem as exc:
-        raise DPGenImportError([_line(source, exc.loc, exc.msg, NOTHING if exc.got is None else exc.got,
-                                      exc.fix)]) from None
+        raise DPGenImportError([error_line(source, exc.loc, exc.msg, NOTHING if exc.got is None else exc.got,
+                                           exc.fix)]) from None
     if not isinstance(data, dict):
-        raise DPGenImportError([_line(source, "", "must be a mapping of DP-GEN keys at the top level",
-                                      fix="give a DP-GEN param.json")])
+        raise DPGenImportError([error_line(source, "", "must be a mapping of DP-GEN keys at the top level",
+                                           fix="give a DP-GEN param.json")])
     return data
 
 
