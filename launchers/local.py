@@ -123,7 +123,7 @@ def plan_workers(gpu: int | None = None, cpu: int | None = None, *, committee: i
     one per core up to the committee's size, so that members train side by side. cpu workers: one per core, up to
     the label Fireworks an iteration has at most (:data:`~firegen.workflows.builders.MAX_LABEL_FWS`). Each worker of
     a category runs ``cores // workers`` threads (at least 1). On a CPU-only machine, two one-thread trainings of a
-    small model take about as long as one two-thread training (``benchmarks/README.md``, "Local workers"): deepmd-kit's
+    small model take about as long as one two-thread training (``benchmarks/README.md``, "The main job"): deepmd-kit's
     per-step work is too small to share between threads, and its start-up and freeze are serial.
     """
     n_cores = n_cores or cores()

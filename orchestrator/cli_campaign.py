@@ -278,7 +278,7 @@ def _say(line: str) -> None:
 def _follow(lp, store, name: str, workers: dict, timeout: float, start_worker_of) -> int:
     """Show the campaign's progress (a live panel in a terminal, a line per change elsewhere) until it ends;
     1 on a fizzled Firework, a stopped campaign, a worker that kept dying or the timeout. Waits for the database
-    when it stops answering; a worker that died is replaced (:data:`WORKER_RESTARTS` times per category)."""
+    when it stops answering; a worker that died is replaced (:data:`WORKER_RESTARTS` times per worker)."""
     display = progress_display(typer.echo)
     try:
         return _watch(lp, store, name, workers, timeout, display, start_worker_of)

@@ -245,6 +245,17 @@ def test_the_in_process_freeze_gives_the_model_dp_freeze_gives(trained, data):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
 
 
+def test_an_in_process_freeze_that_fails_is_a_training_error_with_its_log(tmp_path):
+    from firegen.workflows.steps.train import _freeze_here
+
+    log = tmp_path / "train.log"
+    log.write_text("dp train ran here\n")
+    with pytest.raises(TrainingError, match=r"^dp freeze failed in .*: \w+") as caught:
+        _freeze_here(tmp_path, log)  # no checkpoint in the folder
+    assert "in-process: deepmd.tf.entrypoints.freeze" in caught.value.log_tail and "freeze failed:" in log.read_text()
+    assert not (tmp_path / "frozen_model.pb").exists()
+
+
 def test_evaluate_model_on_held_out_frames(trained, data):
     metrics = evaluate_model(trained[1].frozen_model, [str(data["test"])], CU_TYPE_MAP)
     assert metrics["n_frames"] == 6 and metrics["n_atoms"] == 6 * 32

@@ -268,7 +268,7 @@ def _freeze_here(workdir: Path, log: Path) -> float:
     """``dp --tf freeze -o frozen_model.pb`` in this process, in a graph of its own; returns its wall time (s).
 
     The same deepmd-kit function as the command, without its start-up: 0.5–0.8 s instead of 6 s for a small
-    model on 2 cores, in a worker that preloaded deepmd-kit (``benchmarks/README.md``, "Local workers")."""
+    model on 2 cores, in a worker that preloaded deepmd-kit (``benchmarks/README.md``, "The main job")."""
     from deepmd.tf.entrypoints.freeze import freeze
     from deepmd.tf.env import tf
 
@@ -281,8 +281,9 @@ def _freeze_here(workdir: Path, log: Path) -> float:
     except Exception as exc:  # noqa: BLE001 - whatever deepmd-kit raised, said as a training error
         with log.open("a") as fh:
             fh.write(f"freeze failed: {type(exc).__name__}: {exc}\n")
-        raise TrainingError(f"dp freeze failed in {workdir}: {type(exc).__name__}: {exc}", log_path=log,
-                            log_tail=log_tail(log, n_lines=40)) from exc
+        full = disk_full(workdir)  # as `dp freeze` failing would say it
+        raise TrainingError(f"dp freeze failed in {workdir}: {type(exc).__name__}: {exc}"
+                            + (f": {full}" if full else ""), log_path=log, log_tail=log_tail(log, n_lines=40)) from exc
     return time.perf_counter() - start
 
 
