@@ -146,7 +146,9 @@ def test_a_label_batch_that_kills_its_worker_every_time_stops_the_campaign_with_
     `firegen run` ends with it."""
     from firegen.db.healing import DUTY_ENV, ENV_PROCESS, LOST_KEY
 
-    config = _config(tmp_path, labeler={"kind": "delayed", "settings": {"labeler": "emt", "median_s": 1.0,
+    # 4 s a label, struck after 1.5 s: every run of the batch dies the same way, before its first label, as a
+    # structure that runs the node out of memory would (whatever the batch's size)
+    config = _config(tmp_path, labeler={"kind": "delayed", "settings": {"labeler": "emt", "median_s": 4.0,
                                                                         "p99_over_p50": 1}})
     run = subprocess.Popen([str(BIN / "firegen"), "run", str(config), "--timeout", "1200", *ONE_WORKER_EACH],
                            cwd=tmp_path, env={**cli_env(tmp_path), DUTY_ENV: "5"}, stdout=subprocess.PIPE,
@@ -154,18 +156,21 @@ def test_a_label_batch_that_kills_its_worker_every_time_stops_the_campaign_with_
     try:
         db = database(tmp_path)
         killed: list[int] = []
+        poison: list[int] = []  # the label batch that kills its worker: the first one struck (there are several)
 
         def next_victim():
             for launch in db.launches.find({"state": "RUNNING"}):
                 fw = db.fireworks.find_one({"fw_id": launch["fw_id"]}, {"spec.firegen.kind": 1}) or {}
                 pid = int(launch["fworker"]["env"][ENV_PROCESS].split("/")[2])
-                if (fw.get("spec", {}).get("firegen") or {}).get("kind") == "label" and pid not in killed:
+                if (fw.get("spec", {}).get("firegen") or {}).get("kind") == "label" and pid not in killed \
+                        and launch["fw_id"] in (poison or [launch["fw_id"]]):
+                    poison[:] = [launch["fw_id"]]
                     return launch, pid
             return None
 
         for _ in range(4):
             launch, pid = wait_for(next_victim, 600, "a cpu worker running the label batch")
-            time.sleep(1.5)  # a label or two stored
+            time.sleep(1.5)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)  # the worker and what it runs
             killed.append(pid)
