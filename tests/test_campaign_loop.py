@@ -1,6 +1,7 @@
 """A real campaign end to end: FerretDB, deepmd-kit training, LAMMPS exploration, EMT labels,
-`firegen run`'s default local workers (on 2 cores: two one-thread gpu workers, two cpu workers), the workflow driving itself through two stages
-(warm 300/600 K, then hot 900 K) to convergence, judging each (system, condition) task on its own."""
+`firegen run`'s default local workers (on 2 cores: two one-thread gpu workers, two cpu workers), the workflow
+driving itself through two stages (warm 300/600 K, then hot 900 K) to convergence, judging each (system,
+condition) task on its own."""
 
 import json
 import subprocess
@@ -12,7 +13,8 @@ import yaml
 from bson import ObjectId
 
 from campaign_helpers import campaign_db, firegen, small_cu_config
-from firegen.db.fireworks_archive import archive_of, find_firework
+from firegen.db.fireworks_archive import find_firework
+from firegen.db.launchpad_queries import campaign_fireworks, launches_of
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +76,9 @@ def test_members_train_side_by_side_on_one_thread_workers(finished_campaign):
     """On this 2-core machine `firegen run` starts two gpu workers of one thread each: both train members, and
     deepmd-kit runs with the one intra-op thread its worker was given (its own log says so)."""
     _, _, db = finished_campaign
-    launches = [launch for d in (db, archive_of(db))  # live iterations and archived ones
-                for ids in [[fw["fw_id"] for fw in d.fireworks.find({"spec.firegen.kind": "train"}, {"fw_id": 1})]]
-                for launch in d.launches.find({"fw_id": {"$in": ids}, "state": "COMPLETED"})]
+    train = [fw["fw_id"] for fw in campaign_fireworks(db, "cu-loop") if fw["spec"]["firegen"]["kind"] == "train"]
+    launches = [launch for launch in launches_of(db, train, {"fw_id": 1, "state": 1, "fworker.name": 1,
+                                                             "launch_dir": 1}) if launch["state"] == "COMPLETED"]
     assert len(launches) >= 4
     assert {launch["fworker"]["name"] for launch in launches} == {"firegen-gpu", "firegen-gpu-2"}
     for launch in launches:

@@ -26,7 +26,8 @@ import pytest
 import yaml
 
 from campaign_helpers import BIN, cli_env, firegen, stop_group
-from fault_helpers import NAME, ONE_WORKER_EACH, database, fault_config, label_figures, record_outcome, start_run, stop_run, wait_for
+from fault_helpers import (NAME, ONE_WORKER_EACH, database, fault_config, label_figures, record_outcome, start_run,
+                           stop_run, wait_for)
 
 pytestmark = pytest.mark.slow
 
@@ -162,8 +163,8 @@ def test_a_label_batch_that_kills_its_worker_every_time_stops_the_campaign_with_
             for launch in db.launches.find({"state": "RUNNING"}):
                 fw = db.fireworks.find_one({"fw_id": launch["fw_id"]}, {"spec.firegen.kind": 1}) or {}
                 pid = int(launch["fworker"]["env"][ENV_PROCESS].split("/")[2])
-                if (fw.get("spec", {}).get("firegen") or {}).get("kind") == "label" and pid not in killed \
-                        and launch["fw_id"] in (poison or [launch["fw_id"]]):
+                is_label = (fw.get("spec", {}).get("firegen") or {}).get("kind") == "label"
+                if is_label and pid not in killed and (not poison or launch["fw_id"] == poison[0]):
                     poison[:] = [launch["fw_id"]]
                     return launch, pid
             return None

@@ -83,8 +83,9 @@ def member_steps(store: ResultsStore, cfg: CampaignConfig) -> int:
     """Training steps behind a member of the campaign's last committee (the most of its members'), warm-start
     parents included; ``committee.numb_steps`` when none is trained or it had fewer."""
     iterations = [i for i in store.trained_iterations(cfg.name) if i >= 0]
-    behind = [store.steps_behind(m["_id"]) for m in store.trained_committee(cfg.name, iterations[-1])] if iterations \
-        else []
+    if not iterations:
+        return cfg.committee.numb_steps
+    behind = [store.steps_behind(m["_id"]) for m in store.trained_committee(cfg.name, iterations[-1])]
     return max([cfg.committee.numb_steps, *behind])
 
 
