@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -12,30 +11,24 @@ import typer
 
 from firegen.campaign.config import load_config
 from firegen.campaign.errors import FiregenError
-from firegen.db.connection import (firegen_home, is_unreachable, retry_unreachable, wait_for_database,
-                                   write_launchpad_file)
+from firegen.db.connection import firegen_home
 from firegen.db.embedded.lostruns import detect_lostruns
-from firegen.db.healing import heal_lostruns, record_fizzled, running_launches
+from firegen.db.healing import heal_lostruns, running_launches
 from firegen.db.provenance import configuration_provenance, failed_labels, model_provenance
 from firegen.db.repository import ResultsStore
-from firegen.launchers.local import NOT_FOR_WORKERS, plan_workers, start_worker, worker_env, write_fworker
+from firegen.launchers.local import NOT_FOR_WORKERS, plan_workers, worker_env, write_fworker
 from firegen.launchers.worker import DEFAULT_SLEEP
 from firegen.launchers.worker import run as run_worker
 from firegen.orchestrator.cli_exchange import print_conversion_messages
 from firegen.orchestrator.cli_properties import properties_brief
-from firegen.orchestrator.cli_view import write_campaign_report
 from firegen.orchestrator.database import bring_up, cli_target, prepare_database
 from firegen.orchestrator.dpgen_import import import_dpgen, is_dpgen_param
 from firegen.orchestrator.relabel import merge_settings, parse_assignments, relabel
-from firegen.orchestrator.progress import progress_display, read_progress
+from firegen.orchestrator.local_run import (interrupted, leave_database, run_campaign, worker_launchpad,
+                                             write_report)
 from firegen.orchestrator.report import campaign_summary
 from firegen.orchestrator.submit import submit, write_workflow
 from firegen.workflows.steps.label import get_labeler
-
-TERMINAL = {"converged", "max_iterations", "failed", "stopped", "done"}
-WORKER_RESTARTS = 3
-"""How many times `firegen run` starts another worker in place of one that died (counted per worker)."""
-
 
 def validate_everything(config: Path, machine: Path | None = None, ignore_unsupported: bool = False):
     """Load the config and check everything it references; no database is touched.
@@ -99,14 +92,6 @@ def status(ctx: typer.Context, campaign: Optional[str] = typer.Argument(None, he
     for name in names:
         typer.echo(campaign_summary(store, name))
         typer.echo(properties_brief(store.db, name) or "", nl=False)  # final model and properties, if any
-
-
-def worker_launchpad(target, home: Path | None = None) -> Path:
-    """A launchpad file for this target that rlaunch can read (the user's own file when there is one)."""
-    if target.launchpad_file is not None:
-        return target.launchpad_file
-    return write_launchpad_file((home or firegen_home()) / "workers" / "my_launchpad.yaml", target.uri,
-                                embedded=target.embedded)
 
 
 def worker(ctx: typer.Context, gpu: bool = typer.Option(False, "--gpu", help="Train and explore (category gpu)."),
@@ -181,173 +166,21 @@ def run(ctx: typer.Context, config: Path = typer.Argument(..., help="Campaign YA
     started_here = target.embedded and not target.server.is_running()
     lp = bring_up(target)
     written = None
-    previous = signal.signal(signal.SIGTERM, _interrupted)  # `kill`: stop the workers as Ctrl-C does
+    previous = signal.signal(signal.SIGTERM, interrupted)  # `kill`: stop the workers as Ctrl-C does
     try:
-        code = _run_campaign(lp, target, cfg, timeout, sleep, slots)
-        written = _write_report(lp, cfg.name, report_file or firegen_home() / "reports" / f"{cfg.name}.html")
+        code = run_campaign(lp, target, cfg, timeout, sleep, slots)
+        written = write_report(lp, cfg.name, report_file or firegen_home() / "reports" / f"{cfg.name}.html")
     except KeyboardInterrupt:
         typer.echo(f"interrupted; campaign {cfg.name} goes on when workers run again (`firegen run` resumes it)",
                    err=True)
         code = 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-        _leave_database(target, cfg.name, stop=stop_db and started_here)
+        leave_database(target, cfg.name, stop=stop_db and started_here)
     if written is not None:
         typer.echo(f"report: {written.resolve()}")
     if code:
         raise typer.Exit(code)
-
-
-def _interrupted(signum, frame):
-    """SIGTERM as Ctrl-C: `firegen run` stops the workers it started (each leads its own process group, so a signal
-    to the run's group does not reach them) instead of leaving them to run on without it."""
-    raise KeyboardInterrupt
-
-
-def _write_report(lp, name: str, path: Path) -> Path | None:
-    """Write the campaign's report; a report that cannot be written is said, and does not fail the run."""
-    try:
-        return write_campaign_report(lp, name, path)
-    except Exception as exc:  # the campaign's outcome stands; the report can be written later
-        typer.echo(f"could not write the report {path}: {type(exc).__name__}: {exc}; "
-                   f"`firegen report {name}` tries again", err=True)
-        return None
-
-
-def _leave_database(target, name: str, stop: bool) -> None:
-    """Say where the embedded database stands after `firegen run`, stopping it when asked."""
-    if not target.embedded:
-        return
-    data = target.server.root / "data"
-    if stop:
-        target.server.stop()
-        typer.echo(f"stopped the embedded database that this run started (data kept in {data}); "
-                   f"`firegen run` or `firegen db up` starts it again, then `firegen status {name}` reads it")
-    else:
-        typer.echo(f"the embedded database is still running on {target.server.uri} (data in {data}); "
-                   f"`firegen status {name}` reads it, `firegen db down` stops it")
-
-
-def _run_campaign(lp, target, cfg, timeout: float, sleep: float, slots) -> int:
-    """Submit or resume ``cfg`` on ``lp``, run the local workers ``slots`` (:func:`plan_workers`) until it ends; the
-    exit code (0 done)."""
-    store = ResultsStore.from_launchpad(lp)
-    doc = store.get_campaign(cfg.name)
-    if doc is None:
-        submit(lp, cfg)
-        typer.echo(f"queued campaign '{cfg.name}'")
-    elif doc["status"] in TERMINAL:
-        typer.echo(campaign_summary(store, cfg.name))
-        if doc["status"] in ("stopped", "failed"):  # as when it stopped under this command: exit 1, the reason
-            typer.echo(f"campaign {cfg.name} {doc['status']}: {doc.get('stop_reason', 'see firegen status')}",
-                       err=True)
-            return 1
-        return 0
-    else:
-        typer.echo(f"resuming campaign '{cfg.name}' (status {doc['status']})")
-    lp_file = worker_launchpad(target)
-
-    by_name = {slot.name: slot for slot in slots}
-
-    def start(name: str):
-        slot = by_name[name]
-        return start_worker(slot.kind, lp_file, firegen_home() / "workers" / name, sleep, name=f"firegen-{name}",
-                            threads=slot.threads, device=slot.device)
-
-    workers = {name: start(name) for name in by_name}
-    code = 0
-    try:
-        code = _follow(lp, store, cfg.name, workers, timeout, start)
-    finally:
-        for proc in workers.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in workers.values():
-            try:
-                proc.wait(timeout=30)
-            except Exception:
-                os.killpg(proc.pid, signal.SIGKILL)
-    typer.echo(retry_unreachable(lambda: campaign_summary(store, cfg.name), lp.connection, echo=_say))
-    return code
-
-
-def _say(line: str) -> None:
-    typer.echo(line, err=True)
-
-
-def _follow(lp, store, name: str, workers: dict, timeout: float, start_worker_of) -> int:
-    """Show the campaign's progress (a live panel in a terminal, a line per change elsewhere) until it ends;
-    1 on a fizzled Firework, a stopped campaign, a worker that kept dying or the timeout. Waits for the database
-    when it stops answering; a worker that died is replaced (:data:`WORKER_RESTARTS` times per worker)."""
-    display = progress_display(typer.echo)
-    try:
-        return _watch(lp, store, name, workers, timeout, display, start_worker_of)
-    finally:
-        display.close()
-
-
-def _judge_left_runs(lp, store, name: str) -> None:
-    """Before `firegen run` gives up on a worker that kept dying: judge the run it left now, as the workers' duty
-    would have (rerun it, or, lost too often, stop the campaign with the reason) and say the campaign's reason.
-    Without this a Firework that kills its worker every time left the campaign running, with no reason, its
-    last loss never counted (the workers that would have judged it are stopped with this command)."""
-    try:
-        heal_lostruns(lp)
-        doc = store.get_campaign(name) or {}
-    except Exception as exc:  # noqa: BLE001 - the command ends anyway; the duty judges it at the next run
-        _say(f"could not judge the runs it left: {type(exc).__name__}: {exc}")
-        return
-    if doc.get("status") in ("stopped", "failed"):
-        typer.echo(f"campaign {name} {doc['status']}: {doc.get('stop_reason', 'see firegen status')}", err=True)
-
-
-def _watch(lp, store, name: str, workers: dict, timeout: float, display, start_worker_of) -> int:
-    start = time.monotonic()
-    restarts = dict.fromkeys(workers, 0)
-    while time.monotonic() - start < timeout:
-        try:
-            progress = read_progress(lp, store, name)
-        except Exception as exc:
-            if not is_unreachable(exc):
-                raise
-            wait_for_database(lp.connection, time.time(), echo=_say)
-            continue
-        display.show(progress, time.monotonic() - start)
-        if progress.status in ("stopped", "failed"):
-            reason = (store.get_campaign(name) or {}).get("stop_reason", "see firegen status")
-            typer.echo(f"campaign {name} {progress.status}: {reason}", err=True)
-            return 1
-        fizzled = [kind for (_, kind, state) in progress.fireworks if state == "FIZZLED"]
-        if fizzled:
-            record_fizzled(lp)  # one that fizzled before its task could say why (a full launch directory)
-            doc = store.get_campaign(name) or {}
-            if doc.get("status") in ("stopped", "failed"):
-                typer.echo(f"campaign {name} {doc['status']}: {doc.get('stop_reason', 'see firegen status')}", err=True)
-                return 1
-            typer.echo(f"a {fizzled[0]} Firework fizzled; see `lpad get_fws -s FIZZLED -d more` and the worker logs "
-                       f"under {firegen_home() / 'workers'}", err=True)
-            return 1
-        active = sum(n for (_, _, state), n in progress.fireworks.items()
-                     if state in ("READY", "RESERVED", "RUNNING", "WAITING"))
-        if progress.status in TERMINAL and active == 0:
-            return 0
-        for worker, proc in list(workers.items()):
-            if proc.poll() is None:
-                continue
-            log = firegen_home() / "workers" / worker / "worker.log"
-            if restarts[worker] >= WORKER_RESTARTS:
-                _say(f"the {worker} worker exited with code {proc.returncode} ({restarts[worker]} restarts already); "
-                     f"see {log}")
-                _judge_left_runs(lp, store, name)
-                return 1
-            restarts[worker] += 1
-            _say(f"the {worker} worker exited with code {proc.returncode}; starting another ({restarts[worker]} of "
-                 f"{WORKER_RESTARTS}); a run it left is rerun by the workers' lost-run duty (see {log})")
-            workers[worker] = start_worker_of(worker)
-        time.sleep(1.0)
-    typer.echo(f"timed out after {timeout:.0f} s; the campaign goes on when workers run again (firegen run resumes)",
-               err=True)
-    return 1
 
 
 provenance_app = typer.Typer(no_args_is_help=True, help="Where models and configurations came from.")
