@@ -6,7 +6,7 @@ Pure science, no FireWorks and no database. Three functions:
   defaults and fills in the parts a campaign owns (data, type map, seeds, steps).
 * :func:`train_model` runs ``dp --tf train`` and ``dp --tf freeze`` in a work folder (the freeze in-process
   when it can).
-* :func:`evaluate_model` computes energy/force/virial RMSEs of a frozen model on labeled
+* :func:`evaluate_model` (in :mod:`.evaluate`) computes energy/force/virial RMSEs of a frozen model on labeled
   ``deepmd/npy`` systems with deepmd-kit's Python inference API.
 
 Units (DeePMD-kit conventions): lengths in Å, energies in eV, forces in eV/Å, virials in
@@ -20,20 +20,18 @@ from firegen.campaign.errors import disk_full
 from firegen.workflows.steps import StepError, log_tail
 
 import copy
-import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from firegen.workflows.steps.evaluate import evaluate_model
 from firegen.workflows.steps.train_input import DEFAULT_INPUT, make_training_input, member_seeds
 
 __all__ = [
@@ -317,126 +315,3 @@ def model_training_script(model: Path) -> dict:
     if isinstance(script, bytes):
         script = script.decode()
     return json.loads(str(script))
-
-
-def _file_stamp(path) -> tuple[int, int]:
-    st = Path(path).stat()
-    return st.st_mtime_ns, st.st_size
-
-
-@functools.lru_cache(maxsize=2)
-def _deep_pot(path: str, stamp: tuple[int, int]):
-    """deepmd-kit's inference object for a frozen model, loaded once per (path, mtime, size): a train
-    Firework tests the same model on its training and validation sets."""
-    from deepmd.infer import DeepPot
-
-    return DeepPot(path)
-
-
-def evaluate_model(
-    model: Path,
-    systems: Sequence[str | os.PathLike],
-    type_map: Sequence[str] | None = None,
-    parity_forces: int = 0,
-) -> dict[str, Any]:
-    """Energy, force and virial RMSEs of a frozen model on labeled ``deepmd/npy`` systems.
-
-    Uses deepmd-kit's Python inference (:class:`deepmd.infer.DeepPot`) and dpdata, and
-    mirrors ``dp test``: energy and virial errors are divided by the number of atoms of
-    each frame, force errors are over all Cartesian components. Frames of all systems
-    are pooled.
-
-    Args:
-        model (Path): Frozen model (``.pb``).
-        systems (Sequence[str | PathLike]): ``deepmd/npy`` system folders with energies,
-            forces and, optionally, virials.
-        type_map (Sequence[str] | None): Element order of the data; default each
-            system's own ``type_map.raw``. Elements are matched to the model's type map
-            by name.
-        parity_forces (int): When positive, also return the points of parity plots
-            (``parity``): every frame's energy per atom and about this many force
-            components (every ``force_stride``-th), labels and predictions.
-
-    Returns:
-        dict: ``n_frames`` (int), ``n_atoms`` (total atoms over frames, int),
-        ``rmse_e_per_atom`` (eV/atom), ``rmse_f`` (eV/Å), ``mae_e_per_atom``
-        (eV/atom), ``mae_f`` (eV/Å) and, only if every system has virials,
-        ``rmse_v_per_atom`` (eV/atom). NaN metrics if there are no frames. With
-        ``parity_forces``: ``parity`` {``energy_label``, ``energy_model`` (eV/atom),
-        ``force_label``, ``force_model`` (eV/Å), ``force_stride``}, flat lists.
-
-    Raises:
-        ValueError: If a system has an element the model does not know.
-    """
-    import dpdata
-
-    dp_model = _deep_pot(str(Path(model).resolve()), _file_stamp(model))
-    model_types = list(dp_model.get_type_map())
-    e_err: list[np.ndarray] = []
-    f_err: list[np.ndarray] = []
-    v_err: list[np.ndarray] = []
-    have_virials = True
-    n_frames = n_atoms = 0
-    e_pairs: list[tuple[np.ndarray, np.ndarray]] = []  # (label, model) energies per atom
-    f_pairs: list[tuple[np.ndarray, np.ndarray]] = []  # (label, model) force components
-    for path in systems:
-        kwargs = {"type_map": list(type_map)} if type_map is not None else {}
-        system = dpdata.LabeledSystem(str(path), fmt="deepmd/npy", **kwargs)
-        nf = system.get_nframes()
-        if nf == 0:
-            continue
-        names = system["atom_names"]
-        unknown = sorted({names[t] for t in system["atom_types"]} - set(model_types))
-        if unknown:
-            raise ValueError(
-                f"system {path} has elements {unknown} not in the model's type map {model_types}"
-            )
-        atype = np.array([model_types.index(names[t]) for t in system["atom_types"]])
-        nat = len(atype)
-        cells = None if system.nopbc else system["cells"].reshape(nf, 9)
-        energy, force, virial = dp_model.eval(
-            system["coords"].reshape(nf, -1), cells, atype
-        )[:3]
-        e_err.append((energy.reshape(nf) - system["energies"].reshape(nf)) / nat)
-        f_err.append((force.reshape(nf, -1) - system["forces"].reshape(nf, -1)).ravel())
-        e_pairs.append((system["energies"].reshape(nf) / nat, energy.reshape(nf) / nat))
-        f_pairs.append((system["forces"].ravel(), force.ravel()))
-        if "virials" in system.data and not system.nopbc:
-            v_err.append((virial.reshape(nf, 9) - system["virials"].reshape(nf, 9)).ravel() / nat)
-        else:
-            have_virials = False
-        n_frames += nf
-        n_atoms += nf * nat
-
-    def rmse(parts: list[np.ndarray]) -> float:
-        return float(np.sqrt(np.mean(np.concatenate(parts) ** 2))) if parts else float("nan")
-
-    def mae(parts: list[np.ndarray]) -> float:
-        return float(np.mean(np.abs(np.concatenate(parts)))) if parts else float("nan")
-
-    metrics: dict[str, Any] = {
-        "n_frames": n_frames,
-        "n_atoms": n_atoms,
-        "rmse_e_per_atom": rmse(e_err),
-        "rmse_f": rmse(f_err),
-        "mae_e_per_atom": mae(e_err),
-        "mae_f": mae(f_err),
-    }
-    if have_virials and v_err:
-        metrics["rmse_v_per_atom"] = rmse(v_err)
-    if parity_forces > 0 and e_pairs:
-        metrics["parity"] = parity_points(e_pairs, f_pairs, parity_forces)
-    return metrics
-
-
-def parity_points(energies: list[tuple[np.ndarray, np.ndarray]], forces: list[tuple[np.ndarray, np.ndarray]],
-                  max_forces: int) -> dict[str, Any]:
-    """Flat lists of (label, model) energies per atom (every frame) and force components (every
-    ``force_stride``-th, about ``max_forces``), for parity plots."""
-    f_label = np.concatenate([lab for lab, _ in forces])
-    f_model = np.concatenate([mod for _, mod in forces])
-    stride = max(1, -(-len(f_label) // max_forces))
-    return {"energy_label": np.concatenate([lab for lab, _ in energies]).tolist(),
-            "energy_model": np.concatenate([mod for _, mod in energies]).tolist(),
-            "force_label": f_label[::stride].tolist(), "force_model": f_model[::stride].tolist(),
-            "force_stride": stride}
