@@ -33,9 +33,7 @@ Usage (from the repository root; about an hour on 2 cores)::
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -48,6 +46,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
 import overhead  # noqa: E402  (its rows: wall, science, overhead, idle per iteration)
+from firegen.launchers.local import stop_workers  # noqa: E402
 
 
 CONFIG = _bench.REPO / "configs" / "cu_defects_soak.yaml"
@@ -138,17 +137,6 @@ def follow(folder: Path, name: str, workers: dict, timeout: float) -> tuple[int,
         return 1, sizes
     finally:
         db.client.close()
-
-
-def stop(workers: dict) -> None:
-    for proc in workers.values():
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in workers.values():
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def timed(folder: Path, *args) -> float:
@@ -331,12 +319,12 @@ def main(argv=None) -> int:
         firegen(folder, "submit", config.name)
         code, sizes = follow(folder, name, workers, args.timeout)
         wall = time.time() - t0
-        stop(workers)
+        stop_workers(workers.values(), wait_s=60)
         (folder / "sizes.json").write_text(json.dumps(sizes))
         report(folder, name, wall, sizes, args.figure)
         return code
     finally:
-        stop(workers)
+        stop_workers(workers.values(), wait_s=60)
         overhead.stop_database(folder, str(FIREGEN))
         if args.keep:
             print(f"kept {folder}")

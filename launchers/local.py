@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -151,3 +152,16 @@ def start_worker(kind: str, launchpad_file: Path, workdir: Path, sleep: float = 
     return subprocess.Popen(command(launchpad_file, fworker, kind, sleep), cwd=workdir,
                             env=worker_env(launchpad_file, threads, device),
                             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_workers(procs, wait_s: float = 30) -> None:
+    """Stop local workers started by :func:`start_worker`: SIGTERM to each one's process group (the worker and what it
+    runs), then SIGKILL to a group still there after ``wait_s`` seconds."""
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -4,8 +4,6 @@ the embedded database. The command itself is in :mod:`firegen.orchestrator.cli_c
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from firegen.db.connection import (firegen_home, is_unreachable, retry_unreachab
                                    write_launchpad_file)
 from firegen.db.healing import heal_lostruns, record_fizzled
 from firegen.db.repository import ResultsStore
-from firegen.launchers.local import start_worker
+from firegen.launchers.local import start_worker, stop_workers
 from firegen.orchestrator.cli_view import write_campaign_report
 from firegen.orchestrator.progress import progress_display, read_progress
 from firegen.orchestrator.report import campaign_summary
@@ -95,14 +93,7 @@ def run_campaign(lp, target, cfg, timeout: float, sleep: float, slots) -> int:
     try:
         code = _follow(lp, store, cfg.name, workers, timeout, start)
     finally:
-        for proc in workers.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in workers.values():
-            try:
-                proc.wait(timeout=30)
-            except Exception:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_workers(workers.values())
     typer.echo(retry_unreachable(lambda: campaign_summary(store, cfg.name), lp.connection, echo=_say))
     return code
 
