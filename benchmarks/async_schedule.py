@@ -46,10 +46,10 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import _bench  # noqa: E402
+from firegen.campaign.records import CAMPAIGN_ENDED  # noqa: E402
 from label_efficiency import HeldOut, build_heldout, download_committees  # noqa: E402
 
 MODES = ("strict", "asynchronous")
-TERMINAL = ("converged", "max_iterations", "failed", "stopped")
 KIND_COLOURS = {"train": "tab:blue", "explore": "tab:green", "label": "tab:orange", "select": "tab:purple",
                 "gate": "tab:gray", "init": "tab:brown"}
 
@@ -141,7 +141,7 @@ def one_run(mode: str, seed: int, args, heldout: HeldOut) -> dict:
         while time.monotonic() < deadline:
             doc = client["firegen"].campaigns.find_one({"name": name}, {"status": 1, "stop_reason": 1}) or {}
             status, reason = doc.get("status"), doc.get("stop_reason")
-            if status in TERMINAL:
+            if status in CAMPAIGN_ENDED:
                 break
             time.sleep(2)
         for proc in workers:

@@ -56,6 +56,8 @@ import run as vs_dpgen  # noqa: E402  (benchmarks/vs_dpgen/run.py: run folders, 
 
 VARIANTS = ("dpgen", "firegen-random", "firegen")
 TYPE_MAP = ["Cu"]
+PARAM_STEPS = json.loads((HERE / "vs_dpgen" / "param.json").read_text())["default_training_param"]["training"][
+    "numb_steps"]
 
 
 # ----------------------------------------------------------------------------------- held-out set
@@ -203,6 +205,15 @@ def firegen_yaml(folder: Path, variant: str, seed: int, args) -> Path:
     return submitted
 
 
+def set_numb_steps(param_json: Path, steps: int) -> None:
+    """Every committee member of every tool trains ``steps`` steps (param.json's ``numb_steps``, which
+    ``firegen import-dpgen`` maps to ``committee.numb_steps``; warm-started members too)."""
+    param = json.loads(param_json.read_text())
+    training = param["default_training_param"]["training"]
+    training.update(numb_steps=steps, save_freq=steps, disp_freq=max(1, steps // 4))
+    param_json.write_text(json.dumps(param, indent=2))
+
+
 def one_run(variant: str, seed: int, args, heldout: HeldOut) -> dict:
     folder = Path(args.out) / f"{variant}-{seed}"
     shutil.rmtree(folder, ignore_errors=True)
@@ -210,6 +221,8 @@ def one_run(variant: str, seed: int, args, heldout: HeldOut) -> dict:
     bench = SimpleNamespace(quick=False, dpgen=args.dpgen, firegen=args.firegen, timeout=args.timeout,
                             sleep=0.5, firegen_config=None)
     env = vs_dpgen.prepare(folder, bench)
+    if args.numb_steps:
+        set_numb_steps(folder / "param.json", args.numb_steps)
     t0 = time.time()
     where = {}
     try:
@@ -225,7 +238,7 @@ def one_run(variant: str, seed: int, args, heldout: HeldOut) -> dict:
             vs_dpgen.stop_firegen_db(folder, args.firegen, env)
     curve = [{"iteration": c["iteration"], "labels": c["labels"], **heldout.errors(c["models"])} for c in committees]
     row = {"variant": variant, "seed": seed, "code": res["code"], "wall_s": time.time() - t0, "curve": curve,
-           "where": where}
+           "where": where, "numb_steps": args.numb_steps or PARAM_STEPS}
     print(f"  {variant} seed {seed}: exit {res['code']}, "
           + ", ".join(f"it{c['iteration']} {c['labels']} labels {c['rmse_f']:.4f} eV/Å" for c in curve), flush=True)
     if not args.keep:
@@ -251,8 +264,25 @@ def _stat(values: list[float], fmt: str = "{:.0f}") -> str:
     return f"{show(statistics.median(values))} [{show(min(values))}-{show(max(values))}]"
 
 
-def report(rows: list[dict], target: float, out: Path) -> None:
-    print(f"\nheld-out force RMSE target: {target} eV/Å (committee mean prediction, 120 EMT MD frames)")
+def resolve_target(rows: list[dict], target: str) -> float:
+    """``--target-f``: a force RMSE in eV/Å, or ``dpgen-final``: the median of DP-GEN's final committees' errors
+    (the accuracy DP-GEN ends the campaign with, so "labels to target" asks what firegen spends to get there)."""
+    if target != "dpgen-final":
+        return float(target)
+    finals = [r["curve"][-1]["rmse_f"] for r in rows if r["variant"] == "dpgen" and r["curve"]]
+    if not finals:
+        raise SystemExit("--target-f dpgen-final needs at least one finished dpgen run in results.json")
+    return round(statistics.median(finals), 4)
+
+
+def report(rows: list[dict], target_arg: str, out: Path) -> None:
+    steps = sorted({r.get("numb_steps", PARAM_STEPS) for r in rows})
+    if len(steps) > 1:
+        raise SystemExit(f"results.json mixes runs of {steps} training steps; use one --out per --numb-steps")
+    target = resolve_target(rows, target_arg)
+    rule = " (DP-GEN's median final error)" if target_arg == "dpgen-final" else ""
+    print(f"\n{steps[0] if steps else PARAM_STEPS} training steps per member and iteration")
+    print(f"held-out force RMSE target: {target} eV/Å{rule} (committee mean prediction, 120 EMT MD frames)")
     header = f"{'variant':<16} {'runs':>4} {'reached':>7} {'labels to target':>18} {'final labels':>14} " \
              f"{'final RMSE f eV/Å':>20} {'final RMSE e meV/atom':>22}"
     print(header)
@@ -306,7 +336,10 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=3, help="runs per variant (default 3)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
     p.add_argument("--out", default="/tmp/label-efficiency", help="folder for the held-out set, runs and results")
-    p.add_argument("--target-f", type=float, default=0.06, help="held-out force RMSE target (eV/Å)")
+    p.add_argument("--target-f", default="dpgen-final",
+                   help="held-out force RMSE target in eV/Å, or dpgen-final (default): DP-GEN's median final error")
+    p.add_argument("--numb-steps", type=int, default=None,
+                   help=f"training steps per member and iteration for every tool (default: param.json's {PARAM_STEPS})")
     p.add_argument("--displacement", type=float, default=0.01, help="firegen's dedup displacement (Å)")
     p.add_argument("--warm-start", default='{"start_pref_e": 0.1, "start_pref_f": 100}',
                    help="firegen's committee.warm_start fields as JSON (default: restart at energy/force "

@@ -46,13 +46,13 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
 import overhead  # noqa: E402  (its rows: wall, science, overhead, idle per iteration)
+from firegen.campaign.records import CAMPAIGN_ENDED  # noqa: E402
 from firegen.launchers.local import stop_workers  # noqa: E402
 
 
 CONFIG = _bench.REPO / "configs" / "cu_defects_soak.yaml"
 HERE = Path(__file__).resolve().parent
 FIREGEN = Path(sys.executable).parent / "firegen"  # of the environment this runs in
-TERMINAL = {"converged", "max_iterations", "done", "failed", "stopped"}
 ACTIVE = {"READY", "RESERVED", "RUNNING", "WAITING"}
 
 
@@ -126,7 +126,7 @@ def follow(folder: Path, name: str, workers: dict, timeout: float) -> tuple[int,
             if states.get("FIZZLED") or doc.get("status") in ("failed", "stopped"):
                 print(f"the campaign did not go on: {doc.get('stop_reason') or 'a Firework fizzled'}", file=sys.stderr)
                 return 1, sizes
-            if doc.get("status") in TERMINAL and not any(states.get(s) for s in ACTIVE):
+            if doc.get("status") in CAMPAIGN_ENDED and not any(states.get(s) for s in ACTIVE):
                 return 0, sizes
             dead = [w for w, p in workers.items() if p.poll() is not None]
             if dead:

@@ -18,6 +18,11 @@ from typing import Annotated, Any
 Ref = Annotated[Any, "objectId"]
 """A document id (a ``bson.ObjectId``); the domain does not import the database driver."""
 
+CAMPAIGN_STATUSES = ("queued", "running", "converged", "done", "max_iterations", "failed", "stopped")
+"""A ``campaigns`` document's ``status``."""
+CAMPAIGN_ENDED = frozenset(CAMPAIGN_STATUSES) - {"queued", "running"}
+"""The statuses of a campaign that will not go on by itself (its Fireworks may still be finishing)."""
+
 
 def _known(cls, doc: dict) -> dict:
     names = {f.name for f in fields(cls)}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pymongo
 from pymongo import ASCENDING, DESCENDING
 
-from firegen.campaign.records import HeldOutPredictions, IterationRecord, TrainingRecord
+from firegen.campaign.records import CAMPAIGN_STATUSES, HeldOutPredictions, IterationRecord, TrainingRecord
 from firegen.db.bson_schema import bson_schema
 
 NUM = {"bsonType": ["double", "int", "long", "decimal"]}
@@ -73,7 +73,7 @@ COLLECTIONS: list[CollectionSpec] = [
         {"bsonType": "object", "required": ["name", "config", "type_map", "status"],
          "properties": {"name": STR, "config": {"bsonType": "object"},
                         "type_map": {"bsonType": "array", "items": STR, "minItems": 1},
-                        "status": {"enum": ["queued", "running", "converged", "done", "max_iterations", "failed", "stopped"]},
+                        "status": {"enum": list(CAMPAIGN_STATUSES)},
                         "stage": {"bsonType": ["int", "long", "null"]}, "iteration": {"bsonType": ["int", "long", "null"]},
                         "wf_id": {"bsonType": ["int", "long", "null"]}}},
         [([("name", ASCENDING)], {"unique": True, "name": "name_unique"}),

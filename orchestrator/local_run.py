@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from firegen.campaign.records import CAMPAIGN_ENDED
 from firegen.db.connection import (firegen_home, is_unreachable, retry_unreachable, wait_for_database,
                                    write_launchpad_file)
 from firegen.db.healing import heal_lostruns, record_fizzled
@@ -19,7 +20,6 @@ from firegen.orchestrator.progress import progress_display, read_progress
 from firegen.orchestrator.report import campaign_summary
 from firegen.orchestrator.submit import submit
 
-TERMINAL = {"converged", "max_iterations", "failed", "stopped", "done"}
 WORKER_RESTARTS = 3
 """How many times `firegen run` starts another worker in place of one that died (counted per worker)."""
 
@@ -70,7 +70,7 @@ def run_campaign(lp, target, cfg, timeout: float, sleep: float, slots) -> int:
     if doc is None:
         submit(lp, cfg)
         typer.echo(f"queued campaign '{cfg.name}'")
-    elif doc["status"] in TERMINAL:
+    elif doc["status"] in CAMPAIGN_ENDED:
         typer.echo(campaign_summary(store, cfg.name))
         if doc["status"] in ("stopped", "failed"):  # as when it stopped under this command: exit 1, the reason
             typer.echo(f"campaign {cfg.name} {doc['status']}: {doc.get('stop_reason', 'see firegen status')}",
@@ -156,7 +156,7 @@ def _watch(lp, store, name: str, workers: dict, timeout: float, display, start_w
             return 1
         active = sum(n for (_, _, state), n in progress.fireworks.items()
                      if state in ("READY", "RESERVED", "RUNNING", "WAITING"))
-        if progress.status in TERMINAL and active == 0:
+        if progress.status in CAMPAIGN_ENDED and active == 0:
             return 0
         for worker, proc in list(workers.items()):
             if proc.poll() is None:

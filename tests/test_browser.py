@@ -20,13 +20,13 @@ import pytest
 from bson import ObjectId
 
 from campaign_helpers import BIN, ROOT, campaign_db, cli_env, firegen, small_cu_config, stop_group
+from firegen.campaign.records import CAMPAIGN_ENDED
 from firegen.db.embedded.server import free_port
 from firegen.db.fireworks_archive import archive_of
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(os.environ.get("FIREGEN_SCREENSHOTS", ROOT / "build" / "screenshots"))
 NAME = "cu-live"
-TERMINAL = ("converged", "max_iterations", "failed", "stopped")
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed "
                                      "(pip install -e '.[test]')")
@@ -161,7 +161,7 @@ def test_the_dashboard_follows_the_running_campaign_without_a_reload(live):
     labeled = db.configurations.count_documents({"campaign": NAME, "status": "labeled"})
 
     def agrees():
-        assert _value(page, "status") == campaign["status"] and campaign["status"] in TERMINAL
+        assert _value(page, "status") == campaign["status"] and campaign["status"] in CAMPAIGN_ENDED
         assert int(_value(page, "completed")) == _completed(db)
         assert int(_value(page, "iteration")) == campaign["iteration"]
         assert int(_value(page, "labeled")) == labeled

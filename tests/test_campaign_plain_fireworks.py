@@ -13,10 +13,10 @@ import pymongo
 import yaml
 
 from campaign_helpers import BIN, ROOT, small_cu_config
+from firegen.campaign.records import CAMPAIGN_ENDED
 from firegen.db.embedded.server import free_port
 from firegen.db.fireworks_archive import find_firework
 
-TERMINAL = {"converged", "max_iterations", "failed", "stopped", "done"}
 
 
 def plain_env() -> dict:
@@ -57,7 +57,7 @@ def test_lpad_add_and_plain_rlaunch_workers_run_a_campaign_to_its_end(tmp_path):
         while time.monotonic() < deadline:
             campaign = db.campaigns.find_one({"name": "cu-plain"}) or {}
             states = {fw["state"] for fw in db.fireworks.find({}, {"state": 1})}
-            if "FIZZLED" in states or (campaign.get("status") in TERMINAL and states == {"COMPLETED"}):
+            if "FIZZLED" in states or (campaign.get("status") in CAMPAIGN_ENDED and states == {"COMPLETED"}):
                 break
             assert all(w.poll() is None for w in workers), "an rlaunch worker exited"
             time.sleep(2)

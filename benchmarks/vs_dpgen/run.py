@@ -78,12 +78,12 @@ sys.path.insert(0, str(HERE))
 
 import _bench  # noqa: E402
 import make_init_data  # noqa: E402
+from firegen.campaign.records import CAMPAIGN_ENDED  # noqa: E402
 from firegen.db.launchpad_queries import campaign_fireworks, launches_of  # noqa: E402
 
 REPO = _bench.REPO
 TOOLS = ("dp", "lmp", "emt_label")
 DB_ENV = ("FIREGEN_HOME", "FIREGEN_MONGO_URI", "FIREGEN_LAUNCHPAD", "FW_CONFIG_FILE")
-TERMINAL = {"converged", "max_iterations", "failed", "stopped", "done"}
 ACTIVE = {"READY", "RESERVED", "RUNNING", "WAITING"}
 DPGEN_STEPS = ("make_train", "run_train", "post_train", "make_model_devi", "run_model_devi", "post_model_devi",
                "make_fp", "run_fp", "post_fp")
@@ -457,7 +457,7 @@ def _wait_firegen(db, name: str, workers: dict, timeout: float, t0: float) -> in
         if states.get("FIZZLED"):
             print("a Firework fizzled; see the worker logs (--keep keeps them)", file=sys.stderr)
             return 1
-        if doc.get("status") in TERMINAL and not any(states.get(s) for s in ACTIVE):
+        if doc.get("status") in CAMPAIGN_ENDED and not any(states.get(s) for s in ACTIVE):
             return 0
         for kind, proc in workers.items():
             if proc.poll() is not None:
