@@ -22,14 +22,18 @@ frames each 20 fs apart after 200 fs, labeled by EMT (``<out>/heldout``, deepmd/
 After every iteration the committee's mean prediction is compared with the held-out labels: force RMSE
 (eV/Å, per component) and energy RMSE (meV/atom), against the labels the committee was trained on (the
 initial 18 included). Printed: per variant the labels needed to reach ``--target-f`` (first committee at or
-below it; median [min-max] over seeds), the ratio to DP-GEN, the final errors and labels, and where
+below it; median [min-max] over seeds; by default DP-GEN's median final error, ``dpgen-final``), the ratio to DP-GEN, the final errors and labels, and where
 firegen's candidates went (duplicates removed, candidates over the cap). ``<out>/label_efficiency.png``
 plots force RMSE against labels for every run; ``<out>/results.json`` keeps the curves
 (``--report-only`` reprints and replots them).
 
-Usage (from the repository root; about 45 minutes on 2 idle cores for 3 seeds)::
+``--numb-steps N`` trains every member of every tool N steps per iteration instead of param.json's 400 (at 400
+steps the committees' errors are dominated by training noise; ``benchmarks/README.md``).
+
+Usage (from the repository root; about 45 minutes on 2 idle cores for 3 seeds at 400 steps)::
 
     .venv/bin/python benchmarks/label_efficiency.py --seeds 3 --out /tmp/label-efficiency
+    .venv/bin/python benchmarks/label_efficiency.py --seeds 3 --numb-steps 1600 --out /tmp/le1600
     .venv/bin/python benchmarks/label_efficiency.py --report-only --out /tmp/label-efficiency
 """
 

@@ -1,0 +1,52 @@
+"""label_efficiency.py's set-up and scoring: one training length for every tool, and the target rule."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+import label_efficiency as le
+import run as harness
+
+
+def test_numb_steps_reaches_dpgen_and_firegen_alike(tmp_path):
+    from dpgen.generator.arginfo import run_jdata_arginfo
+
+    harness.prepare(tmp_path, SimpleNamespace(quick=False))
+    le.set_numb_steps(tmp_path / "param.json", 1600)
+    param = json.loads((tmp_path / "param.json").read_text())
+    run_jdata_arginfo().check_value(run_jdata_arginfo().normalize_value(param, trim_pattern="_*"), strict=True)
+    training = param["default_training_param"]["training"]
+    assert (training["numb_steps"], training["save_freq"]) == (1600, 1600) != (le.PARAM_STEPS, le.PARAM_STEPS)
+
+    args = SimpleNamespace(firegen=str(le._bench.VENV_BIN / "firegen"), displacement=0.01,
+                           warm_start='{"start_pref_e": 0.1, "start_pref_f": 100}')
+    import yaml
+
+    cfg = yaml.safe_load(le.firegen_yaml(tmp_path, "firegen", 0, args).read_text())
+    assert cfg["committee"]["numb_steps"] == 1600
+    assert "numb_steps" not in cfg["committee"]["warm_start"]  # a warm-started member trains as long
+    assert cfg["selection"]["policy"] == "diverse" and cfg["selection"]["dedup"] == {"displacement": 0.01}
+
+
+def _row(variant, seed, curve, steps=1600):
+    return {"variant": variant, "seed": seed, "numb_steps": steps, "where": {},
+            "curve": [{"labels": n, "rmse_f": f, "rmse_e_mev": 10.0} for n, f in curve]}
+
+
+def test_target_dpgen_final_is_the_median_of_dpgen_final_errors():
+    rows = [_row("dpgen", 0, [(18, 0.30), (60, 0.11)]), _row("dpgen", 1, [(18, 0.31), (70, 0.09)]),
+            _row("dpgen", 2, [(18, 0.29), (66, 0.20)]), _row("firegen", 0, [(18, 0.01)])]
+    assert le.resolve_target(rows, "dpgen-final") == 0.11  # not a firegen error, not the last dpgen row's
+    assert le.resolve_target(rows, "0.07") == 0.07
+    assert le.labels_to_reach(rows[1]["curve"], 0.11) == 70 and le.labels_to_reach(rows[2]["curve"], 0.11) is None
+    with pytest.raises(SystemExit, match="dpgen run"):
+        le.resolve_target(rows[3:], "dpgen-final")
+
+
+def test_report_refuses_results_of_two_training_lengths(tmp_path):
+    rows = [_row("dpgen", 0, [(18, 0.3)], steps=400), _row("dpgen", 1, [(18, 0.3)], steps=1600)]
+    with pytest.raises(SystemExit, match=r"\[400, 1600\] training steps"):
+        le.report(rows, "0.2", tmp_path)
