@@ -50,3 +50,25 @@ def test_report_refuses_results_of_two_training_lengths(tmp_path):
     rows = [_row("dpgen", 0, [(18, 0.3)], steps=400), _row("dpgen", 1, [(18, 0.3)], steps=1600)]
     with pytest.raises(SystemExit, match=r"\[400, 1600\] training steps"):
         le.report(rows, "0.2", tmp_path)
+
+
+def test_kept_needs_every_later_committee_at_or_below_the_target():
+    lucky_start = [{"labels": 18, "rmse_f": 0.10}, {"labels": 58, "rmse_f": 0.14}, {"labels": 98, "rmse_f": 0.11}]
+    assert le.labels_to_reach(lucky_start, 0.12) == 18
+    assert le.labels_to_keep(lucky_start, 0.12) == 98
+    assert le.labels_to_keep(lucky_start[:2], 0.12) is None  # ends above the target
+
+
+def test_the_ablation_differs_from_firegen_only_by_its_selection(tmp_path):
+    import yaml
+
+    harness.prepare(tmp_path, SimpleNamespace(quick=False))
+    args = SimpleNamespace(firegen=str(le._bench.VENV_BIN / "firegen"), displacement=0.01,
+                           warm_start='{"start_pref_e": 0.1, "start_pref_f": 100}')
+    cfgs = {v: yaml.safe_load(le.firegen_yaml(tmp_path, v, 0, args).read_text())
+            for v in ("firegen-random", "firegen-warm", "firegen")}
+    assert cfgs["firegen-warm"]["committee"] == cfgs["firegen"]["committee"]
+    assert cfgs["firegen-warm"]["committee"]["warm_start"]["enabled"] is True
+    assert cfgs["firegen-random"]["committee"]["warm_start"] == {"enabled": False}
+    assert cfgs["firegen-warm"]["selection"] == {**cfgs["firegen-random"]["selection"], "seed": 0}
+    assert cfgs["firegen-warm"]["selection"]["policy"] == "random" != cfgs["firegen"]["selection"]["policy"]
