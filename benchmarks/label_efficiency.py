@@ -269,6 +269,21 @@ def labels_to_reach(curve: list[dict], target: float) -> int | None:
     return None
 
 
+def labels_at_crossing(curve: list[dict], target: float) -> float | None:
+    """Labels at which the error first crosses ``target``, linear between the two committees around the crossing
+    (the first committee's labels when it is already at or below it; None: never). Committees come 40 labels
+    apart here, which is the resolution of :func:`labels_to_reach`; this reads between them."""
+    before = None
+    for point in curve:
+        if point["rmse_f"] <= target:
+            if before is None:
+                return float(point["labels"])
+            share = (before["rmse_f"] - target) / (before["rmse_f"] - point["rmse_f"])
+            return before["labels"] + share * (point["labels"] - before["labels"])
+        before = point
+    return None
+
+
 def labels_to_keep(curve: list[dict], target: float) -> int | None:
     """Labels of the first committee from which on every committee of the run is at or below ``target``
     (None: the last one is above it). A first committee that is below the target by the luck of its training
@@ -310,8 +325,9 @@ def report(rows: list[dict], target_arg: str, out: Path) -> None:
     print(f"\n{steps[0] if steps else PARAM_STEPS} training steps per member and iteration")
     print(f"held-out force RMSE target: {target:.4f} eV/Å{rule} (committee mean prediction, 120 EMT MD frames)")
     print("labels to target: 'first' = the first committee at or below it; 'kept' = the first from which on every "
-          "committee is (a run that never gets there: inf)")
-    header = f"{'variant':<16} {'runs':>4} {'kept':>4} {'labels, first':>16} {'labels, kept':>16} " \
+          "committee is; 'crossing' = where the error crosses it, linear between two committees (a run that never "
+          "gets there: inf)")
+    header = f"{'variant':<16} {'runs':>4} {'kept':>4} {'labels, first':>16} {'labels, kept':>16} {'crossing':>16} " \
              f"{'final labels':>14} {'final RMSE f eV/Å':>20} {'final RMSE e meV/atom':>22}"
     print(header)
     print("-" * len(header))
@@ -321,17 +337,19 @@ def report(rows: list[dict], target_arg: str, out: Path) -> None:
         if not runs:
             continue
         need[variant] = {rule: [float("inf") if n is None else n for n in (fn(r["curve"], target) for r in runs)]
-                         for rule, fn in (("first", labels_to_reach), ("kept", labels_to_keep))}
+                         for rule, fn in (("first", labels_to_reach), ("kept", labels_to_keep),
+                                          ("crossing", labels_at_crossing))}
         kept = sum(n < float("inf") for n in need[variant]["kept"])
         print(f"{variant:<16} {len(runs):>4} {kept:>4} {_stat(need[variant]['first']):>16} "
-              f"{_stat(need[variant]['kept']):>16} {_stat([r['curve'][-1]['labels'] for r in runs]):>14} "
+              f"{_stat(need[variant]['kept']):>16} {_stat(need[variant]['crossing']):>16} "
+              f"{_stat([r['curve'][-1]['labels'] for r in runs]):>14} "
               f"{_stat([r['curve'][-1]['rmse_f'] for r in runs], '{:.4f}'):>20} "
               f"{_stat([r['curve'][-1]['rmse_e_mev'] for r in runs], '{:.2f}'):>22}")
     for variant in VARIANTS[1:]:
         if variant not in need or "dpgen" not in need:
             continue
         ratios = []
-        for rule in ("first", "kept"):
+        for rule in ("first", "kept", "crossing"):
             base, mine = statistics.median(need["dpgen"][rule]), statistics.median(need[variant][rule])
             ratios.append(f"{rule} {mine / base:.2f}" if max(base, mine) < float("inf") else f"{rule} undefined "
                           "(a median not reached)")

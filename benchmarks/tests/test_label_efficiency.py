@@ -72,3 +72,10 @@ def test_the_ablation_differs_from_firegen_only_by_its_selection(tmp_path):
     assert cfgs["firegen-random"]["committee"]["warm_start"] == {"enabled": False}
     assert cfgs["firegen-warm"]["selection"] == {**cfgs["firegen-random"]["selection"], "seed": 0}
     assert cfgs["firegen-warm"]["selection"]["policy"] == "random" != cfgs["firegen"]["selection"]["policy"]
+
+
+def test_crossing_reads_between_two_committees():
+    curve = [{"labels": 18, "rmse_f": 0.20}, {"labels": 58, "rmse_f": 0.16}, {"labels": 98, "rmse_f": 0.08}]
+    assert le.labels_at_crossing(curve, 0.12) == pytest.approx(78.0)  # halfway from 0.16 to 0.08
+    assert le.labels_at_crossing(curve, 0.25) == 18.0
+    assert le.labels_at_crossing(curve, 0.05) is None
