@@ -24,10 +24,10 @@ frames each 20 fs apart after 200 fs, labeled by EMT (``<out>/heldout``, deepmd/
 After every iteration the committee's mean prediction is compared with the held-out labels: force RMSE
 (eV/Å, per component) and energy RMSE (meV/atom), against the labels the committee was trained on (the
 initial 18 included). Printed: per variant the labels needed to reach ``--target-f`` (first committee at or
-below it, and the first from which on every committee stays at or below it; median [min-max] over seeds; by
-default the target is DP-GEN's median final error, ``dpgen-final``), the ratio to DP-GEN, the final errors and labels, and where
-firegen's candidates went (duplicates removed, candidates over the cap). ``<out>/label_efficiency.png``
-plots force RMSE against labels for every run; ``<out>/results.json`` keeps the curves
+below it; the first from which on every committee stays at or below it; and where the error crosses it,
+linear between two committees; median [min-max] over seeds; by default the target is DP-GEN's median final
+error, ``dpgen-final``), the ratio to DP-GEN, the final errors and labels, and where firegen's candidates went
+(duplicates removed, candidates over the cap). ``<out>/label_efficiency.png`` plots force RMSE against labels for every run; ``<out>/results.json`` keeps the curves
 (``--report-only`` reprints and replots them).
 
 ``--numb-steps N`` trains every member of every tool N steps per iteration instead of param.json's 400 (at 400
