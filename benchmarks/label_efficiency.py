@@ -217,24 +217,13 @@ def firegen_yaml(folder: Path, variant: str, seed: int, args) -> Path:
     return submitted
 
 
-def set_numb_steps(param_json: Path, steps: int) -> None:
-    """Every committee member of every tool trains ``steps`` steps (param.json's ``numb_steps``, which
-    ``firegen import-dpgen`` maps to ``committee.numb_steps``; warm-started members too)."""
-    param = json.loads(param_json.read_text())
-    training = param["default_training_param"]["training"]
-    training.update(numb_steps=steps, save_freq=steps, disp_freq=max(1, steps // 4))
-    param_json.write_text(json.dumps(param, indent=2))
-
-
 def one_run(variant: str, seed: int, args, heldout: HeldOut) -> dict:
     folder = Path(args.out) / f"{variant}-{seed}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     bench = SimpleNamespace(quick=False, dpgen=args.dpgen, firegen=args.firegen, timeout=args.timeout,
-                            sleep=0.5, firegen_config=None)
-    env = vs_dpgen.prepare(folder, bench)
-    if args.numb_steps:
-        set_numb_steps(folder / "param.json", args.numb_steps)
+                            sleep=0.5, firegen_config=None, numb_steps=args.numb_steps)
+    env = vs_dpgen.prepare(folder, bench)  # param.json with numb_steps for every tool (warm-started members too)
     t0 = time.time()
     where = {}
     try:
@@ -297,6 +286,10 @@ def labels_to_keep(curve: list[dict], target: float) -> int | None:
     return kept
 
 
+READINGS = {"first": labels_to_reach, "kept": labels_to_keep, "crossing": labels_at_crossing}
+"""The readings of "labels to target" the report prints, by name."""
+
+
 def _stat(values: list[float], fmt: str = "{:.0f}") -> str:
     """Median [min-max]; a run that never reached the target counts as infinitely many labels ("inf")."""
     if not values:
@@ -321,9 +314,9 @@ def report(rows: list[dict], target_arg: str, out: Path) -> None:
     if len(steps) > 1:
         raise SystemExit(f"results.json mixes runs of {steps} training steps; use one --out per --numb-steps")
     target = resolve_target(rows, target_arg)
-    rule = " (DP-GEN's median final error)" if target_arg == "dpgen-final" else ""
+    target_note = " (DP-GEN's median final error)" if target_arg == "dpgen-final" else ""
     print(f"\n{steps[0] if steps else PARAM_STEPS} training steps per member and iteration")
-    print(f"held-out force RMSE target: {target:.4f} eV/Å{rule} (committee mean prediction, 120 EMT MD frames)")
+    print(f"held-out force RMSE target: {target:.4f} eV/Å{target_note} (committee mean prediction, 120 EMT MD frames)")
     print("labels to target: 'first' = the first committee at or below it; 'kept' = the first from which on every "
           "committee is; 'crossing' = where the error crosses it, linear between two committees (a run that never "
           "gets there: inf)")
@@ -337,8 +330,7 @@ def report(rows: list[dict], target_arg: str, out: Path) -> None:
         if not runs:
             continue
         need[variant] = {rule: [float("inf") if n is None else n for n in (fn(r["curve"], target) for r in runs)]
-                         for rule, fn in (("first", labels_to_reach), ("kept", labels_to_keep),
-                                          ("crossing", labels_at_crossing))}
+                         for rule, fn in READINGS.items()}
         kept = sum(n < float("inf") for n in need[variant]["kept"])
         print(f"{variant:<16} {len(runs):>4} {kept:>4} {_stat(need[variant]['first']):>16} "
               f"{_stat(need[variant]['kept']):>16} {_stat(need[variant]['crossing']):>16} "
@@ -349,7 +341,7 @@ def report(rows: list[dict], target_arg: str, out: Path) -> None:
         if variant not in need or "dpgen" not in need:
             continue
         ratios = []
-        for rule in ("first", "kept", "crossing"):
+        for rule in READINGS:
             base, mine = statistics.median(need["dpgen"][rule]), statistics.median(need[variant][rule])
             ratios.append(f"{rule} {mine / base:.2f}" if max(base, mine) < float("inf") else f"{rule} undefined "
                           "(a median not reached)")

@@ -14,8 +14,7 @@ import run as harness
 def test_numb_steps_reaches_dpgen_and_firegen_alike(tmp_path):
     from dpgen.generator.arginfo import run_jdata_arginfo
 
-    harness.prepare(tmp_path, SimpleNamespace(quick=False))
-    le.set_numb_steps(tmp_path / "param.json", 1600)
+    harness.prepare(tmp_path, SimpleNamespace(quick=False, numb_steps=1600))
     param = json.loads((tmp_path / "param.json").read_text())
     run_jdata_arginfo().check_value(run_jdata_arginfo().normalize_value(param, trim_pattern="_*"), strict=True)
     training = param["default_training_param"]["training"]

@@ -134,15 +134,18 @@ def _which(name: str, venv: Path) -> Path:
     return Path(found)
 
 
-def campaign_param(quick: bool) -> dict:
-    """``param.json`` of this folder, with the ``--quick`` reductions applied."""
+def campaign_param(quick: bool, numb_steps: int | None = None) -> dict:
+    """``param.json`` of this folder, with the ``--quick`` reductions applied; ``numb_steps``: every member
+    trains this many steps per iteration (``firegen import-dpgen`` maps it to ``committee.numb_steps``)."""
     param = json.loads((HERE / "param.json").read_text())
     if quick:
         param["numb_models"] = QUICK["numb_models"]
-        param["default_training_param"]["training"]["numb_steps"] = QUICK["numb_steps"]
-        param["default_training_param"]["training"]["save_freq"] = QUICK["numb_steps"]
         job = {**param["model_devi_jobs"][0], "nsteps": QUICK["nsteps"], "temps": QUICK["temps"]}
         param["model_devi_jobs"] = [copy.deepcopy(job) for _ in range(QUICK["iterations"])]
+        numb_steps = numb_steps or QUICK["numb_steps"]
+    if numb_steps:
+        training = param["default_training_param"]["training"]
+        training.update(numb_steps=numb_steps, save_freq=numb_steps, disp_freq=max(1, numb_steps // 4))
     return param
 
 
@@ -176,7 +179,8 @@ def prepare(folder: Path, args) -> dict:
     """Write the run folder (inputs, init data, wrappers, machine.json); return the environment of the run."""
     shutil.copy(HERE / "emt_label.py", folder / "emt_label.py")
     make_init_data.write_inputs(folder)
-    (folder / "param.json").write_text(json.dumps(campaign_param(args.quick), indent=2))
+    (folder / "param.json").write_text(json.dumps(campaign_param(args.quick, getattr(args, "numb_steps", None)),
+                                                  indent=2))
     wrappers = write_wrappers(folder)
     (folder / "machine.json").write_text(json.dumps(run_machine(folder, wrappers), indent=2))
     env = {k: v for k, v in os.environ.items() if k not in DB_ENV}
