@@ -4,7 +4,7 @@
 The campaign is ``benchmarks/vs_dpgen/``'s (fcc Cu, 32 atoms, EMT labels through DP-GEN's ``custom`` fp
 style and firegen's ``command`` labeler, 18 initial frames, a committee of 4 x 400 training steps, 3
 iterations of NVT LAMMPS at 300 and 600 K, trust levels 0.15 / 0.35 eV/Å, at most 40 labels per
-iteration). Three variants (a fourth on request), each run ``--seeds`` times in a fresh folder:
+iteration). Three variants (two more on request), each run ``--seeds`` times in a fresh folder:
 
 * ``dpgen``: ``dpgen run param.json machine.json`` (DP-GEN 0.14; its training seeds and its choice among
   candidates are random in every run);
@@ -15,7 +15,9 @@ iteration). Three variants (a fourth on request), each run ``--seeds`` times in 
   selection, and warm-started training (same 400 steps per iteration, restarted at energy/force loss
   prefactors 0.1 / 100: ``--warm-start``);
 * ``firegen-warm`` (an ablation, only with ``--variants``): DP-GEN's random choice without deduplication, with
-  ``firegen``'s warm start, so that the selection's share of a difference is told from warm start's.
+  ``firegen``'s warm start, so that the selection's share of a difference is told from warm start's;
+* ``firegen-kmeans`` (only with ``--variants``): ``firegen`` with the k-means pick (``selection.policy:
+  kmeans``) in place of farthest-point sampling.
 
 The **held-out set** is built once per output folder, independently of any campaign: ASE Langevin MD with
 EMT itself at 300 and 600 K on the 32-atom cell at lattice scales 0.98, 1.00 and 1.02 (strained cells), 20
@@ -61,10 +63,17 @@ sys.path.insert(0, str(HERE))
 import _bench  # noqa: E402
 import run as vs_dpgen  # noqa: E402  (benchmarks/vs_dpgen/run.py: run folders, DP-GEN and firegen runs)
 
-VARIANTS = ("dpgen", "firegen-random", "firegen-warm", "firegen")
+FIREGEN_SETUPS = {
+    "firegen-random": {"policy": "random", "dedup": False, "warm_start": False},
+    "firegen-warm": {"policy": "random", "dedup": False, "warm_start": True},
+    "firegen": {"policy": "diverse", "dedup": True, "warm_start": True},
+    "firegen-kmeans": {"policy": "kmeans", "dedup": True, "warm_start": True},
+}
+"""How each firegen variant selects and trains (``selection.policy``, deduplication on or off, warm start)."""
+VARIANTS = ("dpgen", *FIREGEN_SETUPS)
 DEFAULT_VARIANTS = ("dpgen", "firegen-random", "firegen")
-"""``firegen-warm`` (an ablation, on request): DP-GEN's random choice without deduplication, members warm-started
-as ``firegen``'s, to tell what the selection adds to what warm start does."""
+"""``firegen-warm`` and ``firegen-kmeans`` (on request): the ablation of DP-GEN's random choice with warm start,
+and the k-means pick in place of farthest-point sampling."""
 TYPE_MAP = ["Cu"]
 PARAM_STEPS = json.loads((HERE / "vs_dpgen" / "param.json").read_text())["default_training_param"]["training"][
     "numb_steps"]
@@ -201,14 +210,12 @@ def firegen_yaml(folder: Path, variant: str, seed: int, args) -> Path:
     cfg = yaml.safe_load(out.read_text())
     sel = cfg.setdefault("selection", {})
     sel["seed"] = seed
-    if variant == "firegen":
-        sel.update(policy="diverse", dedup={"displacement": args.displacement})
-    else:
-        sel.update(policy="random", dedup={"displacement": None})
-    if variant == "firegen-random":
-        cfg["committee"]["warm_start"] = {"enabled": False}
-    else:
+    setup = FIREGEN_SETUPS[variant]
+    sel.update(policy=setup["policy"], dedup={"displacement": args.displacement if setup["dedup"] else None})
+    if setup["warm_start"]:
         cfg["committee"]["warm_start"] = {"enabled": True, **json.loads(args.warm_start)}
+    else:
+        cfg["committee"]["warm_start"] = {"enabled": False}
     cfg["committee"].pop("init_from_previous", None)
     out.write_text(yaml.safe_dump(cfg, sort_keys=False))
     submitted = folder / "variant" / out.name  # the harness copies it back beside param.json (relative paths hold)
@@ -359,7 +366,8 @@ def report(rows: list[dict], target_arg: str, out: Path) -> None:
     except ImportError:
         return
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    colours = {"dpgen": "tab:gray", "firegen-random": "tab:blue", "firegen-warm": "tab:orange", "firegen": "tab:red"}
+    colours = {"dpgen": "tab:gray", "firegen-random": "tab:blue", "firegen-warm": "tab:orange", "firegen": "tab:red",
+               "firegen-kmeans": "tab:green"}
     for variant in VARIANTS:
         for n, r in enumerate(r for r in rows if r["variant"] == variant and r["curve"]):
             ax.plot([p["labels"] for p in r["curve"]], [p["rmse_f"] for p in r["curve"]], "o-", alpha=0.7,

@@ -162,11 +162,13 @@ class SelectionConfig(_Model):
     """How candidates become labeling jobs."""
 
     trust: TrustLevels = fx(default_factory=TrustLevels, desc="Trust levels.")
-    policy: Literal["diverse", "random", "deviation"] = fx(
+    policy: Literal["diverse", "kmeans", "random", "deviation"] = fx(
         "diverse", desc="How the capped batch is picked among the (deduplicated) candidates: `diverse` "
         "(greedy farthest-point sampling in fingerprint space, away from the labeled data, weighted by force "
-        "deviation), `random` (uniform, DP-GEN's fp_task_max) or `deviation` (random, weighted by deviation).",
-        fix="use diverse, random or deviation")
+        "deviation), `kmeans` (k-means in fingerprint space weighted by force deviation, one candidate nearest "
+        "each centre: a batch that follows where the candidates are dense), `random` (uniform, DP-GEN's "
+        "fp_task_max) or `deviation` (random, weighted by deviation).",
+        fix="use diverse, kmeans, random or deviation")
     dedup: DedupConfig = fx(default_factory=DedupConfig, desc="Deduplication before labeling.")
     fingerprint: FingerprintConfig = fx(default_factory=FingerprintConfig,
                                         desc="Structure fingerprint settings (SOAP).")

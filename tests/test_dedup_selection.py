@@ -136,3 +136,33 @@ def test_across_campaigns_a_structure_another_campaign_labeled_is_a_duplicate(mo
     _explore(store, alone, 0, [_shifted(labeled[1], 4)])
     _, picked = select_and_decide(store, alone, 0, 0)
     assert len(picked) == 1
+
+
+def test_kmeans_policy_takes_one_frame_of_each_kind(mongo_db, tmp_path):
+    """Three kinds of frames (cells at 3.50, 3.615 and 3.75 Å, four thermal-like rattles of each) and a cap of
+    three: the k-means pick labels one of each kind (a uniform draw of 3 of the 12 misses a kind 71 % of the
+    time) and stores the fingerprints of what it picked, as the diverse pick does."""
+    path = small_cu_config(tmp_path, "cu-kmeans", selection={"trust": {"f_lo": 0.1, "f_hi": 0.4},
+                                                             "max_per_iteration": 3, "policy": "kmeans"})
+    cfg = load_config(path)
+    assert cfg.selection.policy == "kmeans" and cfg.selection.dedup.enabled
+    store = ResultsStore(mongo_db)
+    store.init()
+    store.create_campaign(cfg.name, cfg.frozen(), cfg.type_map)
+    frames = []
+    for kind, a in enumerate((3.50, 3.615, 3.75)):
+        for k in range(4):
+            atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat((2, 2, 2))
+            atoms.rattle(0.08, seed=10 * kind + k)
+            frames.append(atoms)
+    _explore(store, cfg, 0, frames)
+    _, picked = select_and_decide(store, cfg, 0, 0)
+    docs = list(store.configurations.find({"campaign": cfg.name, "origin.iteration": 0}, {"positions": 1, "cell": 1,
+                                                                                           "status": 1}))
+    assert len(picked) == 3 and "duplicate" not in {d["status"] for d in docs}
+    picked_kinds = sorted(round(d["cell"][0] / 2, 3) for d in docs if d["_id"] in set(picked))
+    assert picked_kinds == [3.5, 3.615, 3.75]
+    ids, _ = fingerprint_banks.read_parts(store.db, store.blobs, next(iter(
+        p["space"] for p in store.db[fingerprint_banks.COLLECTION].find({"_id": f"{cfg.name}/0"}))),
+        campaigns=[cfg.name])
+    assert set(picked) == set(ids)

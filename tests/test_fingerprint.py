@@ -1,4 +1,4 @@
-"""Structure fingerprints, deduplication and farthest-point selection (workflows/steps/fingerprint.py)."""
+"""Structure fingerprints, deduplication, farthest-point and k-means selection (workflows/steps/fingerprint.py)."""
 
 from __future__ import annotations
 
@@ -118,6 +118,48 @@ def test_farthest_point_sampling_avoids_what_is_stored_and_follows_weights():
     assert int(first[0]) in (0, 1)  # away from the labeled data near x = 5
     weighted = fp.farthest_point_indices(cloud, 1, weights=np.array([0.2, 0.9, 0.1, 0.1]))
     assert weighted.tolist() == [1]  # no stored data: the most uncertain first
+
+
+def test_kmeans_covers_every_cluster_for_every_seed():
+    rng = np.random.default_rng(7)
+    centres = np.eye(6)[:4] * 10.0
+    cloud = np.concatenate([c + 0.1 * rng.standard_normal((25, 6)) for c in centres])  # 4 clusters of 25
+    for seed in range(10):
+        picked = fp.representative_indices(cloud, 4, seed=seed)
+        assert sorted(int(i) // 25 for i in picked) == [0, 1, 2, 3], seed
+
+
+def test_kmeans_follows_the_dense_part_where_farthest_point_goes_to_the_edges():
+    """A broad Gaussian blob of 200 frames and a tight clump of 10 near-copies far away: farthest-point sampling
+    spends its picks on the blob's rim, k-means on its bulk; both take one frame of the clump, not more."""
+    rng = np.random.default_rng(3)
+    blob = rng.standard_normal((200, 2))
+    clump = np.array([20.0, 0.0]) + 0.1 * rng.standard_normal((10, 2))
+    cloud = np.concatenate([blob, clump])
+    rim = fp.farthest_point_indices(cloud, 10)
+    assert int((rim >= 200).sum()) == 1
+    radius_rim = float(np.median(np.linalg.norm(cloud[rim[rim < 200]], axis=1)))
+    for seed in range(5):
+        picked = fp.representative_indices(cloud, 10, seed=seed)
+        assert len(picked) == len(set(picked.tolist())) == 10 and int((picked >= 200).sum()) == 1
+        radius = float(np.median(np.linalg.norm(cloud[picked[picked < 200]], axis=1)))
+        assert radius < 2.0 < radius_rim, (seed, radius, radius_rim)
+        assert fp.representative_indices(cloud, 10, seed=seed).tolist() == picked.tolist()  # reproducible
+
+
+def test_kmeans_weights_pull_the_batch_towards_the_uncertain_frames():
+    rng = np.random.default_rng(5)
+    left, right = rng.standard_normal((100, 2)) - [10.0, 0.0], rng.standard_normal((100, 2)) + [10.0, 0.0]
+    cloud = np.concatenate([left, right])
+    deviation = np.r_[np.full(100, 0.3), np.full(100, 0.015)]  # eV/Å: the left half is twenty times as uncertain
+    unweighted = [int((fp.representative_indices(cloud, 10, seed=seed) < 100).sum()) for seed in range(10)]
+    weighted = [int((fp.representative_indices(cloud, 10, weights=deviation, seed=seed) < 100).sum())
+                for seed in range(10)]
+    assert set(unweighted) <= {4, 5, 6} and np.median(unweighted) == 5  # alike halves: alike shares
+    assert min(w - u for w, u in zip(weighted, unweighted)) >= 1 and np.median(weighted) >= 8, weighted
+    assert fp.representative_indices(cloud, 500).tolist() == list(range(200))  # a cap above the count: all
+    with pytest.raises(ValueError, match="weights must be finite"):
+        fp.representative_indices(cloud, 10, weights=np.full(200, np.nan))
 
 
 def test_index_nearest_is_exact():

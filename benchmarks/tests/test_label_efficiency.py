@@ -58,19 +58,22 @@ def test_kept_needs_every_later_committee_at_or_below_the_target():
     assert le.labels_to_keep(lucky_start[:2], 0.12) is None  # ends above the target
 
 
-def test_the_ablation_differs_from_firegen_only_by_its_selection(tmp_path):
+def test_the_ablations_differ_from_firegen_only_by_their_selection(tmp_path):
     import yaml
 
     harness.prepare(tmp_path, SimpleNamespace(quick=False))
     args = SimpleNamespace(firegen=str(le._bench.VENV_BIN / "firegen"), displacement=0.01,
                            warm_start='{"start_pref_e": 0.1, "start_pref_f": 100}')
     cfgs = {v: yaml.safe_load(le.firegen_yaml(tmp_path, v, 0, args).read_text())
-            for v in ("firegen-random", "firegen-warm", "firegen")}
+            for v in ("firegen-random", "firegen-warm", "firegen", "firegen-kmeans")}
     assert cfgs["firegen-warm"]["committee"] == cfgs["firegen"]["committee"]
     assert cfgs["firegen-warm"]["committee"]["warm_start"]["enabled"] is True
     assert cfgs["firegen-random"]["committee"]["warm_start"] == {"enabled": False}
     assert cfgs["firegen-warm"]["selection"] == {**cfgs["firegen-random"]["selection"], "seed": 0}
     assert cfgs["firegen-warm"]["selection"]["policy"] == "random" != cfgs["firegen"]["selection"]["policy"]
+    assert cfgs["firegen-kmeans"] | {"name": None} == cfgs["firegen"] | {"name": None} | {
+        "selection": {**cfgs["firegen"]["selection"], "policy": "kmeans"}}
+    assert cfgs["firegen"]["selection"]["policy"] == "diverse"
 
 
 def test_crossing_reads_between_two_committees():

@@ -36,8 +36,12 @@ class Batch:
     tolerance: float | None = None
 
 
+#: Selection policies that pick in fingerprint space.
+FINGERPRINT_POLICIES = ("diverse", "kmeans")
+
+
 def needs_fingerprints(cfg: CampaignConfig) -> bool:
-    return cfg.selection.policy == "diverse" or cfg.selection.dedup.enabled
+    return cfg.selection.policy in FINGERPRINT_POLICIES or cfg.selection.dedup.enabled
 
 
 #: Starting frames the duplicate tolerance is measured on (``selection.dedup.displacement``).
@@ -113,8 +117,11 @@ def choose(store: ResultsStore, cfg: CampaignConfig, iteration: int, keys: list,
         kept, dups = fp.deduplicate(fps, tolerance, index, order=np.argsort(-dev, kind="stable"), nearest=nearest)
         duplicates = {keys[i]: (of if where == "stored" else keys[of], dist) for i, (where, of, dist) in dups.items()}
     kept_keys = [keys[i] for i in kept]
-    if sel.policy == "diverse":
-        rows = fp.farthest_point_indices(fps[kept], cap, weights=dev[kept], stored_distance=nearest[0][kept])
+    if sel.policy in FINGERPRINT_POLICIES:
+        if sel.policy == "diverse":
+            rows = fp.farthest_point_indices(fps[kept], cap, weights=dev[kept], stored_distance=nearest[0][kept])
+        else:
+            rows = fp.representative_indices(fps[kept], cap, weights=dev[kept], seed=seed)
         chosen = {kept_keys[r] for r in rows}
         picked = [k for k in kept_keys if k in chosen]
     else:

@@ -31,6 +31,7 @@ __all__ = [
     "dimension",
     "displacement_distance",
     "farthest_point_indices",
+    "representative_indices",
     "fingerprints",
 ]
 
@@ -259,3 +260,79 @@ def farthest_point_indices(fps: np.ndarray, max_n: int, weights: np.ndarray | No
         d2 = np.maximum(sq + sq[k] - 2.0 * (fps @ fps[k]), 0.0)  # one matrix-vector product per pick
         nearest = np.minimum(nearest, np.sqrt(d2.astype(np.float64)))
     return np.asarray(chosen, dtype=np.intp)
+
+
+
+def _kmeans_plus_plus(fps: np.ndarray, k: int, weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """k starting centres (rows of ``fps``): weighted k-means++ seeding, each drawn with probability proportional
+    to its weight times its squared distance to the centres drawn before (Arthur and Vassilvitskii 2007)."""
+    n = len(fps)
+    sq = np.einsum("ij,ij->i", fps, fps).astype(np.float64)
+    first = int(rng.choice(n, p=weights / weights.sum())) if weights.sum() > 0 else int(rng.integers(n))
+    chosen = [first]
+    d2 = np.maximum(sq + sq[first] - 2.0 * (fps @ fps[first]), 0.0)
+    for _ in range(1, k):
+        score = weights * d2
+        score[chosen] = 0.0
+        total = score.sum()
+        if total > 0:
+            pick = int(rng.choice(n, p=score / total))
+        else:  # every row sits on a centre (or weighs nothing): any row not yet taken
+            pick = int(rng.choice(np.setdiff1d(np.arange(n), chosen)))
+        chosen.append(pick)
+        d2 = np.minimum(d2, np.maximum(sq + sq[pick] - 2.0 * (fps @ fps[pick]), 0.0))
+    return fps[chosen]
+
+
+def representative_indices(fps: np.ndarray, max_n: int, weights: np.ndarray | None = None, seed: int = 0,
+                           niter: int = 25, neighbours: int = 16) -> np.ndarray:
+    """A batch of at most ``max_n`` rows that stands for all of them: k-means medoids in fingerprint space.
+
+    k-means with k = ``max_n`` (k-means++ seeding, then faiss' Lloyd iterations), weighted by ``weights`` (e.g.
+    the force deviation, so that centres lean towards the uncertain frames), then one row per centre: the row
+    nearest to it, matched greedily (the closest centre-row pair first; a row serves one centre). Unlike
+    farthest-point sampling, which goes to the edges of the cloud, the batch follows where the candidates are
+    dense, without near-copies. A centre whose ``neighbours`` nearest rows are all taken by closer centres
+    (rare) is replaced by the row farthest from the batch. Deterministic for a given ``seed``.
+
+    Returns:
+        The chosen row indices, ascending.
+    """
+    import faiss
+
+    fps = np.ascontiguousarray(fps, dtype=np.float32)
+    n = len(fps)
+    k = min(int(max_n), n)
+    if k <= 0:
+        return np.empty(0, dtype=np.intp)
+    if k == n:
+        return np.arange(n, dtype=np.intp)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float).reshape(n)
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("weights must be finite and >= 0")
+    if w.sum() <= 0:
+        w = np.ones(n)
+    start = _kmeans_plus_plus(fps, k, w, np.random.default_rng(seed))
+    km = faiss.Kmeans(fps.shape[1], k, niter=niter, seed=int(seed) & 0x7FFFFFFF, verbose=False,
+                      min_points_per_centroid=1, max_points_per_centroid=max(n, 256))
+    km.train(fps, weights=np.ascontiguousarray(w, dtype=np.float32), init_centroids=start)
+    rows = faiss.IndexFlatL2(fps.shape[1])
+    rows.add(fps)
+    dist, near = rows.search(km.centroids, min(int(neighbours), n))
+    centre_done = np.zeros(k, dtype=bool)
+    taken = np.zeros(n, dtype=bool)
+    for flat in np.argsort(dist, axis=None, kind="stable"):  # every (centre, row) pair, closest first
+        c, j = divmod(int(flat), near.shape[1])
+        r = int(near[c, j])
+        if r < 0 or centre_done[c] or taken[r]:
+            continue
+        centre_done[c] = taken[r] = True
+    missing = int(k - taken.sum())
+    if missing:
+        rest, chosen = np.flatnonzero(~taken), np.flatnonzero(taken)
+        batch = faiss.IndexFlatL2(fps.shape[1])
+        batch.add(fps[chosen])
+        d2 = batch.search(fps[rest], 1)[0][:, 0].astype(np.float64)
+        extra = farthest_point_indices(fps[rest], missing, stored_distance=np.sqrt(np.maximum(d2, 0.0)))
+        taken[rest[extra]] = True
+    return np.flatnonzero(taken).astype(np.intp)
