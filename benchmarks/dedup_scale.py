@@ -10,7 +10,8 @@ for ``--candidates`` candidates (default 2,000) and a cap of ``--cap`` (default 
 * loading the stored fingerprints into the faiss index (what a select does once per worker),
 * the nearest stored neighbour of every candidate (faiss, exact L2),
 * :func:`~firegen.workflows.steps.fingerprint.deduplicate` given those (the within-batch check),
-* :func:`~firegen.workflows.steps.fingerprint.farthest_point_indices` (the diverse pick).
+* :func:`~firegen.workflows.steps.fingerprint.farthest_point_indices` (the diverse pick),
+* :func:`~firegen.workflows.steps.fingerprint.representative_indices` (the kmeans pick).
 
 Usage (from the repository root)::
 
@@ -82,6 +83,9 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     picked = fp.farthest_point_indices(cand[kept], args.cap, weights=dev[kept], stored_distance=nearest[0][kept])
     t_fps = time.perf_counter() - t
+    t = time.perf_counter()
+    medoids = fp.representative_indices(cand[kept], args.cap, weights=dev[kept], seed=0)
+    t_kmeans = time.perf_counter() - t
     mb = stored.nbytes / 2**20
     print(f"stored fingerprints: {len(stored):,} x {stored.shape[1]} float32 ({mb:.0f} MB); "
           f"candidates: {len(cand):,}; cap {args.cap}; tolerance {args.tolerance:g}")
@@ -91,6 +95,7 @@ def main(argv=None) -> int:
     print(f"{'nearest stored fingerprint (faiss, exact)':<44} {t_search:8.2f}")
     print(f"{'deduplicate (within the batch, faiss range)':<44} {t_dedup:8.2f}  ({len(dups)} duplicates)")
     print(f"{'diverse pick (farthest-point, with stored)':<44} {t_fps:8.2f}  ({len(picked)} picked)")
+    print(f"{'kmeans pick (k-means++, faiss Lloyd, medoids)':<44} {t_kmeans:8.2f}  ({len(medoids)} picked)")
     return 0
 
 
