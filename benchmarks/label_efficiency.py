@@ -10,7 +10,9 @@ iteration). Three variants (two more on request), each run ``--seeds`` times in 
   candidates are random in every run);
 * ``firegen-random``: ``firegen import-dpgen`` of the same files, i.e. DP-GEN's behaviour (uniform random
   choice, no deduplication, every committee trained from scratch), campaign name and ``selection.seed``
-  varied per seed;
+  varied per seed. Every firegen variant of one seed has the same campaign name (``cu-seed<k>``), hence the
+  same training and MD seeds (firegen derives them from the name): the variants are paired, their iteration-0
+  committees identical;
 * ``firegen``: the same import with firegen's own selection: deduplication, diverse (farthest-point)
   selection, and warm-started training (same 400 steps per iteration, restarted at energy/force loss
   prefactors 0.1 / 100: ``--warm-start``);
@@ -200,13 +202,20 @@ def download_committees(db, campaign: str, folder: Path) -> list[dict]:
 # ----------------------------------------------------------------------------------- one run
 
 
+def campaign_name(seed: int) -> str:
+    """One name per seed for every firegen variant: firegen derives its training and MD seeds from the campaign
+    name, so the variants of one seed train the same iteration-0 committee and differ only in what they set up
+    differently (paired runs; each variant runs in a database of its own)."""
+    return f"cu-seed{seed}"
+
+
 def firegen_yaml(folder: Path, variant: str, seed: int, args) -> Path:
     """``firegen import-dpgen`` of the run folder's param.json, set up as ``variant``."""
     import yaml
 
     out = folder / "campaign.yaml"
     subprocess.run([args.firegen, "import-dpgen", "param.json", "machine.json", "-o", str(out),
-                    "--name", f"cu-{variant}-{seed}"], cwd=folder, check=True, capture_output=True, text=True)
+                    "--name", campaign_name(seed)], cwd=folder, check=True, capture_output=True, text=True)
     cfg = yaml.safe_load(out.read_text())
     sel = cfg.setdefault("selection", {})
     sel["seed"] = seed
@@ -246,7 +255,8 @@ def one_run(variant: str, seed: int, args, heldout: HeldOut) -> dict:
             vs_dpgen.stop_firegen_db(folder, args.firegen, env)
     curve = [{"iteration": c["iteration"], "labels": c["labels"], **heldout.errors(c["models"])} for c in committees]
     row = {"variant": variant, "seed": seed, "code": res["code"], "wall_s": time.time() - t0, "curve": curve,
-           "where": where, "numb_steps": args.numb_steps or PARAM_STEPS}
+           "where": where, "numb_steps": args.numb_steps or PARAM_STEPS,
+           "campaign": None if variant == "dpgen" else campaign_name(seed)}
     print(f"  {variant} seed {seed}: exit {res['code']}, "
           + ", ".join(f"it{c['iteration']} {c['labels']} labels {c['rmse_f']:.4f} eV/Å" for c in curve), flush=True)
     if not args.keep:
@@ -320,6 +330,10 @@ def report(rows: list[dict], target_arg: str, out: Path) -> None:
     steps = sorted({r.get("numb_steps", PARAM_STEPS) for r in rows})
     if len(steps) > 1:
         raise SystemExit(f"results.json mixes runs of {steps} training steps; use one --out per --numb-steps")
+    paired = {r.get("campaign") == campaign_name(r["seed"]) for r in rows if r["variant"] != "dpgen"}
+    if len(paired) > 1:
+        raise SystemExit("results.json mixes firegen runs named per seed (paired) with older runs named per "
+                         "variant; use a new --out")
     target = resolve_target(rows, target_arg)
     target_note = " (DP-GEN's median final error)" if target_arg == "dpgen-final" else ""
     print(f"\n{steps[0] if steps else PARAM_STEPS} training steps per member and iteration")
@@ -353,6 +367,13 @@ def report(rows: list[dict], target_arg: str, out: Path) -> None:
             ratios.append(f"{rule} {mine / base:.2f}" if max(base, mine) < float("inf") else f"{rule} undefined "
                           "(a median not reached)")
         print(f"labels to target, {variant} / dpgen (medians): {', '.join(ratios)}")
+    if paired == {True}:
+        print("firegen variants paired: one campaign name per seed, so the same training and MD seeds; labels to "
+              "target ('first') per seed:")
+        for seed in sorted({r["seed"] for r in rows}):
+            runs = {r["variant"]: r for r in rows if r["seed"] == seed and r["curve"]}
+            print(f"  seed {seed}: " + ", ".join(
+                f"{v} {labels_to_reach(runs[v]['curve'], target) or 'inf'}" for v in FIREGEN_SETUPS if v in runs))
     for r in rows:
         if r["where"]:
             w = r["where"]

@@ -51,6 +51,24 @@ def test_report_refuses_results_of_two_training_lengths(tmp_path):
         le.report(rows, "0.2", tmp_path)
 
 
+def test_firegen_variants_of_one_seed_share_a_campaign_name_and_the_report_keeps_pairs_apart(tmp_path, capsys):
+    import yaml
+
+    harness.prepare(tmp_path, SimpleNamespace(quick=False))
+    args = SimpleNamespace(firegen=str(le._bench.VENV_BIN / "firegen"), displacement=0.01,
+                           warm_start='{"start_pref_e": 0.1, "start_pref_f": 100}')
+    names = {v: yaml.safe_load(le.firegen_yaml(tmp_path, v, 3, args).read_text())["name"]
+             for v in ("firegen-random", "firegen", "firegen-kmeans")}
+    assert set(names.values()) == {"cu-seed3"} != {le.campaign_name(4)}  # training/MD seeds come from the name
+    paired = [dict(_row("firegen", 0, [(18, 0.2), (58, 0.1)]), campaign="cu-seed0"),
+              dict(_row("firegen-kmeans", 0, [(18, 0.2), (58, 0.15), (98, 0.09)]), campaign="cu-seed0"),
+              _row("dpgen", 0, [(18, 0.3), (58, 0.12)])]
+    le.report(paired, "0.12", tmp_path)
+    assert "  seed 0: firegen 58, firegen-kmeans 98\n" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="mixes firegen runs named per seed"):
+        le.report(paired + [_row("firegen-warm", 0, [(18, 0.2)])], "0.12", tmp_path)  # an older, unpaired row
+
+
 def test_kept_needs_every_later_committee_at_or_below_the_target():
     lucky_start = [{"labels": 18, "rmse_f": 0.10}, {"labels": 58, "rmse_f": 0.14}, {"labels": 98, "rmse_f": 0.11}]
     assert le.labels_to_reach(lucky_start, 0.12) == 18
