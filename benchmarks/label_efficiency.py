@@ -4,7 +4,7 @@
 The campaign is ``benchmarks/vs_dpgen/``'s (fcc Cu, 32 atoms, EMT labels through DP-GEN's ``custom`` fp
 style and firegen's ``command`` labeler, 18 initial frames, a committee of 4 x 400 training steps, 3
 iterations of NVT LAMMPS at 300 and 600 K, trust levels 0.15 / 0.35 eV/Å, at most 40 labels per
-iteration). Three variants (two more on request), each run ``--seeds`` times in a fresh folder:
+iteration). Three variants (three more on request), each run ``--seeds`` times in a fresh folder:
 
 * ``dpgen``: ``dpgen run param.json machine.json`` (DP-GEN 0.14; its training seeds and its choice among
   candidates are random in every run);
@@ -19,7 +19,8 @@ iteration). Three variants (two more on request), each run ``--seeds`` times in 
 * ``firegen-warm`` (an ablation, only with ``--variants``): DP-GEN's random choice without deduplication, with
   ``firegen``'s warm start, so that the selection's share of a difference is told from warm start's;
 * ``firegen-kmeans`` (only with ``--variants``): ``firegen`` with the k-means pick (``selection.policy:
-  kmeans``) in place of farthest-point sampling.
+  kmeans``) in place of farthest-point sampling;
+* ``firegen-scratch`` (only with ``--variants``): ``firegen`` with ``committee.warm_start.scratch_above: 1.25``.
 
 The **held-out set** is built once per output folder, independently of any campaign: ASE Langevin MD with
 EMT itself at 300 and 600 K on the 32-atom cell at lattice scales 0.98, 1.00 and 1.02 (strained cells), 20
@@ -70,12 +71,14 @@ FIREGEN_SETUPS = {
     "firegen-warm": {"policy": "random", "dedup": False, "warm_start": True},
     "firegen": {"policy": "diverse", "dedup": True, "warm_start": True},
     "firegen-kmeans": {"policy": "kmeans", "dedup": True, "warm_start": True},
+    "firegen-scratch": {"policy": "diverse", "dedup": True, "warm_start": True, "scratch_above": 1.25},
 }
 """How each firegen variant selects and trains (``selection.policy``, deduplication on or off, warm start)."""
 VARIANTS = ("dpgen", *FIREGEN_SETUPS)
 DEFAULT_VARIANTS = ("dpgen", "firegen-random", "firegen")
-"""``firegen-warm`` and ``firegen-kmeans`` (on request): the ablation of DP-GEN's random choice with warm start,
-and the k-means pick in place of farthest-point sampling."""
+"""``firegen-warm``, ``firegen-kmeans`` and ``firegen-scratch`` (on request): the ablation of DP-GEN's random choice
+with warm start, the k-means pick in place of farthest-point sampling, and ``firegen`` with members of a poor
+parent (training force RMSE above 1.25x the committee's median) trained from scratch."""
 TYPE_MAP = ["Cu"]
 PARAM_STEPS = json.loads((HERE / "vs_dpgen" / "param.json").read_text())["default_training_param"]["training"][
     "numb_steps"]
@@ -223,6 +226,8 @@ def firegen_yaml(folder: Path, variant: str, seed: int, args) -> Path:
     sel.update(policy=setup["policy"], dedup={"displacement": args.displacement if setup["dedup"] else None})
     if setup["warm_start"]:
         cfg["committee"]["warm_start"] = {"enabled": True, **json.loads(args.warm_start)}
+        if setup.get("scratch_above"):
+            cfg["committee"]["warm_start"]["scratch_above"] = setup["scratch_above"]
     else:
         cfg["committee"]["warm_start"] = {"enabled": False}
     cfg["committee"].pop("init_from_previous", None)
@@ -388,7 +393,7 @@ def report(rows: list[dict], target_arg: str, out: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colours = {"dpgen": "tab:gray", "firegen-random": "tab:blue", "firegen-warm": "tab:orange", "firegen": "tab:red",
-               "firegen-kmeans": "tab:green"}
+               "firegen-kmeans": "tab:green", "firegen-scratch": "tab:purple"}
     for variant in VARIANTS:
         for n, r in enumerate(r for r in rows if r["variant"] == variant and r["curve"]):
             ax.plot([p["labels"] for p in r["curve"]], [p["rmse_f"] for p in r["curve"]], "o-", alpha=0.7,

@@ -39,6 +39,11 @@ class WarmStartConfig(_Model):
     scratch_every: int | None = fx(None, gt=0, desc="Train from scratch every this many iterations "
                                    "(iterations k*scratch_every); null: only the first.",
                                    fix="use a positive number of iterations, or null")
+    scratch_above: float | None = fx(
+        None, gt=1, desc="A member whose previous model's training force RMSE is more than this many times the "
+        "median of its committee's trains from scratch (its own new seed, committee.numb_steps) instead of "
+        "inheriting that model's poor minimum; null: every member warm-starts. See benchmarks/README.md "
+        "(label_efficiency.py) for what it changes.", fix="use a ratio above 1 such as 1.3, or null")
 
     def warm(self, iteration: int) -> bool:
         """Whether iteration ``iteration`` starts its members from the previous iteration's models."""

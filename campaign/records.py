@@ -189,6 +189,8 @@ class TrainingRecord:
         metrics: ``{"train": {...}, "validation": {...}}``: energy (eV/atom) and force (eV/Å) RMSE.
         train_seconds: ``dp train`` + ``dp freeze`` wall time (s).
         n_train, n_validation: frames trained on and held out.
+        from_scratch_because: why a member that would have been warm-started was trained from scratch
+            (``committee.warm_start.scratch_above``), or None.
     """
 
     campaign: str
@@ -205,6 +207,7 @@ class TrainingRecord:
     n_validation: int | None = None
     file_id: Ref | None = None
     sha256: str | None = None
+    from_scratch_because: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

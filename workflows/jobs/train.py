@@ -6,6 +6,8 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
+
 from firegen.campaign.config import CampaignConfig
 from firegen.campaign.errors import FatalError
 from firegen.campaign.labeled_data import LABELED_FIELDS, split_train_validation, write_deepmd_npy
@@ -38,6 +40,26 @@ def snapshot_documents(store: ResultsStore, snapshot: dict) -> list[dict]:
     return _SNAPSHOT_DOCUMENTS[key]
 
 
+def poor_parent(store: ResultsStore, cfg: CampaignConfig, parent: dict) -> str | None:
+    """Why ``parent`` (a member of the previous iteration) should not be warm-started from, or None: its training
+    force RMSE is more than ``committee.warm_start.scratch_above`` times the median of its committee's. A member
+    trained into a poor minimum stays there when warm-started (its error can even grow with the data), and the
+    committee's mean prediction carries it."""
+    ratio = cfg.committee.warm_start.scratch_above
+    if ratio is None:
+        return None
+    committee = store.trained_committee(cfg.name, parent["iteration"])
+    errors = {m["member"]: m["metrics"]["train"]["rmse_f"] for m in committee if (m.get("metrics") or {}).get("train")}
+    mine = errors.get(parent["member"])
+    if mine is None or len(errors) < 2:
+        return None
+    median = float(np.median(list(errors.values())))
+    if mine <= ratio * median:
+        return None
+    return (f"member {parent['member']} of iteration {parent['iteration']} trained to {mine:.3f} eV/Å force RMSE, "
+            f"{mine / median:.2f}x its committee's median {median:.3f} (committee.warm_start.scratch_above = {ratio})")
+
+
 def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, member: int, workdir: Path,
                  snapshot_id: str | None = None, lmp: str = "lmp") -> dict:
     """Train one committee member on the iteration's dataset snapshot, the one the snapshot gate passed
@@ -68,10 +90,14 @@ def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, membe
     template, steps = cfg.committee.training, cfg.committee.numb_steps
     parent = None
     init_model = None
+    scratch_because = None
     warm = cfg.committee.warm_start
     if warm.warm(iteration):
         parent = store.find_model(cfg.name, iteration - 1, member)
-        if parent and parent.get("file_id"):
+        scratch_because = poor_parent(store, cfg, parent) if parent else None
+        if scratch_because:
+            parent = None
+        elif parent and parent.get("file_id"):
             init_model = store.blobs.fetch(parent["file_id"], workdir / "parent.pb")
             template = restart_schedule(template, warm.start_lr, warm.start_pref_e, warm.start_pref_f)
             steps = warm.numb_steps or steps
@@ -90,7 +116,8 @@ def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, membe
     record = TrainingRecord(cfg.name, iteration, member, seed=seed, backend=cfg.committee.backend,
                             dataset_id=snapshot["_id"], parent=parent["_id"] if parent else None,
                             input=plain(result.input_dict, nested_lists=False), metrics=plain(metrics),
-                            train_seconds=result.wall_time, n_train=len(train_docs), n_validation=len(valid_docs))
+                            train_seconds=result.wall_time, n_train=len(train_docs), n_validation=len(valid_docs),
+                            from_scratch_because=scratch_because)
     model_id = store.store_model(record, result.frozen_model)
     if parity is not None:
         store.store_heldout_predictions(model_id, HeldOutPredictions(cfg.name, iteration, member, **parity))
