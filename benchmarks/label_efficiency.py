@@ -375,7 +375,7 @@ def report(rows: list[dict], target_arg: str, out: Path) -> None:
     if paired == {True}:
         print("firegen variants paired: one campaign name per seed, so the same training and MD seeds; labels to "
               "target ('first') per seed:")
-        for seed in sorted({r["seed"] for r in rows}):
+        for seed in sorted({r["seed"] for r in rows if r["variant"] != "dpgen"}):
             runs = {r["variant"]: r for r in rows if r["seed"] == seed and r["curve"]}
             print(f"  seed {seed}: " + ", ".join(
                 f"{v} {labels_to_reach(runs[v]['curve'], target) or 'inf'}" for v in FIREGEN_SETUPS if v in runs))
