@@ -2,6 +2,8 @@
 RMSE far above its committee's median) is trained from scratch instead of warm-started from it, and its model
 says why; the others warm-start as before. Real deepmd-kit training on EMT labels, 60 steps a member."""
 
+import html
+
 import pytest
 import yaml
 from ase.build import bulk
@@ -9,6 +11,7 @@ from ase.build import bulk
 from campaign_helpers import small_cu_config
 from firegen.campaign.config import ConfigError, load_config
 from firegen.db.repository import ResultsStore
+from firegen.orchestrator.view.server import create_app
 from firegen.workflows.jobs.init import open_iteration
 from firegen.workflows.jobs.label import label_batch
 from firegen.workflows.jobs.train import poor_parent, train_member
@@ -28,9 +31,9 @@ def test_scratch_above_must_be_a_ratio_above_one(tmp_path):
         _config(tmp_path, 0.8)
 
 
-def test_a_member_of_a_poor_parent_trains_from_scratch_and_the_others_warm_start(mongo_db, tmp_path):
+def test_a_member_of_a_poor_parent_trains_from_scratch_and_the_others_warm_start(launchpad, tmp_path):
     cfg = _config(tmp_path, 1.5)
-    store = ResultsStore(mongo_db)
+    store = ResultsStore.from_launchpad(launchpad)
     store.init()
     store.create_campaign(cfg.name, cfg.frozen(), cfg.type_map)
     store.update_campaign(cfg.name, status="running", stage=0, iteration=0, stage_status=[])
@@ -67,3 +70,8 @@ def test_a_member_of_a_poor_parent_trains_from_scratch_and_the_others_warm_start
         warm = store.find_model(cfg.name, 1, m)
         assert warm["parent"] == parents[m]["_id"] and warm.get("from_scratch_because") is None
         assert warm["input"]["training"]["numb_steps"] == 30
+
+    # the dashboard's page of the redrawn model says why it has no parent
+    page = create_app(launchpad, background=False).test_client().get(f"/c/{cfg.name}/model/{redrawn['_id']}")
+    assert page.status_code == 200
+    assert html.escape(reason, quote=False) in page.get_data(as_text=True).replace("&#39;", "'")
