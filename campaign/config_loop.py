@@ -41,7 +41,8 @@ class WarmStartConfig(_Model):
                                    fix="use a positive number of iterations, or null")
     scratch_above: float | None = fx(
         None, gt=1, desc="A member whose previous model's training force RMSE is more than this many times the "
-        "median of its committee's trains from scratch (its own new seed, committee.numb_steps) instead of "
+        "median of its committee's trains from scratch (its own new seed; as many steps as that model had behind it "
+        "plus one warm start's, so it does not fall behind its warm-started siblings) instead of "
         "inheriting that model's poor minimum; null: every member warm-starts. See benchmarks/README.md "
         "(label_efficiency.py) for what it changes.", fix="use a ratio above 1 such as 1.3, or null")
 

@@ -96,6 +96,10 @@ def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, membe
         parent = store.find_model(cfg.name, iteration - 1, member)
         scratch_because = poor_parent(store, cfg, parent) if parent else None
         if scratch_because:
+            # as many steps as its warm-started siblings will have behind them: with committee.numb_steps alone a
+            # redrawn member falls behind them more every iteration, and is redrawn again (cu_emt.yaml did)
+            steps = store.steps_behind(parent["_id"]) + (warm.numb_steps or steps)
+            scratch_because += f"; trained {steps} steps from scratch"
             parent = None
         elif parent and parent.get("file_id"):
             init_model = store.blobs.fetch(parent["file_id"], workdir / "parent.pb")
