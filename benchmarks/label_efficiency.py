@@ -9,10 +9,7 @@ iteration). Three variants (three more on request), each run ``--seeds`` times i
 * ``dpgen``: ``dpgen run param.json machine.json`` (DP-GEN 0.14; its training seeds and its choice among
   candidates are random in every run);
 * ``firegen-random``: ``firegen import-dpgen`` of the same files, i.e. DP-GEN's behaviour (uniform random
-  choice, no deduplication, every committee trained from scratch), campaign name and ``selection.seed``
-  varied per seed. Every firegen variant of one seed has the same campaign name (``cu-seed<k>``), hence the
-  same training and MD seeds (firegen derives them from the name): the variants are paired, their iteration-0
-  committees identical;
+  choice, no deduplication, every committee trained from scratch), ``selection.seed`` varied per seed;
 * ``firegen``: the same import with firegen's own selection: deduplication, diverse (farthest-point)
   selection, and warm-started training (same 400 steps per iteration, restarted at energy/force loss
   prefactors 0.1 / 100: ``--warm-start``);
@@ -21,6 +18,9 @@ iteration). Three variants (three more on request), each run ``--seeds`` times i
 * ``firegen-kmeans`` (only with ``--variants``): ``firegen`` with the k-means pick (``selection.policy:
   kmeans``) in place of farthest-point sampling;
 * ``firegen-scratch`` (only with ``--variants``): ``firegen`` with ``committee.warm_start.scratch_above: 1.25``.
+
+Every firegen variant of one seed has the same campaign name (``cu-seed<k>``), hence the same training and MD
+seeds (firegen derives them from the name): the variants are paired, their iteration-0 committees identical.
 
 The **held-out set** is built once per output folder, independently of any campaign: ASE Langevin MD with
 EMT itself at 300 and 600 K on the 32-atom cell at lattice scales 0.98, 1.00 and 1.02 (strained cells), 20
@@ -32,8 +32,8 @@ initial 18 included). Printed: per variant the labels needed to reach ``--target
 below it; the first from which on every committee stays at or below it; and where the error crosses it,
 linear between two committees; median [min-max] over seeds; by default the target is DP-GEN's median final
 error, ``dpgen-final``), the ratio to DP-GEN, the final errors and labels, and where firegen's candidates went
-(duplicates removed, candidates over the cap). ``<out>/label_efficiency.png`` plots force RMSE against labels for every run; ``<out>/results.json`` keeps the curves
-(``--report-only`` reprints and replots them).
+(duplicates removed, candidates over the cap). ``<out>/label_efficiency.png`` plots force RMSE against labels
+for every run; ``<out>/results.json`` keeps the curves (``--report-only`` reprints and replots them).
 
 ``--numb-steps N`` trains every member of every tool N steps per iteration instead of param.json's 400 (at 400
 steps the committees' errors are dominated by training noise; ``benchmarks/README.md``).
@@ -342,7 +342,8 @@ def report(rows: list[dict], target_arg: str, out: Path) -> None:
     target = resolve_target(rows, target_arg)
     target_note = " (DP-GEN's median final error)" if target_arg == "dpgen-final" else ""
     print(f"\n{steps[0] if steps else PARAM_STEPS} training steps per member and iteration")
-    print(f"held-out force RMSE target: {target:.4f} eV/Å{target_note} (committee mean prediction, 120 EMT MD frames)")
+    print(f"held-out force RMSE target: {target:.4f} eV/Å{target_note} "
+          "(committee mean prediction, 120 EMT MD frames)")
     print("labels to target: 'first' = the first committee at or below it; 'kept' = the first from which on every "
           "committee is; 'crossing' = where the error crosses it, linear between two committees (a run that never "
           "gets there: inf)")
@@ -377,8 +378,8 @@ def report(rows: list[dict], target_arg: str, out: Path) -> None:
               "target ('first') per seed:")
         for seed in sorted({r["seed"] for r in rows if r["variant"] != "dpgen"}):
             runs = {r["variant"]: r for r in rows if r["seed"] == seed and r["curve"]}
-            print(f"  seed {seed}: " + ", ".join(
-                f"{v} {labels_to_reach(runs[v]['curve'], target) or 'inf'}" for v in FIREGEN_SETUPS if v in runs))
+            reached = {v: labels_to_reach(runs[v]["curve"], target) for v in FIREGEN_SETUPS if v in runs}
+            print(f"  seed {seed}: " + ", ".join(f"{v} {n or 'inf'}" for v, n in reached.items()))
     for r in rows:
         if r["where"]:
             w = r["where"]

@@ -31,8 +31,8 @@ __all__ = [
     "dimension",
     "displacement_distance",
     "farthest_point_indices",
-    "representative_indices",
     "fingerprints",
+    "representative_indices",
 ]
 
 
@@ -216,6 +216,20 @@ def _pairs_within(fps: np.ndarray, tolerance: float) -> dict[int, dict[int, floa
     return out
 
 
+def _checked_weights(weights, n: int) -> np.ndarray:
+    """``weights`` as n floats (all 1 when None); finite and non-negative, or a ValueError."""
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float).reshape(n)
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("weights must be finite and >= 0")
+    return w
+
+
+def _sq_distances_to(fps: np.ndarray, sq: np.ndarray, k: int) -> np.ndarray:
+    """Squared distance of every row of ``fps`` to row ``k`` (``sq``: the rows' squared norms): one matrix-vector
+    product."""
+    return np.maximum(sq + sq[k] - 2.0 * (fps @ fps[k]), 0.0)
+
+
 def farthest_point_indices(fps: np.ndarray, max_n: int, weights: np.ndarray | None = None,
                            stored: FingerprintIndex | None = None,
                            stored_distance: np.ndarray | None = None) -> np.ndarray:
@@ -239,9 +253,7 @@ def farthest_point_indices(fps: np.ndarray, max_n: int, weights: np.ndarray | No
     sq = np.einsum("ij,ij->i", fps, fps)
     if max_n <= 0:
         return np.empty(0, dtype=np.intp)
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float).reshape(n)
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError("weights must be finite and >= 0")
+    w = _checked_weights(weights, n)
     if stored_distance is not None:
         nearest = np.asarray(stored_distance, dtype=float).reshape(n).copy()
     elif stored is not None and len(stored):
@@ -257,10 +269,8 @@ def farthest_point_indices(fps: np.ndarray, max_n: int, weights: np.ndarray | No
         k = int(np.argmax(score))
         chosen.append(k)
         taken[k] = True
-        d2 = np.maximum(sq + sq[k] - 2.0 * (fps @ fps[k]), 0.0)  # one matrix-vector product per pick
-        nearest = np.minimum(nearest, np.sqrt(d2.astype(np.float64)))
+        nearest = np.minimum(nearest, np.sqrt(_sq_distances_to(fps, sq, k).astype(np.float64)))
     return np.asarray(chosen, dtype=np.intp)
-
 
 
 def _kmeans_plus_plus(fps: np.ndarray, k: int, weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -270,7 +280,7 @@ def _kmeans_plus_plus(fps: np.ndarray, k: int, weights: np.ndarray, rng: np.rand
     sq = np.einsum("ij,ij->i", fps, fps).astype(np.float64)
     first = int(rng.choice(n, p=weights / weights.sum())) if weights.sum() > 0 else int(rng.integers(n))
     chosen = [first]
-    d2 = np.maximum(sq + sq[first] - 2.0 * (fps @ fps[first]), 0.0)
+    d2 = _sq_distances_to(fps, sq, first)
     for _ in range(1, k):
         score = weights * d2
         score[chosen] = 0.0
@@ -280,7 +290,7 @@ def _kmeans_plus_plus(fps: np.ndarray, k: int, weights: np.ndarray, rng: np.rand
         else:  # every row sits on a centre (or weighs nothing): any row not yet taken
             pick = int(rng.choice(np.setdiff1d(np.arange(n), chosen)))
         chosen.append(pick)
-        d2 = np.minimum(d2, np.maximum(sq + sq[pick] - 2.0 * (fps @ fps[pick]), 0.0))
+        d2 = np.minimum(d2, _sq_distances_to(fps, sq, pick))
     return fps[chosen]
 
 
@@ -307,9 +317,7 @@ def representative_indices(fps: np.ndarray, max_n: int, weights: np.ndarray | No
         return np.empty(0, dtype=np.intp)
     if k == n:
         return np.arange(n, dtype=np.intp)
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float).reshape(n)
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError("weights must be finite and >= 0")
+    w = _checked_weights(weights, n)
     if w.sum() <= 0:
         w = np.ones(n)
     start = _kmeans_plus_plus(fps, k, w, np.random.default_rng(seed))
