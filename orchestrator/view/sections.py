@@ -1,7 +1,8 @@
 """The sections the report and the dashboard show, each a titled piece of HTML and/or a Plotly figure.
 
 A page is a list of :class:`Section`; the report file strings every campaign page together, the
-dashboard serves them one page at a time (and again as JSON when the page asks for an update).
+dashboard serves them one page at a time (and again as JSON when the page asks for an update). The
+dashboard's pages of one model, dataset or configuration are in :mod:`.lineage`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import json
 import re
 from dataclasses import dataclass
 
-from firegen.db.provenance import configuration_provenance
 from firegen.orchestrator.view import figures, tables
 from firegen.orchestrator.view.render import fragment, script_json, table
 from firegen.orchestrator.view.source import CampaignSource
@@ -46,7 +46,7 @@ def _figure(fig) -> dict:
     return json.loads(fig.to_json())
 
 
-def _empty(text: str) -> str:
+def empty_html(text: str) -> str:
     return f'<p class="empty">{text}</p>'
 
 
@@ -93,7 +93,7 @@ def fractions(src: CampaignSource, links) -> Section:
     rows = tables.fractions_by_iteration(src)
     return Section("fractions", "accurate, candidate and failed frames per iteration",
                    "Share of every frame the iteration's explorations ran (failed: at or above f_hi, or cut as unphysical).",
-                   html="" if rows else _empty("no exploration finished yet"),
+                   html="" if rows else empty_html("no exploration finished yet"),
                    figure=_figure(figures.fractions_figure(rows)) if rows else None)
 
 
@@ -102,13 +102,13 @@ def task_map(src: CampaignSource, links) -> Section:
     return Section("tasks", "per task: accurate frames over iterations",
                    "One row per (stage, system, condition); a star marks the iteration after which the task counted "
                    "as converged (it is not explored again).",
-                   html="" if rows else _empty("no exploration finished yet"),
+                   html="" if rows else empty_html("no exploration finished yet"),
                    figure=_figure(figures.task_heatmap(rows)) if rows else None)
 
 
 def deviations(src: CampaignSource, links) -> list[Section]:
     hists = tables.deviation_histograms(src)
-    empty = "" if hists else _empty("no exploration finished yet")
+    empty = "" if hists else empty_html("no exploration finished yet")
     note = (f"Max force deviation of the committee over every explored frame (eV/Å, log scale) of the last 12 "
             f"iterations; trust levels f_lo = {src.trust[0]:g}, f_hi = {src.trust[1]:g} eV/Å. A campaign that learns "
             "moves the distribution left.")
@@ -161,11 +161,11 @@ def models(src: CampaignSource, links) -> list[Section]:
     return [
         Section("learning", "learning curve", "RMSE of every committee member on its held-out frames (solid) and on "
                 "its training frames (dotted), per iteration; log scale.",
-                html="" if committee else _empty("no model trained yet"),
+                html="" if committee else empty_html("no model trained yet"),
                 figure=_figure(figures.learning_curve(committee)) if committee else None),
         Section("parity", "parity of the latest committee" + (f" (iteration {iteration})" if iteration is not None else ""),
                 f"Model against label on the {n} held-out frames (chosen by content hash, never trained on)."
-                if predictions else "", html="" if predictions else _empty(
+                if predictions else "", html="" if predictions else empty_html(
                     "no held-out predictions yet (a committee stores them when at least 2 frames are held out)"),
                 figure=_figure(figures.parity_figure(predictions)) if predictions else None),
         model_table(src, links, rows)]
@@ -175,7 +175,7 @@ def final_model(src: CampaignSource, links) -> list[Section]:
     """The final model (``firegen finalize``): what it is, its errors per system and condition, its parity plots."""
     model = src.final_model
     if model is None:
-        return [Section("final", "final model", html=_empty(
+        return [Section("final", "final model", html=empty_html(
             f"no final model yet: `firegen finalize {src.name}` trains one on every label (or `final: {{at_end: true}}`)"))]
     compressed = "yes" if model.get("compressed_file_id") else f"no ({model.get('compress_error') or 'not run'})"
     facts = [{"name": "model", "key": "final-model", "value": str(model["_id"]), "href": links.model(model["_id"])},
@@ -187,7 +187,7 @@ def final_model(src: CampaignSource, links) -> list[Section]:
              {"name": "train s", "key": "final-train-s", "value": model.get("train_seconds")},
              {"name": "compressed", "key": "final-compressed", "value": compressed}]
     rows = tables.final_model_rows(model)
-    html = _facts(facts) + fragment("table.html", table=table(rows, tables.FINAL_COLUMNS, "final", key="set"),
+    html = facts_html(facts) + fragment("table.html", table=table(rows, tables.FINAL_COLUMNS, "final", key="set"),
                                     note="", empty="no held-out frames (final.validation_fraction 0?)", pager=None)
     parity = src.final_predictions
     return [Section("final", "final model", "Trained on every label of the campaign with the final settings. Errors on "
@@ -196,7 +196,7 @@ def final_model(src: CampaignSource, links) -> list[Section]:
             Section("final-parity", "parity of the final model",
                     f"Model against label on {len(parity['energy_label'])} held-out frames: energy per atom (eV/atom) and "
                     f"{len(parity['force_label'])} force components (eV/Å)." if parity else "",
-                    html="" if parity else _empty("no held-out predictions stored for the final model"),
+                    html="" if parity else empty_html("no held-out predictions stored for the final model"),
                     figure=_figure(figures.parity_figure([parity], ["final model"])) if parity else None)]
 
 
@@ -205,7 +205,7 @@ def properties(src: CampaignSource, links) -> list[Section]:
     docs = src.properties
     runs = tables.property_rows(docs)
     if not docs:
-        return [Section("properties", "properties", html=_empty(
+        return [Section("properties", "properties", html=empty_html(
             f"no property computed yet: `firegen properties run {src.name} --system S --temperatures T1,T2`"))]
     model_ids = sorted({str(d.get("model_id")) for d in docs})
     out = [Section("properties", "properties from MD",
@@ -290,7 +290,7 @@ def timeline(src: CampaignSource, links) -> list[Section]:
     bars = tables.launch_bars(src)
     workers = tables.worker_rows(bars)
     return [Section("timeline", "what ran where", "Every launch of the campaign's Fireworks on its worker (FireWorks' "
-                    "fworker @ host); gaps between bars are idle time.", html="" if bars else _empty("nothing ran yet"),
+                    "fworker @ host); gaps between bars are idle time.", html="" if bars else empty_html("nothing ran yet"),
                     figure=_figure(figures.timeline_figure(bars)) if bars else None),
             Section("workers", "workers", "Idle: time between the worker's launches, from its first start to its last end (s).",
                     html=fragment("table.html", table=table(workers, ["worker", "launches", "busy s", "idle s",
@@ -317,86 +317,5 @@ def datasets(src: CampaignSource, links) -> Section:
                                  note="", empty="no snapshot yet", pager=None))
 
 
-# lineage pages of the dashboard ---------------------------------------------------------------------
-def _facts(facts: list[dict], note: str = "") -> str:
+def facts_html(facts: list[dict], note: str = "") -> str:
     return fragment("facts.html", facts=[{"href": None, "key": f["name"], **f} for f in facts], note=note)
-
-
-def model_page(src: CampaignSource, links, model_id) -> list[Section]:
-    model = src.store.get_model(model_id)
-    if model is None or model.get("campaign") != src.name:
-        return [Section("model", "model", html=_empty(f"no model {model_id} in campaign {src.name}"))]
-    metrics = model.get("metrics") or {}
-    facts = [{"name": "iteration", "value": model["iteration"], "href": links.iteration(model["iteration"])},
-             {"name": "member", "value": model["member"]}, {"name": "seed", "value": model.get("seed")},
-             {"name": "backend", "value": model.get("backend")},
-             {"name": "dataset snapshot", "value": "snapshot", "href": links.dataset(model.get("dataset_id"))},
-             {"name": "parent", "value": str(model["parent"]) if model.get("parent") else None,
-              "href": links.model(model["parent"]) if model.get("parent") else None},
-             *([{"name": "from scratch because", "value": model["from_scratch_because"]}]
-               if model.get("from_scratch_because") else []),
-             {"name": "frames train", "value": model.get("n_train")},
-             {"name": "frames held out", "value": model.get("n_validation")},
-             {"name": "train s", "value": model.get("train_seconds")},
-             *[{"name": f"{part} {name}", "value": value} for part in ("validation", "train")
-               for name, value in sorted((metrics.get(part) or {}).items()) if name.startswith("rmse")],
-             {"name": "sha256", "value": (model.get("sha256") or "")[:16]}]
-    return [Section("model", f"model {model_id}", "RMSE: energy in eV/atom, force in eV/Å, virial in eV/atom.",
-                    html=_facts(facts))]
-
-
-def dataset_page(src: CampaignSource, links, dataset_id, skip: int = 0, limit: int = PAGE_ROWS) -> list[Section]:
-    snapshot = next((d for d in src.snapshots if str(d["_id"]) == str(dataset_id)), None)
-    if snapshot is None:
-        return [Section("dataset", "dataset", html=_empty(f"no dataset snapshot {dataset_id} in campaign {src.name}"))]
-    facts = [{"name": "iteration", "value": snapshot["iteration"], "href": links.iteration(snapshot["iteration"])},
-             {"name": "size", "value": snapshot.get("size")}, {"name": "hash", "value": snapshot.get("hash", "")[:16]},
-             *[{"name": f"labeler {k[:8] if k else '?'}", "value": f"{v.get('code')} {v.get('version') or ''} ×{v.get('n')}"}
-               for k, v in (snapshot.get("labelers") or {}).items()]]
-    trained = [{"model": f"iteration {m.get('iteration')} member {m.get('member')}", "_id": mid, "seed": m.get("seed")}
-               for mid, m in sorted((snapshot.get("models") or {}).items(),
-                                    key=lambda kv: (kv[1].get("iteration", 0), kv[1].get("member", 0)))]
-    members = src.store.snapshot_members_page(snapshot, skip, limit)
-    rows = tables.member_rows(members, tables.explore_conditions(src))
-    for r in rows:
-        r["configuration"] = str(r["_id"])
-    member_table = table(rows, MEMBER_COLUMNS, "members", links={
-        "configuration": lambda r: links.configuration(r["_id"]), "iteration": lambda r: links.iteration(r["iteration"])})
-    return [Section("dataset", f"dataset snapshot of iteration {snapshot['iteration']}", html=_facts(facts)),
-            Section("trained", "models trained on it", html=fragment("table.html", table=table(
-                trained, ["model", "seed"], "trained", links={"model": lambda r: links.model(r["_id"])}),
-                note="", empty="no model trained on it yet", pager=None)),
-            Section("members", "its configurations", "Origin and label of each member as the snapshot took them; "
-                    "energy in eV, label time in s.", html=fragment(
-                        "table.html", table=member_table, note="", empty="no member",
-                        pager=pager(skip, limit, snapshot.get("size", 0), lambda s: links.dataset(snapshot["_id"], s))))]
-
-
-def configuration_page(src: CampaignSource, links, config_id) -> list[Section]:
-    answer = configuration_provenance(src.store.db, config_id)
-    doc = answer["configuration"]
-    origin, label = doc.get("origin") or {}, doc.get("label") or {}
-    facts = [{"name": "status", "value": doc.get("status")}, {"name": "origin", "value": origin.get("kind")},
-             {"name": "iteration", "value": origin.get("iteration"), "href": links.iteration(origin.get("iteration"))},
-             {"name": "stage", "value": origin.get("stage_name", origin.get("stage"))},
-             {"name": "system", "value": origin.get("system")},
-             {"name": "condition", "value": tables.condition_label(origin["condition"]) if origin.get("condition") else None},
-             {"name": "frame", "value": origin.get("frame")}, {"name": "MD step", "value": origin.get("step")},
-             {"name": "Firework", "value": origin.get("fw_id")}, {"name": "atoms", "value": doc.get("natoms")},
-             {"name": "max force deviation (eV/Å)", "value": (doc.get("model_deviation") or {}).get("max_f")},
-             {"name": "energy (eV)", "value": label.get("energy")}, {"name": "labeler", "value": label.get("code")},
-             {"name": "host", "value": label.get("host")}, {"name": "label s", "value": label.get("walltime")},
-             {"name": "hash", "value": (doc.get("hash") or "")[:16]}]
-    models = [{"model": f"iteration {m.get('iteration')} member {m.get('member')}", "_id": m["_id"], "seed": m.get("seed"),
-               "role": role} for role, group in (("explored with", answer["explored_with"]),
-                                                 ("trained on it", answer["trained_models"])) for m in group]
-    attempts = [{"reason": a.get("reason"), "error": a.get("error_type"), "Firework": a.get("fw_id"), "at": a.get("at")}
-                for a in doc.get("label_attempts") or []]
-    return [Section("configuration", f"configuration {config_id}", html=_facts(facts)),
-            Section("related", "models", "The committee whose deviation picked it, and the models later trained on it.",
-                    html=fragment("table.html", table=table(models, ["role", "model", "seed"], "related",
-                                                            links={"model": lambda r: links.model(r["_id"])}),
-                                  note="", empty="none", pager=None)),
-            Section("attempts", "failed label attempts", html=fragment(
-                "table.html", table=table(attempts, ["reason", "error", "Firework", "at"], "attempts"), note="",
-                empty="none", pager=None))]

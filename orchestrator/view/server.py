@@ -27,6 +27,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from firegen.campaign.errors import FiregenError
 from firegen.db.repository import ResultsStore
+from firegen.orchestrator.view import lineage
 from firegen.orchestrator.view import sections as sec
 from firegen.orchestrator.view.links import DashboardLinks
 from firegen.orchestrator.view.live import LiveReads
@@ -211,19 +212,19 @@ def create_app(lp, token: str | None = None, refresh_s: float = 3.0, background:
     @app.get("/c/<name>/model/<model_id>")
     def model(name: str, model_id: str):
         src, read_at = campaign(name)
-        return respond(f"{name}: model", sec.model_page(src, DashboardLinks(name), model_id),
+        return respond(f"{name}: model", lineage.model_page(src, DashboardLinks(name), model_id),
                        campaign_nav(name, "lineage"), read_at)
 
     @app.get("/c/<name>/dataset/<dataset_id>")
     def dataset(name: str, dataset_id: str):
         src, read_at = campaign(name)
-        return respond(f"{name}: dataset", sec.dataset_page(src, DashboardLinks(name), dataset_id, _skip()),
+        return respond(f"{name}: dataset", lineage.dataset_page(src, DashboardLinks(name), dataset_id, _skip()),
                        campaign_nav(name, "lineage"), read_at)
 
     @app.get("/c/<name>/configuration/<config_id>")
     def configuration(name: str, config_id: str):
         src, read_at = campaign(name)
-        return respond(f"{name}: configuration", sec.configuration_page(src, DashboardLinks(name), config_id),
+        return respond(f"{name}: configuration", lineage.configuration_page(src, DashboardLinks(name), config_id),
                        campaign_nav(name, "lineage"), read_at)
 
     return app
