@@ -17,7 +17,11 @@ iteration). Three variants (three more on request), each run ``--seeds`` times i
   ``firegen``'s warm start, so that the selection's share of a difference is told from warm start's;
 * ``firegen-kmeans`` (only with ``--variants``): ``firegen`` with the k-means pick (``selection.policy:
   kmeans``) in place of farthest-point sampling;
-* ``firegen-scratch`` (only with ``--variants``): ``firegen`` with ``committee.warm_start.scratch_above: 1.25``.
+* ``firegen-scratch`` (only with ``--variants``): ``firegen`` with ``committee.warm_start.poor_above: 1.25`` and
+  ``poor_restart: scratch``: a member whose previous model trained to more than 1.25x its committee's median
+  training force RMSE is redrawn from scratch;
+* ``firegen-best`` (only with ``--variants``): the same with ``poor_restart: best``: such a member warm-starts
+  from its committee's best member instead.
 
 Every firegen variant of one seed has the same campaign name (``cu-seed<k>``), hence the same training and MD
 seeds (firegen derives them from the name): the variants are paired, their iteration-0 committees identical.
@@ -71,14 +75,19 @@ FIREGEN_SETUPS = {
     "firegen-warm": {"policy": "random", "dedup": False, "warm_start": True},
     "firegen": {"policy": "diverse", "dedup": True, "warm_start": True},
     "firegen-kmeans": {"policy": "kmeans", "dedup": True, "warm_start": True},
-    "firegen-scratch": {"policy": "diverse", "dedup": True, "warm_start": True, "scratch_above": 1.25},
+    "firegen-scratch": {"policy": "diverse", "dedup": True, "warm_start": True,
+                        "poor": {"poor_above": 1.25, "poor_restart": "scratch"}},
+    "firegen-best": {"policy": "diverse", "dedup": True, "warm_start": True,
+                     "poor": {"poor_above": 1.25, "poor_restart": "best"}},
 }
-"""How each firegen variant selects and trains (``selection.policy``, deduplication on or off, warm start)."""
+"""How each firegen variant selects and trains (``selection.policy``, deduplication on or off, warm start, and
+what replaces a poor previous model: ``committee.warm_start.poor_above`` / ``poor_restart``)."""
 VARIANTS = ("dpgen", *FIREGEN_SETUPS)
 DEFAULT_VARIANTS = ("dpgen", "firegen-random", "firegen")
-"""``firegen-warm``, ``firegen-kmeans`` and ``firegen-scratch`` (on request): the ablation of DP-GEN's random choice
-with warm start, the k-means pick in place of farthest-point sampling, and ``firegen`` with members of a poor
-parent (training force RMSE above 1.25x the committee's median) trained from scratch."""
+"""``firegen-warm``, ``firegen-kmeans``, ``firegen-scratch`` and ``firegen-best`` (on request): the ablation of DP-GEN's
+random choice with warm start, the k-means pick in place of farthest-point sampling, and ``firegen`` with members
+of a poor parent (training force RMSE above 1.25x the committee's median) trained from scratch or warm-started
+from the committee's best member."""
 TYPE_MAP = ["Cu"]
 PARAM_STEPS = json.loads((HERE / "vs_dpgen" / "param.json").read_text())["default_training_param"]["training"][
     "numb_steps"]
@@ -226,8 +235,7 @@ def firegen_yaml(folder: Path, variant: str, seed: int, args) -> Path:
     sel.update(policy=setup["policy"], dedup={"displacement": args.displacement if setup["dedup"] else None})
     if setup["warm_start"]:
         cfg["committee"]["warm_start"] = {"enabled": True, **json.loads(args.warm_start)}
-        if setup.get("scratch_above"):
-            cfg["committee"]["warm_start"]["scratch_above"] = setup["scratch_above"]
+        cfg["committee"]["warm_start"].update(setup.get("poor", {}))
     else:
         cfg["committee"]["warm_start"] = {"enabled": False}
     cfg["committee"].pop("init_from_previous", None)

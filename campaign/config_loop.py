@@ -39,12 +39,30 @@ class WarmStartConfig(_Model):
     scratch_every: int | None = fx(None, gt=0, desc="Train from scratch every this many iterations "
                                    "(iterations k*scratch_every); null: only the first.",
                                    fix="use a positive number of iterations, or null")
-    scratch_above: float | None = fx(
+    poor_above: float | None = fx(
         None, gt=1, desc="A member whose previous model's training force RMSE is more than this many times the "
-        "median of its committee's trains from scratch (its own new seed; as many steps as that model had behind it "
-        "plus one warm start's, so it does not fall behind its warm-started siblings) instead of "
-        "inheriting that model's poor minimum; null: every member warm-starts. See benchmarks/README.md "
-        "(label_efficiency.py) for what it changes.", fix="use a ratio above 1 such as 1.3, or null")
+        "median of its committee's does not warm-start from that model (warm start keeps a member in a poor "
+        "minimum; the committee's mean prediction carries it): see poor_restart; null: every member warm-starts "
+        "from its own previous model. See benchmarks/README.md (label_efficiency.py) for what it changes.",
+        fix="use a ratio above 1 such as 1.25, or null")
+    poor_restart: Literal["best", "scratch"] = fx(
+        "best", desc="What a member of a poor previous model (poor_above) starts from instead: `best`, the "
+        "previous committee's member of lowest training force RMSE, warm-started as usual with the member's own "
+        "seed (its training history stays as long as its siblings'); `scratch`, nothing: its own new seed and as "
+        "many steps as the poor model had behind it plus one warm start's.", fix="use best or scratch")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scratch_above(cls, data: Any) -> Any:
+        """The earlier `scratch_above: r` is `poor_above: r` with `poor_restart: scratch`."""
+        if isinstance(data, dict) and "scratch_above" in data:
+            data = dict(data)
+            if "poor_above" in data:
+                fail(Problem("scratch_above", "and poor_above are both given",
+                             data["scratch_above"], "use poor_above (with poor_restart: scratch) only"))
+            data["poor_above"] = data.pop("scratch_above")
+            data.setdefault("poor_restart", "scratch")
+        return data
 
     def warm(self, iteration: int) -> bool:
         """Whether iteration ``iteration`` starts its members from the previous iteration's models."""

@@ -184,13 +184,14 @@ class TrainingRecord:
         seed: the member's training seed (:func:`~firegen.campaign.seeds.training_seed`).
         backend: deepmd-kit backend (``tf`` or ``pt``).
         dataset_id: the dataset snapshot it was trained on.
-        parent: the model it was initialised from (the same member of the previous iteration), or None.
+        parent: the model it was initialised from (the same member of the previous iteration, or that
+            committee's best when its own was poor: ``restarted_because``), or None.
         input: the deepmd-kit ``input.json`` it was trained with (nested lists as JSON text).
         metrics: ``{"train": {...}, "validation": {...}}``: energy (eV/atom) and force (eV/Å) RMSE.
         train_seconds: ``dp train`` + ``dp freeze`` wall time (s).
         n_train, n_validation: frames trained on and held out.
-        from_scratch_because: why a member that would have been warm-started was trained from scratch
-            (``committee.warm_start.scratch_above``), or None.
+        restarted_because: why a member that would have been warm-started from its own previous model was not, and
+            what it started from instead (``committee.warm_start.poor_above``), or None.
     """
 
     campaign: str
@@ -207,7 +208,7 @@ class TrainingRecord:
     n_validation: int | None = None
     file_id: Ref | None = None
     sha256: str | None = None
-    from_scratch_because: str | None = None
+    restarted_because: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

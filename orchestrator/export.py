@@ -199,7 +199,7 @@ def export_model(store: ResultsStore, campaign: str, out_dir: str | os.PathLike,
             files[-1].write_bytes(store.blobs.get(m["compressed_file_id"]))
         entries.append({"id": str(m["_id"]), "member": m["member"], "seed": m["seed"], "backend": m["backend"],
                         "file": path.name, "sha256": digest, "parent": str(m["parent"]) if m.get("parent") else None,
-                        "from_scratch_because": m.get("from_scratch_because"),
+                        "restarted_because": m.get("restarted_because"),
                         "metrics": m.get("metrics"), "train_seconds": m.get("train_seconds"),
                         "n_train": m.get("n_train"), "n_validation": m.get("n_validation"),
                         "dataset_id": str(m["dataset_id"]), "kind": m.get("kind", "committee"),

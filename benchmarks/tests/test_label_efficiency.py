@@ -83,7 +83,7 @@ def test_the_ablations_differ_from_firegen_only_by_their_selection(tmp_path):
     args = SimpleNamespace(firegen=str(le._bench.VENV_BIN / "firegen"), displacement=0.01,
                            warm_start='{"start_pref_e": 0.1, "start_pref_f": 100}')
     cfgs = {v: yaml.safe_load(le.firegen_yaml(tmp_path, v, 0, args).read_text())
-            for v in ("firegen-random", "firegen-warm", "firegen", "firegen-kmeans", "firegen-scratch")}
+            for v in ("firegen-random", "firegen-warm", "firegen", "firegen-kmeans", "firegen-scratch", "firegen-best")}
     assert cfgs["firegen-warm"]["committee"] == cfgs["firegen"]["committee"]
     assert cfgs["firegen-warm"]["committee"]["warm_start"]["enabled"] is True
     assert cfgs["firegen-random"]["committee"]["warm_start"] == {"enabled": False}
@@ -93,8 +93,10 @@ def test_the_ablations_differ_from_firegen_only_by_their_selection(tmp_path):
         "selection": {**cfgs["firegen"]["selection"], "policy": "kmeans"}}
     assert cfgs["firegen"]["selection"]["policy"] == "diverse"
     assert cfgs["firegen-scratch"]["committee"] == {**cfgs["firegen"]["committee"], "warm_start": {
-        **cfgs["firegen"]["committee"]["warm_start"], "scratch_above": 1.25}}
-    assert cfgs["firegen-scratch"]["selection"] == cfgs["firegen"]["selection"]
+        **cfgs["firegen"]["committee"]["warm_start"], "poor_above": 1.25, "poor_restart": "scratch"}}
+    assert cfgs["firegen-best"]["committee"]["warm_start"] == {
+        **cfgs["firegen"]["committee"]["warm_start"], "poor_above": 1.25, "poor_restart": "best"}
+    assert cfgs["firegen-scratch"]["selection"] == cfgs["firegen-best"]["selection"] == cfgs["firegen"]["selection"]
 
 
 def test_crossing_reads_between_two_committees():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +41,27 @@ def snapshot_documents(store: ResultsStore, snapshot: dict) -> list[dict]:
     return _SNAPSHOT_DOCUMENTS[key]
 
 
-def poor_parent(store: ResultsStore, cfg: CampaignConfig, parent: dict) -> str | None:
-    """Why ``parent`` (a member of the previous iteration) should not be warm-started from, or None: its training
-    force RMSE is more than ``committee.warm_start.scratch_above`` times the median of its committee's. A member
-    trained into a poor minimum stays there when warm-started (its error can even grow with the data), and the
-    committee's mean prediction carries it."""
-    ratio = cfg.committee.warm_start.scratch_above
-    if ratio is None:
+@dataclass(frozen=True)
+class Restart:
+    """What a member of a poor previous model starts from instead (``committee.warm_start.poor_restart``).
+
+    Attributes:
+        because: one line with the numbers: why its own previous model was passed over, and what it started from.
+        model: the previous committee's best member to warm-start from (``best``), or None: from scratch.
+    """
+
+    because: str
+    model: dict | None
+
+
+def poor_parent(store: ResultsStore, cfg: CampaignConfig, parent: dict) -> Restart | None:
+    """What ``parent`` (a member of the previous iteration) is to be replaced by, or None to warm-start from it:
+    its training force RMSE is more than ``committee.warm_start.poor_above`` times the median of its committee's.
+    A member trained into a poor minimum stays there when warm-started (its error can even grow with the data),
+    and the committee's mean prediction carries it. With ``poor_restart: best`` it warm-starts from the committee's
+    member of lowest training force RMSE instead, so its training history stays as long as its siblings'."""
+    warm = cfg.committee.warm_start
+    if warm.poor_above is None:
         return None
     committee = store.trained_committee(cfg.name, parent["iteration"])
     errors = {m["member"]: m["metrics"]["train"]["rmse_f"] for m in committee if (m.get("metrics") or {}).get("train")}
@@ -54,10 +69,51 @@ def poor_parent(store: ResultsStore, cfg: CampaignConfig, parent: dict) -> str |
     if mine is None or len(errors) < 2:
         return None
     median = float(np.median(list(errors.values())))
-    if mine <= ratio * median:
+    if mine <= warm.poor_above * median:
         return None
-    return (f"member {parent['member']} of iteration {parent['iteration']} trained to {mine:.3f} eV/Å force RMSE, "
-            f"{mine / median:.2f}x its committee's median {median:.3f} (committee.warm_start.scratch_above = {ratio})")
+    because = (f"member {parent['member']} of iteration {parent['iteration']} trained to {mine:.3f} eV/Å force RMSE, "
+               f"{mine / median:.2f}x its committee's median {median:.3f} (committee.warm_start.poor_above = "
+               f"{warm.poor_above})")
+    if warm.poor_restart == "scratch":
+        return Restart(because, None)
+    best = min(errors, key=lambda k: (errors[k], k))
+    model = next(m for m in committee if m["member"] == best)
+    return Restart(f"{because}; warm-started from member {best} ({errors[best]:.3f} eV/Å) instead", model)
+
+
+@dataclass(frozen=True)
+class StartingPoint:
+    """Where a member's training starts: ``parent``, the stored model it warm-starts from (None: from scratch),
+    with ``template`` (the deepmd-kit input, its schedule restarted for a warm start) for ``steps`` steps;
+    ``restarted_because``: why that is not its own previous model (:func:`poor_parent`), or None."""
+
+    parent: dict | None
+    template: dict
+    steps: int
+    restarted_because: str | None = None
+
+
+def starting_point(store: ResultsStore, cfg: CampaignConfig, iteration: int, member: int) -> StartingPoint:
+    """From scratch (the first iteration, ``committee.warm_start`` off or its ``scratch_every``, no stored previous
+    model, a poor one with ``poor_restart: scratch``), or warm-started from the member's previous model or, when
+    that one is poor, from its committee's best (``committee.warm_start``)."""
+    warm = cfg.committee.warm_start
+    scratch = StartingPoint(None, cfg.committee.training, cfg.committee.numb_steps)
+    own = store.find_model(cfg.name, iteration - 1, member) if warm.warm(iteration) else None
+    if own is None:
+        return scratch
+    restart = poor_parent(store, cfg, own)
+    if restart and restart.model is None:
+        # as many steps as its warm-started siblings will have behind them: with committee.numb_steps alone a
+        # redrawn member falls behind them more every iteration, and is redrawn again (cu_emt.yaml did)
+        steps = store.steps_behind(own["_id"]) + (warm.numb_steps or scratch.steps)
+        return StartingPoint(None, scratch.template, steps, f"{restart.because}; trained {steps} steps from scratch")
+    parent = restart.model if restart else own
+    if not parent.get("file_id"):
+        return scratch  # no stored model (e.g. the member failed then)
+    return StartingPoint(parent, restart_schedule(scratch.template, warm.start_lr, warm.start_pref_e,
+                                                  warm.start_pref_f),
+                         warm.numb_steps or scratch.steps, restart.because if restart else None)
 
 
 def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, member: int, workdir: Path,
@@ -87,27 +143,10 @@ def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, membe
     train_sys = write_deepmd_npy(train_docs, cfg.type_map, data_dir / "train")
     valid_sys = write_deepmd_npy(valid_docs, cfg.type_map, data_dir / "valid") if valid_docs else None
     seed = training_seed(cfg.name, iteration, member)
-    template, steps = cfg.committee.training, cfg.committee.numb_steps
-    parent = None
-    init_model = None
-    scratch_because = None
-    warm = cfg.committee.warm_start
-    if warm.warm(iteration):
-        parent = store.find_model(cfg.name, iteration - 1, member)
-        scratch_because = poor_parent(store, cfg, parent) if parent else None
-        if scratch_because:
-            # as many steps as its warm-started siblings will have behind them: with committee.numb_steps alone a
-            # redrawn member falls behind them more every iteration, and is redrawn again (cu_emt.yaml did)
-            steps = store.steps_behind(parent["_id"]) + (warm.numb_steps or steps)
-            scratch_because += f"; trained {steps} steps from scratch"
-            parent = None
-        elif parent and parent.get("file_id"):
-            init_model = store.blobs.fetch(parent["file_id"], workdir / "parent.pb")
-            template = restart_schedule(template, warm.start_lr, warm.start_pref_e, warm.start_pref_f)
-            steps = warm.numb_steps or steps
-        else:
-            parent = None  # no stored parent (e.g. the member failed then): from scratch
-    input_dict = training.make_training_input(template, train_sys, cfg.type_map, seed, steps, valid_sys)
+    start = starting_point(store, cfg, iteration, member)
+    init_model = store.blobs.fetch(start.parent["file_id"], workdir / "parent.pb") if start.parent else None
+    input_dict = training.make_training_input(start.template, train_sys, cfg.type_map, seed, start.steps,
+                                             valid_sys)
     t0 = time.perf_counter()
     result = training.train_model(workdir / "train", input_dict, init_model=init_model)
     metrics = {"train": training.evaluate_model(result.frozen_model, train_sys, cfg.type_map)}
@@ -118,10 +157,10 @@ def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, membe
         parity = metrics["validation"].pop("parity", None)
     science = time.perf_counter() - t0  # dp train + dp freeze + testing
     record = TrainingRecord(cfg.name, iteration, member, seed=seed, backend=cfg.committee.backend,
-                            dataset_id=snapshot["_id"], parent=parent["_id"] if parent else None,
+                            dataset_id=snapshot["_id"], parent=start.parent["_id"] if start.parent else None,
                             input=plain(result.input_dict, nested_lists=False), metrics=plain(metrics),
                             train_seconds=result.wall_time, n_train=len(train_docs), n_validation=len(valid_docs),
-                            from_scratch_because=scratch_because)
+                            restarted_because=start.restarted_because)
     model_id = store.store_model(record, result.frozen_model)
     if parity is not None:
         store.store_heldout_predictions(model_id, HeldOutPredictions(cfg.name, iteration, member, **parity))
