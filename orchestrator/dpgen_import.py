@@ -35,6 +35,7 @@ train_backend                         committee.backend (tensorflow; pytorch is 
 training_init_model                   committee.warm_start: {enabled: true} (from iteration 1, same settings)
 training_reuse_iter and               committee.warm_start: {from_iteration, numb_steps, start_lr,
 training_reuse_numb_steps (stop_batch) start_pref_e, start_pref_f}; neither key: warm_start.enabled false;
+                                      with either, poor_above: null (every member from its own model);
 /start_lr/start_pref_e/start_pref_f   training_reuse_old_ratio, training_iter0_model_path,
                                       training_init_frozen_model, training_finetune_model: unsupported
 model_devi_jobs                       stages: each job, or each run of consecutive identical jobs, is
@@ -611,8 +612,11 @@ class _Converter(LabelerKeys):
         """DP-GEN's training_init_model (reuse from iteration 1, same settings) and training_reuse_* keys."""
         reuse = self.j.get("training_reuse_iter")
         if reuse is None:
-            return {"enabled": bool(self.j.get("training_init_model"))}
-        out = {"enabled": True, "from_iteration": max(1, self.num("training_reuse_iter", reuse, int))}
+            init_model = bool(self.j.get("training_init_model"))
+            return {"enabled": True, "poor_above": None} if init_model else {"enabled": False}
+        # DP-GEN warm-starts every member from its own previous model, however poor
+        out = {"enabled": True, "from_iteration": max(1, self.num("training_reuse_iter", reuse, int)),
+               "poor_above": None}
         steps_key = "training_reuse_stop_batch" if "training_reuse_stop_batch" in self.j else "training_reuse_numb_steps"
         if self.j.get(steps_key) is not None:
             out["numb_steps"] = self.num(steps_key, self.j[steps_key], int)

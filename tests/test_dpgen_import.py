@@ -118,6 +118,7 @@ def test_vasp_nvt_and_npt_a_with_init_model(dpgen_dir):
     conv, cfg, _ = convert(dpgen_dir, "param_vasp.json")
     assert conv.unsupported == []
     assert cfg.committee.warm_start.enabled is True and cfg.committee.numb_steps == 800
+    assert cfg.committee.warm_start.poor_above is None
     # DP-GEN 0.14's init model keeps the template's loss prefactors
     assert (cfg.committee.warm_start.start_pref_e, cfg.committee.warm_start.start_pref_f) == (None, None)
     assert [s.ensemble for s in cfg.stages] == ["nvt", "npt-aniso"]
@@ -139,6 +140,7 @@ def test_training_reuse_keys_become_warm_start_and_selection_stays_dp_gen_s(dpge
     warm = cfg.committee.warm_start
     assert (warm.enabled, warm.from_iteration, warm.numb_steps) == (True, 2, 300)
     assert (warm.start_lr, warm.start_pref_e, warm.start_pref_f) == (1e-4, 0.1, 100)
+    assert warm.poor_above is None  # DP-GEN warm-starts every member from its own model, however poor
     assert [warm.warm(i) for i in range(4)] == [False, False, True, True]  # DP-GEN: iter_index >= reuse_iter
     # DP-GEN picks uniformly at random among the candidates and keeps near-copies
     assert cfg.selection.policy == "random" and not cfg.selection.dedup.enabled

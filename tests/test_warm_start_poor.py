@@ -1,7 +1,7 @@
 """`committee.warm_start.poor_above`: a member whose previous model trained into a poor minimum (training force RMSE
-far above its committee's median) does not warm-start from it: it warm-starts from the committee's best member
-(`poor_restart: best`, the default) or trains from scratch (`poor_restart: scratch`), and its model says why; the
-others warm-start from their own as before. Real deepmd-kit training on EMT labels, 60 steps a member."""
+far above its committee's median; by default more than 1.25x) does not warm-start from it: it warm-starts from the
+committee's best member (`poor_restart: best`) or trains from scratch (`poor_restart: scratch`), and its model says
+why; the others warm-start from their own as before. Real deepmd-kit training on EMT labels, 60 steps a member."""
 
 import html
 
@@ -29,6 +29,11 @@ def _config(tmp_path, **warm_start):
 def test_poor_above_must_be_a_ratio_above_one(tmp_path):
     with pytest.raises(ConfigError, match=r"committee\.warm_start\.poor_above.*Fix: use a ratio above 1"):
         _config(tmp_path, poor_above=0.8)
+
+
+def test_by_default_a_member_of_a_poor_parent_warm_starts_from_the_best(tmp_path):
+    warm = _config(tmp_path).committee.warm_start
+    assert (warm.poor_above, warm.poor_restart) == (1.25, "best")
 
 
 def test_earlier_scratch_above_reads_as_poor_above_with_scratch_restart(tmp_path):
@@ -82,7 +87,7 @@ def test_a_member_of_a_poor_parent_warm_starts_from_the_committees_best(launchpa
     assert poor_parent(store, cfg, parents[1]) is None and poor_parent(store, cfg, parents[2]) is None
     off = cfg.model_copy(update={"committee": cfg.committee.model_copy(update={
         "warm_start": cfg.committee.warm_start.model_copy(update={"poor_above": None})})})
-    assert poor_parent(store, off, parents[0]) is None  # the default: every member warm-starts from its own
+    assert poor_parent(store, off, parents[0]) is None  # null: every member warm-starts from its own
 
     for m in range(3):
         train_member(store, cfg, 1, m, tmp_path / f"t1-{m}")
