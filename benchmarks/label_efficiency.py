@@ -12,16 +12,16 @@ iteration). Three variants (three more on request), each run ``--seeds`` times i
   choice, no deduplication, every committee trained from scratch), ``selection.seed`` varied per seed;
 * ``firegen``: the same import with firegen's own selection and training: deduplication, diverse
   (farthest-point) selection, and warm-started training (same 400 steps per iteration, restarted at energy/force
-  loss prefactors 0.1 / 100: ``--warm-start``), a member of a poor previous model warm-started from its
-  committee's best (``committee.warm_start.poor_above``'s default 1.25, ``poor_restart: best``);
+  loss prefactors 0.1 / 100: ``--warm-start``), every member from its own previous model;
 * ``firegen-warm`` (an ablation, only with ``--variants``): DP-GEN's random choice without deduplication, with
   ``firegen``'s warm start, so that the selection's share of a difference is told from warm start's;
 * ``firegen-kmeans`` (only with ``--variants``): ``firegen`` with the k-means pick (``selection.policy:
   kmeans``) in place of farthest-point sampling;
-* ``firegen-own`` (only with ``--variants``): ``firegen`` with ``poor_above: null``: every member warm-starts
-  from its own previous model, however poor (firegen's default before 2026-12-07, and DP-GEN's reuse);
-* ``firegen-scratch`` (only with ``--variants``): ``firegen`` with ``poor_restart: scratch``: a member whose
-  previous model trained to more than 1.25x its committee's median training force RMSE is redrawn from scratch.
+* ``firegen-best`` (only with ``--variants``): ``firegen`` with ``committee.warm_start.poor_above: 1.25``
+  (``poor_restart: best``): a member whose previous model trained to more than 1.25x its committee's median
+  training force RMSE warm-starts from the committee's best member instead;
+* ``firegen-scratch`` (only with ``--variants``): the same with ``poor_restart: scratch``: such a member is
+  redrawn from scratch.
 
 Every firegen variant of one seed has the same campaign name (``cu-seed<k>``), hence the same training and MD
 seeds (firegen derives them from the name): the variants are paired, their iteration-0 committees identical.
@@ -75,7 +75,7 @@ FIREGEN_SETUPS = {
     "firegen-warm": {"policy": "random", "dedup": False, "warm_start": True},
     "firegen": {"policy": "diverse", "dedup": True, "warm_start": True},
     "firegen-kmeans": {"policy": "kmeans", "dedup": True, "warm_start": True},
-    "firegen-own": {"policy": "diverse", "dedup": True, "warm_start": True, "poor": {"poor_above": None}},
+    "firegen-best": {"policy": "diverse", "dedup": True, "warm_start": True, "poor": {"poor_above": 1.25}},
     "firegen-scratch": {"policy": "diverse", "dedup": True, "warm_start": True,
                         "poor": {"poor_above": 1.25, "poor_restart": "scratch"}},
 }
@@ -83,10 +83,10 @@ FIREGEN_SETUPS = {
 what replaces a poor previous model: ``committee.warm_start.poor_above`` / ``poor_restart``)."""
 VARIANTS = ("dpgen", *FIREGEN_SETUPS)
 DEFAULT_VARIANTS = ("dpgen", "firegen-random", "firegen")
-"""``firegen-warm``, ``firegen-kmeans``, ``firegen-own`` and ``firegen-scratch`` (on request): the ablation of DP-GEN's
-random choice with warm start, the k-means pick in place of farthest-point sampling, and ``firegen`` with every
-member warm-started from its own previous model, or with members of a poor one (training force RMSE above 1.25x
-the committee's median) trained from scratch."""
+"""``firegen-warm``, ``firegen-kmeans``, ``firegen-best`` and ``firegen-scratch`` (on request): the ablation of DP-GEN's
+random choice with warm start, the k-means pick in place of farthest-point sampling, and ``firegen`` with members
+of a poor previous model (training force RMSE above 1.25x the committee's median) warm-started from the
+committee's best member or trained from scratch."""
 TYPE_MAP = ["Cu"]
 PARAM_STEPS = json.loads((HERE / "vs_dpgen" / "param.json").read_text())["default_training_param"]["training"][
     "numb_steps"]
@@ -401,7 +401,7 @@ def report(rows: list[dict], target_arg: str, out: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colours = {"dpgen": "tab:gray", "firegen-random": "tab:blue", "firegen-warm": "tab:orange", "firegen": "tab:red",
-               "firegen-kmeans": "tab:green", "firegen-own": "tab:brown", "firegen-scratch": "tab:purple"}
+               "firegen-kmeans": "tab:green", "firegen-best": "tab:brown", "firegen-scratch": "tab:purple"}
     for variant in VARIANTS:
         for n, r in enumerate(r for r in rows if r["variant"] == variant and r["curve"]):
             ax.plot([p["labels"] for p in r["curve"]], [p["rmse_f"] for p in r["curve"]], "o-", alpha=0.7,

@@ -40,11 +40,12 @@ class WarmStartConfig(_Model):
                                    "(iterations k*scratch_every); null: only the first.",
                                    fix="use a positive number of iterations, or null")
     poor_above: float | None = fx(
-        1.25, gt=1, desc="A member whose previous model's training force RMSE is more than this many times the "
+        None, gt=1, desc="A member whose previous model's training force RMSE is more than this many times the "
         "median of its committee's does not warm-start from that model (warm start keeps a member in a poor "
         "minimum; the committee's mean prediction carries it): see poor_restart; null: every member warm-starts "
-        "from its own previous model, as DP-GEN's training_reuse_* do. See benchmarks/README.md "
-        "(label_efficiency.py) for what it changes.",
+        "from its own previous model, as DP-GEN's training_reuse_* do. Off by default: with `best` the "
+        "committee's members come to share one lineage and their deviation stops measuring their error; see "
+        "benchmarks/README.md (label_efficiency.py).",
         fix="use a ratio above 1 such as 1.25, or null")
     poor_restart: Literal["best", "scratch"] = fx(
         "best", desc="What a member of a poor previous model (poor_above) starts from instead: `best`, the "

@@ -1,5 +1,5 @@
 """`committee.warm_start.poor_above`: a member whose previous model trained into a poor minimum (training force RMSE
-far above its committee's median; by default more than 1.25x) does not warm-start from it: it warm-starts from the
+far above its committee's median; off by default) does not warm-start from it: it warm-starts from the
 committee's best member (`poor_restart: best`) or trains from scratch (`poor_restart: scratch`), and its model says
 why; the others warm-start from their own as before. Real deepmd-kit training on EMT labels, 60 steps a member."""
 
@@ -31,9 +31,9 @@ def test_poor_above_must_be_a_ratio_above_one(tmp_path):
         _config(tmp_path, poor_above=0.8)
 
 
-def test_by_default_a_member_of_a_poor_parent_warm_starts_from_the_best(tmp_path):
+def test_by_default_every_member_warm_starts_from_its_own_model(tmp_path):
     warm = _config(tmp_path).committee.warm_start
-    assert (warm.poor_above, warm.poor_restart) == (1.25, "best")
+    assert (warm.poor_above, warm.poor_restart) == (None, "best")
 
 
 def test_earlier_scratch_above_reads_as_poor_above_with_scratch_restart(tmp_path):
