@@ -21,7 +21,7 @@ def model_page(src: CampaignSource, links, model_id) -> list[Section]:
              {"name": "dataset snapshot", "value": "snapshot", "href": links.dataset(model.get("dataset_id"))},
              {"name": "parent", "value": str(model["parent"]) if model.get("parent") else None,
               "href": links.model(model["parent"]) if model.get("parent") else None},
-             *([{"name": "not its own parent because", "value": model["restarted_because"]}]
+             *([{"name": "restarted because", "value": model["restarted_because"]}]
                if model.get("restarted_because") else []),
              {"name": "frames train", "value": model.get("n_train")},
              {"name": "frames held out", "value": model.get("n_validation")},
