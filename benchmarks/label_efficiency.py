@@ -143,7 +143,9 @@ class HeldOut:
         self.forces = data["forces"].reshape(len(data), -1)
 
     def errors(self, models: list[Path]) -> dict:
-        """RMSEs of the committee's mean prediction: force (eV/Å) and energy (meV/atom)."""
+        """RMSEs of the committee's mean prediction, force (eV/Å) and energy (meV/atom), and whether its deviation
+        still measures its error: ``devi_f``, the mean over frames of DP-GEN's ``max_devi_f``, against
+        ``max_err_f``, the mean over frames of the largest atomic force error of the mean prediction (eV/Å)."""
         from deepmd.infer import DeepPot
 
         e, f = [], []
@@ -152,8 +154,20 @@ class HeldOut:
             e.append(np.asarray(out[0]).reshape(-1))
             f.append(np.asarray(out[1]).reshape(len(self.energies), -1))
         e_mean, f_mean = np.mean(e, axis=0), np.mean(f, axis=0)
+        devi, worst = deviation_and_error(np.asarray(f).reshape(len(models), len(self.energies), -1, 3),
+                                          self.forces.reshape(len(self.energies), -1, 3))
         return {"rmse_f": float(np.sqrt(np.mean((f_mean - self.forces) ** 2))),
-                "rmse_e_mev": float(1000 * np.sqrt(np.mean(((e_mean - self.energies) / self.natoms) ** 2)))}
+                "rmse_e_mev": float(1000 * np.sqrt(np.mean(((e_mean - self.energies) / self.natoms) ** 2))),
+                "devi_f": float(devi.mean()), "max_err_f": float(worst.mean())}
+
+
+def deviation_and_error(forces: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, from the members' forces (models x frames x atoms x 3, eV/Å) and the reference's (frames x atoms
+    x 3): DP-GEN's ``max_devi_f`` (the largest atomic RMS deviation of the members from their mean) and the
+    largest atomic force error of the members' mean."""
+    mean = forces.mean(axis=0)
+    devi = np.sqrt(((forces - mean) ** 2).sum(axis=-1).mean(axis=0)).max(axis=-1)
+    return devi, np.linalg.norm(mean - reference, axis=-1).max(axis=-1)
 
 
 # ----------------------------------------------------------------------------------- committees of a run
@@ -380,6 +394,12 @@ def report(rows: list[dict], target_arg: str, out: Path) -> None:
             ratios.append(f"{rule} {mine / base:.2f}" if max(base, mine) < float("inf") else f"{rule} undefined "
                           "(a median not reached)")
         print(f"labels to target, {variant} / dpgen (medians): {', '.join(ratios)}")
+    calibrated = {v: [r["curve"][-1]["devi_f"] / r["curve"][-1]["max_err_f"] for r in rows
+                      if r["variant"] == v and r["curve"] and "devi_f" in r["curve"][-1]] for v in VARIANTS}
+    for variant, ratios in calibrated.items():
+        if ratios:  # near-copies agree while they err: a committee's deviation must stay near its error
+            print(f"final committees' deviation / error on the held-out set (mean max_devi_f / mean max force "
+                  f"error), {variant}: {_stat(ratios, '{:.2f}')}")
     if paired == {True}:
         print("firegen variants paired: one campaign name per seed, so the same training and MD seeds; labels to "
               "target ('first') per seed:")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from firegen.campaign.config_loop import WarmStartConfig
@@ -68,6 +69,29 @@ def test_firegen_variants_of_one_seed_share_a_campaign_name_and_the_report_keeps
     assert "  seed 0: firegen 58, firegen-kmeans 98\n" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="mixes firegen runs named per seed"):
         le.report(paired + [_row("firegen-warm", 0, [(18, 0.2)])], "0.12", tmp_path)  # an older, unpaired row
+
+
+def test_a_committee_of_copies_shows_no_deviation_however_wrong_it_is():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(5, 8, 3))
+    wrong = reference + 0.2 * rng.normal(size=reference.shape)
+    devi, err = le.deviation_and_error(np.stack([wrong] * 4), reference)
+    assert np.allclose(devi, 0) and (err > 0.2).all()
+    members = np.stack([reference + 0.1 * rng.normal(size=reference.shape) for _ in range(4)])
+    devi, err = le.deviation_and_error(members, reference)
+    # DP-GEN's max_devi_f: per atom sqrt(mean over members of |f - mean f|^2), the largest atom of each frame
+    by_hand = np.sqrt(((members - members.mean(0)) ** 2).sum(-1).mean(0)).max(-1)
+    assert np.allclose(devi, by_hand) and (devi > 0.05).all()
+    assert np.allclose(err, np.linalg.norm(members.mean(0) - reference, axis=-1).max(-1))
+
+
+def test_the_report_gives_the_final_committees_deviation_against_their_error(tmp_path, capsys):
+    rows = [_row("dpgen", 0, [(18, 0.3), (58, 0.12)]), _row("firegen", 0, [(18, 0.2), (58, 0.1)])]
+    rows[1]["curve"][-1].update(devi_f=0.01, max_err_f=0.2)
+    le.report(rows, "0.12", tmp_path)
+    out = capsys.readouterr().out
+    assert "mean max force error), firegen: 0.05 [0.05-0.05]\n" in out
+    assert "error), dpgen" not in out  # no deviation stored for it: nothing printed, no error
 
 
 def test_kept_needs_every_later_committee_at_or_below_the_target():
