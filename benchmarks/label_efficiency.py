@@ -163,11 +163,12 @@ class HeldOut:
 
 def deviation_and_error(forces: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per frame, from the members' forces (models x frames x atoms x 3, eV/Å) and the reference's (frames x atoms
-    x 3): DP-GEN's ``max_devi_f`` (the largest atomic RMS deviation of the members from their mean) and the
-    largest atomic force error of the members' mean."""
-    mean = forces.mean(axis=0)
-    devi = np.sqrt(((forces - mean) ** 2).sum(axis=-1).mean(axis=0)).max(axis=-1)
-    return devi, np.linalg.norm(mean - reference, axis=-1).max(axis=-1)
+    x 3): ``max_devi_f`` (the largest atomic RMS deviation of the members from their mean; deepmd-kit's
+    ``calc_model_devi_f``, what LAMMPS writes during exploration) and the largest atomic force error of the
+    members' mean (the same function against the reference)."""
+    from deepmd.infer.model_devi import calc_model_devi_f
+
+    return calc_model_devi_f(forces)[0], calc_model_devi_f(forces.mean(axis=0)[None], reference)[0]
 
 
 # ----------------------------------------------------------------------------------- committees of a run
