@@ -20,6 +20,8 @@ iteration). Three variants (three more on request), each run ``--seeds`` times i
 * ``firegen-best`` (only with ``--variants``): ``firegen`` with ``committee.warm_start.poor_above: 1.25``
   (``poor_restart: best``): a member whose previous model trained to more than 1.25x its committee's median
   training force RMSE warm-starts from the committee's best member instead;
+* ``firegen-descriptor`` (only with ``--variants``): the same with ``poor_restart: best_descriptor``: such a
+  member keeps the best member's descriptor and draws its fitting net afresh;
 * ``firegen-scratch`` (only with ``--variants``): the same with ``poor_restart: scratch``: such a member is
   redrawn from scratch.
 
@@ -68,6 +70,7 @@ sys.path.insert(0, str(HERE / "vs_dpgen"))
 sys.path.insert(0, str(HERE))
 
 import _bench  # noqa: E402
+from firegen.workflows.steps.evaluate import deviation_and_error  # noqa: E402
 import run as vs_dpgen  # noqa: E402  (benchmarks/vs_dpgen/run.py: run folders, DP-GEN and firegen runs)
 
 FIREGEN_SETUPS = {
@@ -76,6 +79,8 @@ FIREGEN_SETUPS = {
     "firegen": {"policy": "diverse", "dedup": True, "warm_start": True},
     "firegen-kmeans": {"policy": "kmeans", "dedup": True, "warm_start": True},
     "firegen-best": {"policy": "diverse", "dedup": True, "warm_start": True, "poor": {"poor_above": 1.25}},
+    "firegen-descriptor": {"policy": "diverse", "dedup": True, "warm_start": True,
+                           "poor": {"poor_above": 1.25, "poor_restart": "best_descriptor"}},
     "firegen-scratch": {"policy": "diverse", "dedup": True, "warm_start": True,
                         "poor": {"poor_above": 1.25, "poor_restart": "scratch"}},
 }
@@ -83,10 +88,11 @@ FIREGEN_SETUPS = {
 what replaces a poor previous model: ``committee.warm_start.poor_above`` / ``poor_restart``)."""
 VARIANTS = ("dpgen", *FIREGEN_SETUPS)
 DEFAULT_VARIANTS = ("dpgen", "firegen-random", "firegen")
-"""``firegen-warm``, ``firegen-kmeans``, ``firegen-best`` and ``firegen-scratch`` (on request): the ablation of DP-GEN's
-random choice with warm start, the k-means pick in place of farthest-point sampling, and ``firegen`` with members
-of a poor previous model (training force RMSE above 1.25x the committee's median) warm-started from the
-committee's best member or trained from scratch."""
+"""``firegen-warm``, ``firegen-kmeans``, ``firegen-best``, ``firegen-descriptor`` and ``firegen-scratch`` (on request):
+the ablation of DP-GEN's random choice with warm start, the k-means pick in place of farthest-point sampling, and
+``firegen`` with members of a poor previous model (training force RMSE above 1.25x the committee's median)
+warm-started from the committee's best member, from its descriptor with a fitting net of their own, or trained
+from scratch."""
 TYPE_MAP = ["Cu"]
 PARAM_STEPS = json.loads((HERE / "vs_dpgen" / "param.json").read_text())["default_training_param"]["training"][
     "numb_steps"]
@@ -159,16 +165,6 @@ class HeldOut:
         return {"rmse_f": float(np.sqrt(np.mean((f_mean - self.forces) ** 2))),
                 "rmse_e_mev": float(1000 * np.sqrt(np.mean(((e_mean - self.energies) / self.natoms) ** 2))),
                 "devi_f": float(devi.mean()), "max_err_f": float(worst.mean())}
-
-
-def deviation_and_error(forces: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame, from the members' forces (models x frames x atoms x 3, eV/Å) and the reference's (frames x atoms
-    x 3): ``max_devi_f`` (the largest atomic RMS deviation of the members from their mean; deepmd-kit's
-    ``calc_model_devi_f``, what LAMMPS writes during exploration) and the largest atomic force error of the
-    members' mean (the same function against the reference)."""
-    from deepmd.infer.model_devi import calc_model_devi_f
-
-    return calc_model_devi_f(forces)[0], calc_model_devi_f(forces.mean(axis=0)[None], reference)[0]
 
 
 # ----------------------------------------------------------------------------------- committees of a run
@@ -422,7 +418,8 @@ def report(rows: list[dict], target_arg: str, out: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colours = {"dpgen": "tab:gray", "firegen-random": "tab:blue", "firegen-warm": "tab:orange", "firegen": "tab:red",
-               "firegen-kmeans": "tab:green", "firegen-best": "tab:brown", "firegen-scratch": "tab:purple"}
+               "firegen-kmeans": "tab:green", "firegen-best": "tab:brown", "firegen-scratch": "tab:purple",
+               "firegen-descriptor": "tab:olive"}
     for variant in VARIANTS:
         for n, r in enumerate(r for r in rows if r["variant"] == variant and r["curve"]):
             ax.plot([p["labels"] for p in r["curve"]], [p["rmse_f"] for p in r["curve"]], "o-", alpha=0.7,

@@ -47,11 +47,14 @@ class WarmStartConfig(_Model):
         "committee's members come to share one lineage and their deviation stops measuring their error; see "
         "benchmarks/README.md (label_efficiency.py).",
         fix="use a ratio above 1 such as 1.25, or null")
-    poor_restart: Literal["best", "scratch"] = fx(
+    poor_restart: Literal["best", "best_descriptor", "scratch"] = fx(
         "best", desc="What a member of a poor previous model (poor_above) starts from instead: `best`, the "
         "previous committee's member of lowest training force RMSE, warm-started as usual with the member's own "
-        "seed (its training history stays as long as its siblings'); `scratch`, nothing: its own new seed and as "
-        "many steps as the poor model had behind it plus one warm start's.", fix="use best or scratch")
+        "seed (its training history stays as long as its siblings', but it shares that member's weights); "
+        "`best_descriptor`, the same with the fitting net drawn afresh from the member's own seed (it keeps the "
+        "best member's descriptor and learns a fitting net of its own); `scratch`, nothing: its own new seed and "
+        "as many steps as the poor model had behind it plus one warm start's.",
+        fix="use best, best_descriptor or scratch")
 
     @model_validator(mode="before")
     @classmethod
@@ -91,6 +94,12 @@ class CommitteeConfig(_Model):
                                   fix="give a mapping shaped like deepmd-kit's input.json")
     numb_steps: int = fx(2000, gt=0, desc="Training steps per member and iteration.",
                          fix="set a positive number of training steps, e.g. 2000")
+    warn_deviation_below: float | None = fx(
+        0.2, gt=0, desc="After each iteration the committee is scored on its validation frames: its mean per-frame "
+        "max force deviation (what exploration compares with the trust levels) against the mean per-frame max "
+        "force error of its mean prediction (both eV/Å). Below this ratio the iteration is flagged in `firegen "
+        "status` and on the dashboard: its members agree far more than they are right (near-copies), so frames "
+        "it calls accurate may not be. null: no check.", fix="use a ratio such as 0.2, or null")
 
     @model_validator(mode="before")
     @classmethod

@@ -260,6 +260,9 @@ class IterationRecord:
         timings: seconds spent per kind of work (``train_s``, ``explore_s``, ``label_s``, ``select_s``).
         labels: the labels of the configurations it picked (:class:`LabelTally`).
         label_failures: every failed label attempt on them (:class:`LabelFailure`), oldest first.
+        calibration: its committee's force deviation against its force error on its validation frames (``frames``,
+            ``devi_f``, ``max_err_f`` in eV/Å, ``ratio``; ``warning`` when the ratio is below
+            ``committee.warn_deviation_below``), or ``skipped`` and why.
     """
 
     campaign: str
@@ -282,3 +285,4 @@ class IterationRecord:
     timings: dict[str, float] | None = None
     labels: LabelTally | None = None
     label_failures: list[LabelFailure] | None = None
+    calibration: dict | None = None

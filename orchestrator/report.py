@@ -5,7 +5,9 @@ from __future__ import annotations
 from firegen.db.repository import ResultsStore
 
 COLUMNS = ["iteration", "stage", "ensemble", "T (K)", "P (bar)", "MD steps", "tasks", "frames", "candidates",
-           "duplicates", "selected", "labeled", "failed labels", "accurate %", "decision"]
+           "duplicates", "selected", "labeled", "failed labels", "accurate %", "devi/err", "decision"]
+#: ``devi/err``: the committee's mean max force deviation over its mean max force error on its validation frames
+#: (:mod:`firegen.workflows.jobs.calibration`); ``!`` marks one below ``committee.warn_deviation_below``.
 
 
 def label_counts(store: ResultsStore, campaign: str, iterations: list[dict], doc: dict | None) -> dict[tuple[int, str], int]:
@@ -43,10 +45,18 @@ def iteration_rows(store: ResultsStore, campaign: str, iterations: list[dict] | 
             "labeled": per_iteration.get((it["index"], "labeled"), 0),
             "failed labels": per_iteration.get((it["index"], "label_failed"), 0),
             "accurate %": f"{100 * ratios['accurate']:.1f}" if ratios else "",
+            "devi/err": calibration_cell(it.get("calibration")),
             "decision": (it.get("decision") or {}).get("action", it.get("status", "")),
             "reason": (it.get("decision") or {}).get("reason", ""),
         })
     return rows
+
+
+def calibration_cell(calibration: dict | None) -> str:
+    """The ``devi/err`` cell: the ratio, ``!`` after it when flagged; empty when not measured."""
+    if not calibration or "ratio" not in calibration:
+        return ""
+    return f"{calibration['ratio']:.2f}" + ("!" if calibration.get("warning") else "")
 
 
 def render_table(rows: list[dict], title: str = "") -> str:
@@ -71,4 +81,6 @@ def campaign_summary(store: ResultsStore, campaign: str) -> str:
     why = [f"last decision (iteration {last['index']}): {last['decision']['reason']}"] if last else []
     if doc.get("stop_reason"):
         why.append(f"{doc['status']}: {doc['stop_reason']}")
+    why += [f"warning: {it['calibration']['warning']}" for it in store.iterations_of(campaign)
+            if (it.get("calibration") or {}).get("warning")]
     return "\n".join([render_table(iteration_rows(store, campaign, doc=doc), head)] + why)

@@ -68,8 +68,16 @@ def test_campaign_iterates_converges_and_advances_stages_by_itself(finished_camp
         assert set(final["decision"]["tasks"].values()) == {"converged"}
         for key, counts in final["explorations"].items():
             assert counts["accurate"] / counts["total"] >= 0.9, key
+    for it in iterations:  # each committee scored on the validation frames its members held out
+        member = db.models.find_one({"campaign": "cu-loop", "iteration": it["index"], "member": 0})
+        calibration = it["calibration"]
+        if member["n_validation"]:
+            assert calibration["frames"] == member["n_validation"] and calibration["max_err_f"] > 0
+            assert calibration["ratio"] == pytest.approx(calibration["devi_f"] / calibration["max_err_f"])
+        else:
+            assert calibration == {"skipped": "no validation frames (too few labeled frames to hold any out)"}
     # the per-iteration table is printed at the end and by `firegen status`
-    assert "accurate %" in run.stdout
+    assert "accurate %" in run.stdout and "devi/err" in run.stdout
     status = firegen(folder, "status", "cu-loop", check=True)
     assert status.stdout.count("\n") >= len(iterations) + 2 and "converged" in status.stdout
 

@@ -123,3 +123,44 @@ def test_a_member_of_a_poor_parent_trains_from_scratch_when_asked(launchpad, tmp
         assert warm["parent"] == parents[m]["_id"] and warm.get("restarted_because") is None
         assert warm["input"]["training"]["numb_steps"] == 30
     assert html.escape(redrawn["restarted_because"], quote=False) in _shown_on_model_page(launchpad, cfg, redrawn)
+
+
+def _constants(pb) -> dict:
+    """Every constant of a frozen model, by node name, as bytes."""
+    from deepmd.tf.utils.graph import load_graph_def
+
+    return {n.name: n.attr["value"].tensor.SerializeToString() for n in load_graph_def(str(pb))[1].node
+            if n.op == "Const"}
+
+
+def test_a_member_of_a_poor_parent_keeps_only_the_best_members_descriptor_when_asked(launchpad, tmp_path):
+    from deepmd.tf.utils.graph import get_fitting_net_variables_from_graph_def, load_graph_def
+
+    cfg = _config(tmp_path, poor_above=1.5, poor_restart="best_descriptor")
+    store, parents, _ = _first_committee(launchpad, tmp_path, cfg)
+    best = min((1, 2), key=lambda m: (parents[m]["metrics"]["train"]["rmse_f"], m))
+    restart = poor_parent(store, cfg, parents[0])
+    assert restart.model["_id"] == parents[best]["_id"] and restart.fresh_fitting
+    assert restart.because.endswith(f"warm-started from the descriptor of member {best} "
+                                    f"({parents[best]['metrics']['train']['rmse_f']:.3f} eV/Å) with a fitting net "
+                                    "drawn afresh instead")
+
+    for m in range(3):
+        train_member(store, cfg, 1, m, tmp_path / f"t1-{m}")
+    rescued = store.find_model(cfg.name, 1, 0)
+    assert rescued["parent"] == parents[best]["_id"] and rescued["restarted_because"] == restart.because
+    assert rescued["input"]["training"]["numb_steps"] == 30
+    # dp was initialised from the best member's model with its fitting net, and only that, drawn afresh
+    given = tmp_path / "t1-0" / "parent-fresh-fitting.pb"
+    assert f"--init-frz-model {given}" in (tmp_path / "t1-0" / "train" / "train.log").read_text()
+    fitting = set(get_fitting_net_variables_from_graph_def(load_graph_def(str(given))[1]))
+    original, fresh = _constants(tmp_path / "t1-0" / "parent.pb"), _constants(given)
+    assert (tmp_path / "t1-0" / "parent.pb").read_bytes() == store.blobs.get(parents[best]["file_id"])
+    assert original.keys() == fresh.keys() and fitting < original.keys()
+    assert {k for k in original if original[k] != fresh[k]} == fitting
+    assert any("descrpt_attr" in k or "filter_type" in k for k in original.keys() - fitting)
+    for m in (1, 2):  # the others warm-start from their own models, whole
+        warm = store.find_model(cfg.name, 1, m)
+        assert warm["parent"] == parents[m]["_id"] and warm.get("restarted_because") is None
+        assert not (tmp_path / f"t1-{m}" / "parent-fresh-fitting.pb").exists()
+    assert html.escape(rescued["restarted_because"], quote=False) in _shown_on_model_page(launchpad, cfg, rescued)

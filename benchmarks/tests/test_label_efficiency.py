@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from firegen.campaign.config_loop import WarmStartConfig
@@ -71,20 +70,6 @@ def test_firegen_variants_of_one_seed_share_a_campaign_name_and_the_report_keeps
         le.report(paired + [_row("firegen-warm", 0, [(18, 0.2)])], "0.12", tmp_path)  # an older, unpaired row
 
 
-def test_a_committee_of_copies_shows_no_deviation_however_wrong_it_is():
-    rng = np.random.default_rng(0)
-    reference = rng.normal(size=(5, 8, 3))
-    wrong = reference + 0.2 * rng.normal(size=reference.shape)
-    devi, err = le.deviation_and_error(np.stack([wrong] * 4), reference)
-    assert np.allclose(devi, 0) and (err > 0.2).all()
-    members = np.stack([reference + 0.1 * rng.normal(size=reference.shape) for _ in range(4)])
-    devi, err = le.deviation_and_error(members, reference)
-    # DP-GEN's max_devi_f: per atom sqrt(mean over members of |f - mean f|^2), the largest atom of each frame
-    by_hand = np.sqrt(((members - members.mean(0)) ** 2).sum(-1).mean(0)).max(-1)
-    assert np.allclose(devi, by_hand) and (devi > 0.05).all()
-    assert np.allclose(err, np.linalg.norm(members.mean(0) - reference, axis=-1).max(-1))
-
-
 def test_the_report_gives_the_final_committees_deviation_against_their_error(tmp_path, capsys):
     rows = [_row("dpgen", 0, [(18, 0.3), (58, 0.12)]), _row("firegen", 0, [(18, 0.2), (58, 0.1)])]
     rows[1]["curve"][-1].update(devi_f=0.01, max_err_f=0.2)
@@ -108,7 +93,8 @@ def test_the_ablations_differ_from_firegen_only_by_their_selection(tmp_path):
     args = SimpleNamespace(firegen=str(le._bench.VENV_BIN / "firegen"), displacement=0.01,
                            warm_start='{"start_pref_e": 0.1, "start_pref_f": 100}')
     cfgs = {v: yaml.safe_load(le.firegen_yaml(tmp_path, v, 0, args).read_text())
-            for v in ("firegen-random", "firegen-warm", "firegen", "firegen-kmeans", "firegen-best", "firegen-scratch")}
+            for v in ("firegen-random", "firegen-warm", "firegen", "firegen-kmeans", "firegen-best", "firegen-descriptor",
+                      "firegen-scratch")}
     assert cfgs["firegen-warm"]["committee"] == cfgs["firegen"]["committee"]
     assert cfgs["firegen-warm"]["committee"]["warm_start"]["enabled"] is True
     assert cfgs["firegen-random"]["committee"]["warm_start"] == {"enabled": False}
@@ -120,6 +106,7 @@ def test_the_ablations_differ_from_firegen_only_by_their_selection(tmp_path):
     # firegen keeps firegen's default (every member from its own previous model); the others restart poor members
     assert WarmStartConfig(**cfgs["firegen"]["committee"]["warm_start"]).poor_above is None
     for variant, poor in (("firegen-best", {"poor_above": 1.25}),
+                          ("firegen-descriptor", {"poor_above": 1.25, "poor_restart": "best_descriptor"}),
                           ("firegen-scratch", {"poor_above": 1.25, "poor_restart": "scratch"})):
         assert cfgs[variant]["committee"] == {**cfgs["firegen"]["committee"], "warm_start": {
             **cfgs["firegen"]["committee"]["warm_start"], **poor}}

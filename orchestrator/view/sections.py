@@ -80,12 +80,17 @@ def headline(src: CampaignSource, links) -> Section:
 
 def iteration_table(src: CampaignSource, links) -> Section:
     rows = tables.iteration_table(src)
+    warnings = [f"Warning: {it['calibration']['warning']}." for it in src.iterations
+                if (it.get("calibration") or {}).get("warning")]
     html = fragment("table.html", table=table(rows, tables.ITERATION_COLUMNS, "iterations", key="iteration",
                                               row_id=lambda r: f"it-{r['iteration']}"),
-                    note="", empty="no iteration yet", pager=None)
+                    note=" ".join(warnings), empty="no iteration yet", pager=None)
     return Section("iterations", "iterations", "T in K, P in bar; candidates: frames with f_lo ≤ max force deviation < f_hi; "
                    "duplicates: candidates within the fingerprint tolerance of another, not labeled; "
-                   "labeled / failed labels: of the candidates the iteration selected; accurate %: frames below f_lo.",
+                   "labeled / failed labels: of the candidates the iteration selected; accurate %: frames below f_lo; "
+                   "devi/err: the committee's mean max force deviation over its mean max force error on its "
+                   "validation frames (near 0: its members agree however wrong they are; ! below "
+                   "committee.warn_deviation_below).",
                    html=html)
 
 

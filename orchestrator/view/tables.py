@@ -17,7 +17,7 @@ from firegen.orchestrator.view.source import CampaignSource, utc
 #: The per-iteration table as papers print it.
 ITERATION_COLUMNS = ["iteration", "stage", "ensemble", "T (K)", "P (bar)", "MD steps", "candidates", "duplicates",
                      "selected",
-                     "labeled", "failed labels", "accurate %", "decision", "reason"]
+                     "labeled", "failed labels", "accurate %", "devi/err", "decision", "reason"]
 #: What the deviation histograms count.
 FRACTIONS = ("accurate", "candidate", "failed")
 

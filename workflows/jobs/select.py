@@ -10,6 +10,7 @@ from firegen.campaign.observable_rule import observable_status
 from firegen.campaign.seeds import selection_seed
 from firegen.db.repository import ResultsStore
 from firegen.workflows.jobs.batch import choose
+from firegen.workflows.jobs.calibration import check_committee
 from firegen.workflows.steps import select as selection
 
 
@@ -65,11 +66,16 @@ def select_and_decide(store: ResultsStore, cfg: CampaignConfig, iteration: int,
         store.set_status([key], "duplicate", duplicate_of=of, duplicate_distance=distance)
     store.set_status([k for k in keys if k not in picked_set and k not in batch.duplicates], "rejected",
                      rejected_reason="campaign ended" if decision.action == "done" else "over the per-iteration cap")
+    try:  # a diagnostic: it never holds the campaign up
+        calibration = check_committee(store, cfg, iteration)
+    except Exception as exc:  # noqa: BLE001  (deepmd-kit, TensorFlow and GridFS raise their own kinds)
+        calibration = {"skipped": f"the check failed: {type(exc).__name__}: {exc}"}
     statuses = campaign.get("stage_status", [])[:stage]
     if decision.stage_status != "running":
         statuses = statuses + [decision.stage_status]
     store.update_iteration(cfg.name, iteration, stage, counts=totals, ratios=ratio, selected=len(picked),
                            duplicates=len(batch.duplicates), duplicate_tolerance=batch.tolerance,
-                           decision=decision.as_dict(), status="done")
+                           decision=decision.as_dict(), status="done",
+                           **({"calibration": calibration} if calibration is not None else {}))
     store.update_campaign(cfg.name, status=decision.campaign_status, stage_status=statuses)
     return decision, picked

@@ -19,6 +19,7 @@ from firegen.db.repository import ResultsStore
 from firegen.workflows.jobs.gate import snapshot_to_train
 from firegen.workflows.jobs.observe import observe_member
 from firegen.workflows.steps import train as training
+from firegen.workflows.steps.fitting_reset import fresh_fitting_net
 from firegen.workflows.steps.train_input import restart_schedule
 
 #: Force components of the held-out frames kept per model for its parity plot (every frame's energy is kept).
@@ -47,11 +48,14 @@ class Restart:
 
     Attributes:
         because: one line with the numbers: why its own previous model was passed over, and what it started from.
-        model: the previous committee's best member to warm-start from (``best``), or None: from scratch.
+        model: the previous committee's best member to warm-start from (``best``, ``best_descriptor``), or None:
+            from scratch.
+        fresh_fitting: keep only ``model``'s descriptor; the fitting net is drawn afresh (``best_descriptor``).
     """
 
     because: str
     model: dict | None
+    fresh_fitting: bool = False
 
 
 def poor_parent(store: ResultsStore, cfg: CampaignConfig, parent: dict) -> Restart | None:
@@ -59,7 +63,9 @@ def poor_parent(store: ResultsStore, cfg: CampaignConfig, parent: dict) -> Resta
     its training force RMSE is more than ``committee.warm_start.poor_above`` times the median of its committee's.
     A member trained into a poor minimum stays there when warm-started (its error can even grow with the data),
     and the committee's mean prediction carries it. With ``poor_restart: best`` it warm-starts from the committee's
-    member of lowest training force RMSE instead, so its training history stays as long as its siblings'."""
+    member of lowest training force RMSE instead, so its training history stays as long as its siblings'; with
+    ``best_descriptor`` from that member's descriptor and a fitting net of its own (a copy of the best member
+    would agree with it, and the committee's deviation would stop measuring its error)."""
     warm = cfg.committee.warm_start
     if warm.poor_above is None:
         return None
@@ -78,6 +84,9 @@ def poor_parent(store: ResultsStore, cfg: CampaignConfig, parent: dict) -> Resta
         return Restart(because, None)
     best = min(errors, key=lambda k: (errors[k], k))
     model = next(m for m in committee if m["member"] == best)
+    if warm.poor_restart == "best_descriptor":
+        return Restart(f"{because}; warm-started from the descriptor of member {best} ({errors[best]:.3f} eV/Å) "
+                       "with a fitting net drawn afresh instead", model, fresh_fitting=True)
     return Restart(f"{because}; warm-started from member {best} ({errors[best]:.3f} eV/Å) instead", model)
 
 
@@ -85,18 +94,20 @@ def poor_parent(store: ResultsStore, cfg: CampaignConfig, parent: dict) -> Resta
 class StartingPoint:
     """Where a member's training starts: ``parent``, the stored model it warm-starts from (None: from scratch),
     with ``template`` (the deepmd-kit input, its schedule restarted for a warm start) for ``steps`` steps;
-    ``restarted_because``: why that is not its own previous model (:func:`poor_parent`), or None."""
+    ``restarted_because``: why that is not its own previous model (:func:`poor_parent`), or None;
+    ``fresh_fitting``: only the parent's descriptor is kept, its fitting net is drawn afresh."""
 
     parent: dict | None
     template: dict
     steps: int
     restarted_because: str | None = None
+    fresh_fitting: bool = False
 
 
 def starting_point(store: ResultsStore, cfg: CampaignConfig, iteration: int, member: int) -> StartingPoint:
     """From scratch (the first iteration, ``committee.warm_start`` off or its ``scratch_every``, no stored previous
     model, a poor one with ``poor_restart: scratch``), or warm-started from the member's previous model or, when
-    that one is poor, from its committee's best (``committee.warm_start``)."""
+    that one is poor, from its committee's best or that member's descriptor (``committee.warm_start``)."""
     warm = cfg.committee.warm_start
     scratch = StartingPoint(None, cfg.committee.training, cfg.committee.numb_steps)
     own = store.find_model(cfg.name, iteration - 1, member) if warm.warm(iteration) else None
@@ -113,7 +124,8 @@ def starting_point(store: ResultsStore, cfg: CampaignConfig, iteration: int, mem
         return scratch  # no stored model (e.g. the member failed then)
     return StartingPoint(parent, restart_schedule(scratch.template, warm.start_lr, warm.start_pref_e,
                                                   warm.start_pref_f),
-                         warm.numb_steps or scratch.steps, restart.because if restart else None)
+                         warm.numb_steps or scratch.steps, restart.because if restart else None,
+                         bool(restart and restart.fresh_fitting))
 
 
 def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, member: int, workdir: Path,
@@ -145,6 +157,9 @@ def train_member(store: ResultsStore, cfg: CampaignConfig, iteration: int, membe
     seed = training_seed(cfg.name, iteration, member)
     start = starting_point(store, cfg, iteration, member)
     init_model = store.blobs.fetch(start.parent["file_id"], workdir / "parent.pb") if start.parent else None
+    if init_model is not None and start.fresh_fitting:
+        fresh_fitting_net(init_model, workdir / "parent-fresh-fitting.pb", seed)
+        init_model = workdir / "parent-fresh-fitting.pb"
     input_dict = training.make_training_input(start.template, train_sys, cfg.type_map, seed, start.steps,
                                              valid_sys)
     t0 = time.perf_counter()

@@ -1,5 +1,6 @@
 """Testing a frozen model: energy, force and virial errors on labeled ``deepmd/npy`` systems, as ``dp test``
-reports them, and the parity points the report plots.
+reports them, and the parity points the report plots; and testing a committee: whether its force deviation still
+measures its error (:func:`committee_calibration`).
 
 Units (DeePMD-kit conventions): energies in eV, forces in eV/Å, virials in eV; RMSEs of energy and virial per atom
 (eV/atom), force RMSEs per component (eV/Å).
@@ -10,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +139,62 @@ def parity_points(energies: list[tuple[np.ndarray, np.ndarray]], forces: list[tu
             "energy_model": np.concatenate([mod for _, mod in energies]).tolist(),
             "force_label": f_label[::stride].tolist(), "force_model": f_model[::stride].tolist(),
             "force_stride": stride}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Whether a committee's force deviation still measures its error, on labeled frames (eV/Å).
+
+    Attributes:
+        frames: the frames scored.
+        devi_f: the mean over frames of ``max_devi_f``, the largest atomic deviation of the members' forces from
+            their mean (deepmd-kit's ``calc_model_devi_f``: what exploration compares with the trust levels).
+        max_err_f: the mean over frames of the largest atomic force error of the members' mean prediction.
+    """
+
+    frames: int
+    devi_f: float
+    max_err_f: float
+
+    @property
+    def ratio(self) -> float:
+        """``devi_f / max_err_f``: about 1 or above when the deviation measures the error; near 0 for a committee
+        of near-copies, which agree however wrong they are."""
+        return self.devi_f / self.max_err_f if self.max_err_f > 0 else float("inf")
+
+    def as_dict(self) -> dict[str, float]:
+        return {"frames": self.frames, "devi_f": self.devi_f, "max_err_f": self.max_err_f, "ratio": self.ratio}
+
+
+def deviation_and_error(forces: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, from the members' forces (models x frames x atoms x 3, eV/Å) and the reference's (frames x atoms
+    x 3): ``max_devi_f`` (the largest atomic RMS deviation of the members from their mean; deepmd-kit's
+    ``calc_model_devi_f``, what LAMMPS writes during exploration) and the largest atomic force error of the
+    members' mean (the same function against the reference)."""
+    from deepmd.infer.model_devi import calc_model_devi_f
+
+    return calc_model_devi_f(forces)[0], calc_model_devi_f(forces.mean(axis=0)[None], reference)[0]
+
+
+def committee_calibration(models: Sequence[Path], systems: Sequence[str | os.PathLike],
+                          type_map: Sequence[str]) -> Calibration | None:
+    """:class:`Calibration` of a committee (frozen models) on labeled ``deepmd/npy`` systems; None without frames."""
+    import dpdata
+
+    loaded = [dpdata.LabeledSystem(str(path), fmt="deepmd/npy", type_map=list(type_map)) for path in systems]
+    loaded = [system for system in loaded if system.get_nframes()]
+    if not loaded:
+        return None
+    forces: list[list[np.ndarray]] = [[] for _ in loaded]  # per system, per model: frames x atoms x 3
+    for model in models:  # each model loaded once
+        dp_model = _deep_pot(str(Path(model).resolve()), _file_stamp(model))
+        types = list(dp_model.get_type_map())
+        for k, system in enumerate(loaded):
+            nf, names = system.get_nframes(), system["atom_names"]
+            atype = np.array([types.index(names[t]) for t in system["atom_types"]])
+            cells = None if system.nopbc else system["cells"].reshape(nf, 9)
+            forces[k].append(dp_model.eval(system["coords"].reshape(nf, -1), cells, atype)[1].reshape(nf, -1, 3))
+    devi, err = zip(*(deviation_and_error(np.asarray(f), system["forces"].reshape(system.get_nframes(), -1, 3))
+                      for f, system in zip(forces, loaded)))
+    devi_all, err_all = np.concatenate(devi), np.concatenate(err)
+    return Calibration(len(devi_all), float(devi_all.mean()), float(err_all.mean()))
