@@ -71,3 +71,23 @@ def stop_group(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def running_campaign(store, cfg, frames) -> list:
+    """``cfg``'s campaign created in ``store`` (a ResultsStore), running at stage 0, iteration 0, with ``frames``
+    (ASE Atoms) stored as selected initial configurations; returns their ids, to label."""
+    store.init()
+    store.create_campaign(cfg.name, cfg.frozen(), cfg.type_map)
+    store.update_campaign(cfg.name, status="running", stage=0, iteration=0, stage_status=[])
+    return [store.add_atoms(cfg.name, atoms, {"kind": "init", "iteration": -1, "frame": k}, status="selected")[0]
+            for k, atoms in enumerate(frames)]
+
+
+def rattled_cu(n: int, stdev: float) -> list:
+    """``n`` 32-atom fcc Cu cells (a = 3.615 Å), each rattled by ``stdev`` Å with its own seed (0..n-1)."""
+    from ase.build import bulk
+
+    frames = [bulk("Cu", "fcc", a=3.615, cubic=True).repeat((2, 2, 2)) for _ in range(n)]
+    for k, atoms in enumerate(frames):
+        atoms.rattle(stdev, seed=k)
+    return frames

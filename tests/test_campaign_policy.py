@@ -10,7 +10,7 @@ from ase.build import bulk
 from fireworks import FWorker
 from fireworks.core.rocket_launcher import rapidfire
 
-from campaign_helpers import small_cu_config
+from campaign_helpers import running_campaign, small_cu_config
 from firegen.campaign.errors import FiregenError
 from firegen.db.repository import ResultsStore
 from firegen.campaign.config import load_config
@@ -102,12 +102,8 @@ def test_too_many_failed_labels_stop_the_campaign_and_relabel_resumes_it(launchp
     cfg = load_config(small_cu_config(tmp_path, "cu-relabel"))  # EMT labels: Ar is outside EMT's elements
     assert cfg.labeler.max_failed_ratio == 0.5
     store = ResultsStore(mongo_db)
-    store.init()
-    store.create_campaign(cfg.name, cfg.frozen(), cfg.type_map)
-    store.update_campaign(cfg.name, status="running", stage=0, iteration=0, stage_status=[])
-    ids = [store.add_atoms(cfg.name, atoms, {"kind": "init", "iteration": -1, "frame": k}, status="selected")[0]
-           for k, atoms in enumerate([bulk("Cu", "fcc", a=3.61, cubic=True), bulk("Ar", "fcc", a=5.26, cubic=True),
-                                      bulk("Ar", "fcc", a=5.40, cubic=True)])]
+    ids = running_campaign(store, cfg, [bulk("Cu", "fcc", a=3.61, cubic=True), bulk("Ar", "fcc", a=5.26, cubic=True),
+                                        bulk("Ar", "fcc", a=5.40, cubic=True)])
     assert label_batch(store, cfg, ids).failed == 2
     open_iteration(store, cfg, 0, 0)
     stopped = launchpad.add_wf(labels_then_iteration(cfg, [], -1, 0, 0))  # what init appended: gate → train → ...

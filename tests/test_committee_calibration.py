@@ -5,10 +5,9 @@ every iteration on the validation frames of the snapshot the committee trained o
 import numpy as np
 import pytest
 import yaml
-from ase.build import bulk
 from markupsafe import escape
 
-from campaign_helpers import small_cu_config
+from campaign_helpers import rattled_cu, running_campaign, small_cu_config
 from firegen.campaign.config import load_config
 from firegen.campaign.labeled_data import split_train_validation
 from firegen.db.repository import ResultsStore
@@ -45,15 +44,7 @@ def trained(launchpad, tmp_path):
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     cfg = load_config(path)
     store = ResultsStore.from_launchpad(launchpad)
-    store.init()
-    store.create_campaign(cfg.name, cfg.frozen(), cfg.type_map)
-    store.update_campaign(cfg.name, status="running", stage=0, iteration=0, stage_status=[])
-    ids = []
-    for k in range(60):
-        atoms = bulk("Cu", "fcc", a=3.615, cubic=True).repeat((2, 2, 2))
-        atoms.rattle(0.1, seed=k)
-        ids.append(store.add_atoms(cfg.name, atoms, {"kind": "init", "iteration": -1, "frame": k},
-                                   status="selected")[0])
+    ids = running_campaign(store, cfg, rattled_cu(60, 0.1))
     assert label_batch(store, cfg, ids).failed == 0
     open_iteration(store, cfg, 0, 0)
     for m in range(2):

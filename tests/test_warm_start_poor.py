@@ -7,9 +7,8 @@ import html
 
 import pytest
 import yaml
-from ase.build import bulk
 
-from campaign_helpers import small_cu_config
+from campaign_helpers import rattled_cu, running_campaign, small_cu_config
 from firegen.campaign.config import ConfigError, load_config
 from firegen.db.repository import ResultsStore
 from firegen.orchestrator.view.server import create_app
@@ -48,16 +47,7 @@ def _first_committee(launchpad, tmp_path, cfg):
     """Iteration 0 trained on 6 labeled EMT frames; member 0's training force error then set to 3x the others'
     worst, as a seed's poor minimum would leave it. Returns the store, iteration 0's models and member 0's."""
     store = ResultsStore.from_launchpad(launchpad)
-    store.init()
-    store.create_campaign(cfg.name, cfg.frozen(), cfg.type_map)
-    store.update_campaign(cfg.name, status="running", stage=0, iteration=0, stage_status=[])
-    frames = []
-    for k in range(6):
-        atoms = bulk("Cu", "fcc", a=3.615, cubic=True).repeat((2, 2, 2))
-        atoms.rattle(0.08, seed=k)
-        frames.append(atoms)
-    ids = [store.add_atoms(cfg.name, a, {"kind": "init", "iteration": -1, "frame": k}, status="selected")[0]
-           for k, a in enumerate(frames)]
+    ids = running_campaign(store, cfg, rattled_cu(6, 0.08))
     assert label_batch(store, cfg, ids).failed == 0
     for iteration in (0, 1):
         open_iteration(store, cfg, iteration, 0)
