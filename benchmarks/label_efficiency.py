@@ -12,17 +12,18 @@ iteration). Three variants (three more on request), each run ``--seeds`` times i
   choice, no deduplication, every committee trained from scratch), ``selection.seed`` varied per seed;
 * ``firegen``: the same import with firegen's own selection and training: deduplication, diverse
   (farthest-point) selection, and warm-started training (same 400 steps per iteration, restarted at energy/force
-  loss prefactors 0.1 / 100: ``--warm-start``), every member from its own previous model;
+  loss prefactors 0.1 / 100: ``--warm-start``), a member of a poor previous model (training force RMSE above
+  1.25x its committee's median) started from the best member's descriptor with a fitting net of its own
+  (firegen's defaults ``committee.warm_start.poor_above: 1.25``, ``poor_restart: best_descriptor``);
+* ``firegen-own`` (only with ``--variants``): ``firegen`` with every member warm-started from its own previous
+  model (``poor_above: null``, DP-GEN's way and firegen's default until 2026-12-07);
 * ``firegen-warm`` (an ablation, only with ``--variants``): DP-GEN's random choice without deduplication, with
   ``firegen``'s warm start, so that the selection's share of a difference is told from warm start's;
 * ``firegen-kmeans`` (only with ``--variants``): ``firegen`` with the k-means pick (``selection.policy:
   kmeans``) in place of farthest-point sampling;
-* ``firegen-best`` (only with ``--variants``): ``firegen`` with ``committee.warm_start.poor_above: 1.25``
-  (``poor_restart: best``): a member whose previous model trained to more than 1.25x its committee's median
-  training force RMSE warm-starts from the committee's best member instead;
-* ``firegen-descriptor`` (only with ``--variants``): the same with ``poor_restart: best_descriptor``: such a
-  member keeps the best member's descriptor and draws its fitting net afresh;
-* ``firegen-scratch`` (only with ``--variants``): the same with ``poor_restart: scratch``: such a member is
+* ``firegen-best`` (only with ``--variants``): ``firegen`` with ``poor_restart: best``: such a member warm-starts
+  from the committee's best member whole;
+* ``firegen-scratch`` (only with ``--variants``): ``firegen`` with ``poor_restart: scratch``: such a member is
   redrawn from scratch.
 
 Every firegen variant of one seed has the same campaign name (``cu-seed<k>``), hence the same training and MD
@@ -78,9 +79,9 @@ FIREGEN_SETUPS = {
     "firegen-warm": {"policy": "random", "dedup": False, "warm_start": True},
     "firegen": {"policy": "diverse", "dedup": True, "warm_start": True},
     "firegen-kmeans": {"policy": "kmeans", "dedup": True, "warm_start": True},
-    "firegen-best": {"policy": "diverse", "dedup": True, "warm_start": True, "poor": {"poor_above": 1.25}},
-    "firegen-descriptor": {"policy": "diverse", "dedup": True, "warm_start": True,
-                           "poor": {"poor_above": 1.25, "poor_restart": "best_descriptor"}},
+    "firegen-own": {"policy": "diverse", "dedup": True, "warm_start": True, "poor": {"poor_above": None}},
+    "firegen-best": {"policy": "diverse", "dedup": True, "warm_start": True,
+                     "poor": {"poor_above": 1.25, "poor_restart": "best"}},
     "firegen-scratch": {"policy": "diverse", "dedup": True, "warm_start": True,
                         "poor": {"poor_above": 1.25, "poor_restart": "scratch"}},
 }
@@ -88,11 +89,10 @@ FIREGEN_SETUPS = {
 what replaces a poor previous model: ``committee.warm_start.poor_above`` / ``poor_restart``)."""
 VARIANTS = ("dpgen", *FIREGEN_SETUPS)
 DEFAULT_VARIANTS = ("dpgen", "firegen-random", "firegen")
-"""``firegen-warm``, ``firegen-kmeans``, ``firegen-best``, ``firegen-descriptor`` and ``firegen-scratch`` (on request):
-the ablation of DP-GEN's random choice with warm start, the k-means pick in place of farthest-point sampling, and
-``firegen`` with members of a poor previous model (training force RMSE above 1.25x the committee's median)
-warm-started from the committee's best member, from its descriptor with a fitting net of their own, or trained
-from scratch."""
+"""``firegen-warm``, ``firegen-kmeans``, ``firegen-own``, ``firegen-best`` and ``firegen-scratch`` (on request): the
+ablation of DP-GEN's random choice with warm start, the k-means pick in place of farthest-point sampling, and
+``firegen`` with members of a poor previous model warm-started from their own model all the same, from the
+committee's best member whole, or trained from scratch."""
 TYPE_MAP = ["Cu"]
 PARAM_STEPS = json.loads((HERE / "vs_dpgen" / "param.json").read_text())["default_training_param"]["training"][
     "numb_steps"]
@@ -419,7 +419,7 @@ def report(rows: list[dict], target_arg: str, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colours = {"dpgen": "tab:gray", "firegen-random": "tab:blue", "firegen-warm": "tab:orange", "firegen": "tab:red",
                "firegen-kmeans": "tab:green", "firegen-best": "tab:brown", "firegen-scratch": "tab:purple",
-               "firegen-descriptor": "tab:olive"}
+               "firegen-own": "tab:olive"}
     for variant in VARIANTS:
         for n, r in enumerate(r for r in rows if r["variant"] == variant and r["curve"]):
             ax.plot([p["labels"] for p in r["curve"]], [p["rmse_f"] for p in r["curve"]], "o-", alpha=0.7,

@@ -13,11 +13,11 @@ from firegen.campaign.labeled_data import split_train_validation
 from firegen.db.repository import ResultsStore
 from firegen.orchestrator.report import campaign_summary, iteration_rows
 from firegen.orchestrator.view.server import create_app
-from firegen.workflows.jobs.calibration import check_committee
+from firegen.workflows.jobs.calibration import MIN_FRAMES_TO_FLAG, check_committee, warning
 from firegen.workflows.jobs.init import open_iteration
 from firegen.workflows.jobs.label import label_batch
 from firegen.workflows.jobs.train import snapshot_documents, train_member
-from firegen.workflows.steps.evaluate import committee_calibration, deviation_and_error
+from firegen.workflows.steps.evaluate import Calibration, committee_calibration, deviation_and_error
 
 
 def test_a_committee_of_copies_shows_no_deviation_however_wrong_it_is():
@@ -34,9 +34,18 @@ def test_a_committee_of_copies_shows_no_deviation_however_wrong_it_is():
     assert np.allclose(err, np.linalg.norm(members.mean(0) - reference, axis=-1).max(-1))
 
 
+def test_only_a_low_ratio_on_enough_frames_is_flagged():
+    assert warning(Calibration(MIN_FRAMES_TO_FLAG, 0.01, 0.2), 0.15, 3).startswith(
+        f"iteration 3: the committee's force deviation on its {MIN_FRAMES_TO_FLAG} validation frames is 0.010 eV/Å "
+        "against a force error of 0.200 eV/Å (mean per-frame maxima; ratio 0.05 < committee.warn_deviation_below")
+    assert warning(Calibration(MIN_FRAMES_TO_FLAG - 1, 0.01, 0.2), 0.15, 3) is None  # too few frames to judge
+    assert warning(Calibration(40, 0.031, 0.2), 0.15, 3) is None  # 0.155: above
+    assert warning(Calibration(40, 0.029, 0.2), 0.15, 3) is not None  # 0.145: below
+
+
 @pytest.fixture()
 def trained(launchpad, tmp_path):
-    """Iteration 0 of a committee of 2 (300 training steps each) on 60 labeled EMT frames, some held out for
+    """Iteration 0 of a committee of 2 (300 training steps each) on 120 labeled EMT frames, some held out for
     validation. Returns the store, the config and the validation frames."""
     path = small_cu_config(tmp_path, "cu-calibration")
     raw = yaml.safe_load(path.read_text())
@@ -44,14 +53,14 @@ def trained(launchpad, tmp_path):
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     cfg = load_config(path)
     store = ResultsStore.from_launchpad(launchpad)
-    ids = running_campaign(store, cfg, rattled_cu(60, 0.1))
+    ids = running_campaign(store, cfg, rattled_cu(120, 0.1))
     assert label_batch(store, cfg, ids).failed == 0
     open_iteration(store, cfg, 0, 0)
     for m in range(2):
         train_member(store, cfg, 0, m, tmp_path / f"t0-{m}")
     model = store.find_model(cfg.name, 0, 0)
     _, valid = split_train_validation(snapshot_documents(store, store.get_snapshot(model["dataset_id"])))
-    assert len(valid) >= 2
+    assert len(valid) >= MIN_FRAMES_TO_FLAG
     return store, cfg, valid, tmp_path
 
 
@@ -81,7 +90,7 @@ def test_a_committee_of_copies_is_flagged_in_status_and_on_the_dashboard(trained
     assert copies["devi_f"] < 1e-9 and copies["max_err_f"] == pytest.approx(healthy["max_err_f"], rel=1)
     assert copies["warning"].startswith(f"iteration 0: the committee's force deviation on its {len(valid)} validation "
                                         "frames is 0.000 eV/Å against a force error of")
-    assert "committee.warn_deviation_below = 0.2" in copies["warning"]
+    assert "committee.warn_deviation_below = 0.15" in copies["warning"]
     store.update_iteration(cfg.name, 0, 0, calibration=copies)
     summary = campaign_summary(store, cfg.name)
     assert f"warning: {copies['warning']}" in summary

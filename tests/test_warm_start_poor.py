@@ -1,7 +1,8 @@
 """`committee.warm_start.poor_above`: a member whose previous model trained into a poor minimum (training force RMSE
-far above its committee's median; off by default) does not warm-start from it: it warm-starts from the
-committee's best member (`poor_restart: best`) or trains from scratch (`poor_restart: scratch`), and its model says
-why; the others warm-start from their own as before. Real deepmd-kit training on EMT labels, 60 steps a member."""
+far above its committee's median; 1.25x by default) does not warm-start from it: it warm-starts from the
+committee's best member's descriptor with a fitting net of its own (`poor_restart: best_descriptor`, the default),
+from that member whole (`best`) or trains from scratch (`scratch`), and its model says why; the others warm-start
+from their own as before. Real deepmd-kit training on EMT labels, 60 steps a member."""
 
 import html
 
@@ -30,15 +31,16 @@ def test_poor_above_must_be_a_ratio_above_one(tmp_path):
         _config(tmp_path, poor_above=0.8)
 
 
-def test_by_default_every_member_warm_starts_from_its_own_model(tmp_path):
+def test_by_default_a_poor_member_keeps_only_the_best_members_descriptor(tmp_path):
     warm = _config(tmp_path).committee.warm_start
-    assert (warm.poor_above, warm.poor_restart) == (None, "best")
+    assert (warm.poor_above, warm.poor_restart) == (1.25, "best_descriptor")
+    assert _config(tmp_path, poor_above=None).committee.warm_start.poor_above is None  # DP-GEN's way
 
 
 def test_earlier_scratch_above_reads_as_poor_above_with_scratch_restart(tmp_path):
     warm = _config(tmp_path, scratch_above=1.4).committee.warm_start
     assert (warm.poor_above, warm.poor_restart) == (1.4, "scratch")
-    assert _config(tmp_path, poor_above=1.4).committee.warm_start.poor_restart == "best"
+    assert _config(tmp_path, poor_above=1.4).committee.warm_start.poor_restart == "best_descriptor"
     with pytest.raises(ConfigError, match=r"committee\.warm_start\.scratch_above: and poor_above are both given"):
         _config(tmp_path, scratch_above=1.4, poor_above=1.3)
 
@@ -65,7 +67,7 @@ def _shown_on_model_page(launchpad, cfg, model) -> str:
 
 
 def test_a_member_of_a_poor_parent_warm_starts_from_the_committees_best(launchpad, tmp_path):
-    cfg = _config(tmp_path, poor_above=1.5)
+    cfg = _config(tmp_path, poor_above=1.5, poor_restart="best")
     store, parents, poor = _first_committee(launchpad, tmp_path, cfg)
     best = min((1, 2), key=lambda m: (parents[m]["metrics"]["train"]["rmse_f"], m))
     restart = poor_parent(store, cfg, parents[0])

@@ -93,7 +93,7 @@ def test_the_ablations_differ_from_firegen_only_by_their_selection(tmp_path):
     args = SimpleNamespace(firegen=str(le._bench.VENV_BIN / "firegen"), displacement=0.01,
                            warm_start='{"start_pref_e": 0.1, "start_pref_f": 100}')
     cfgs = {v: yaml.safe_load(le.firegen_yaml(tmp_path, v, 0, args).read_text())
-            for v in ("firegen-random", "firegen-warm", "firegen", "firegen-kmeans", "firegen-best", "firegen-descriptor",
+            for v in ("firegen-random", "firegen-warm", "firegen", "firegen-kmeans", "firegen-own", "firegen-best",
                       "firegen-scratch")}
     assert cfgs["firegen-warm"]["committee"] == cfgs["firegen"]["committee"]
     assert cfgs["firegen-warm"]["committee"]["warm_start"]["enabled"] is True
@@ -103,10 +103,12 @@ def test_the_ablations_differ_from_firegen_only_by_their_selection(tmp_path):
     assert cfgs["firegen-kmeans"] | {"name": None} == cfgs["firegen"] | {"name": None} | {
         "selection": {**cfgs["firegen"]["selection"], "policy": "kmeans"}}
     assert cfgs["firegen"]["selection"]["policy"] == "diverse"
-    # firegen keeps firegen's default (every member from its own previous model); the others restart poor members
-    assert WarmStartConfig(**cfgs["firegen"]["committee"]["warm_start"]).poor_above is None
-    for variant, poor in (("firegen-best", {"poor_above": 1.25}),
-                          ("firegen-descriptor", {"poor_above": 1.25, "poor_restart": "best_descriptor"}),
+    # firegen keeps firegen's defaults (a poor member restarts from the best member's descriptor); the others
+    # warm-start every member from its own model, or restart a poor one otherwise
+    warm = WarmStartConfig(**cfgs["firegen"]["committee"]["warm_start"])
+    assert (warm.poor_above, warm.poor_restart) == (1.25, "best_descriptor")
+    for variant, poor in (("firegen-own", {"poor_above": None}),
+                          ("firegen-best", {"poor_above": 1.25, "poor_restart": "best"}),
                           ("firegen-scratch", {"poor_above": 1.25, "poor_restart": "scratch"})):
         assert cfgs[variant]["committee"] == {**cfgs["firegen"]["committee"], "warm_start": {
             **cfgs["firegen"]["committee"]["warm_start"], **poor}}

@@ -11,14 +11,19 @@ from firegen.campaign.config import CampaignConfig
 from firegen.campaign.labeled_data import split_train_validation, write_deepmd_npy
 from firegen.db.repository import ResultsStore
 from firegen.workflows.jobs.train import snapshot_documents
-from firegen.workflows.steps.evaluate import committee_calibration
+from firegen.workflows.steps.evaluate import Calibration, committee_calibration
 
 log = logging.getLogger(__name__)
+
+#: Fewer validation frames than this are scored and shown but not flagged: a mean of per-frame maxima over 2 or 3
+#: frames is noise (the EMT demo's first committee, four members trained from scratch, read 0.15 on 2 frames).
+MIN_FRAMES_TO_FLAG = 5
 
 
 def check_committee(store: ResultsStore, cfg: CampaignConfig, iteration: int) -> dict | None:
     """The calibration of iteration ``iteration``'s committee (:class:`~firegen.workflows.steps.evaluate.Calibration`
-    as a dict, with ``warning`` when its ratio is below ``committee.warn_deviation_below``), or ``{"skipped":
+    as a dict, with ``warning`` when its ratio is below ``committee.warn_deviation_below`` on at least
+    :data:`MIN_FRAMES_TO_FLAG` frames), or ``{"skipped":
     why}`` when there is nothing to score it on; None when the check is off.
 
     The trust levels are absolute: a committee of near-copies (members warm-started from one another, say) agrees
@@ -40,11 +45,19 @@ def check_committee(store: ResultsStore, cfg: CampaignConfig, iteration: int) ->
     if calibration is None:
         return {"skipped": "no validation frames"}
     out = calibration.as_dict()
-    if calibration.ratio < below:
-        out["warning"] = (f"iteration {iteration}: the committee's force deviation on its {calibration.frames} "
-                          f"validation frames is {calibration.devi_f:.3f} eV/Å against a force error of "
-                          f"{calibration.max_err_f:.3f} eV/Å (mean per-frame maxima; ratio {calibration.ratio:.2f} < "
-                          f"committee.warn_deviation_below = {below}): its members agree far more than they are "
-                          "right, so the frames it calls accurate may not be")
-        log.warning("campaign %s: %s", cfg.name, out["warning"])
+    flag = warning(calibration, below, iteration)
+    if flag:
+        out["warning"] = flag
+        log.warning("campaign %s: %s", cfg.name, flag)
     return out
+
+
+def warning(calibration: Calibration, below: float, iteration: int) -> str | None:
+    """The flag of a committee whose deviation is below ``below`` times its error on at least
+    :data:`MIN_FRAMES_TO_FLAG` validation frames, or None."""
+    if calibration.ratio >= below or calibration.frames < MIN_FRAMES_TO_FLAG:
+        return None
+    return (f"iteration {iteration}: the committee's force deviation on its {calibration.frames} validation frames "
+            f"is {calibration.devi_f:.3f} eV/Å against a force error of {calibration.max_err_f:.3f} eV/Å (mean "
+            f"per-frame maxima; ratio {calibration.ratio:.2f} < committee.warn_deviation_below = {below}): its "
+            "members agree far more than they are right, so the frames it calls accurate may not be")
