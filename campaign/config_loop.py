@@ -195,6 +195,21 @@ class DedupConfig(_Model):
         return self.displacement is not None or self.tolerance is not None
 
 
+class LabelBudgetConfig(_Model):
+    """A per-iteration labeling budget in estimated CPU-hours, in place of (under) the frame cap: the picks are
+    taken in the policy's order while their estimated cost fits. A label's cost is its wall time times the cores
+    it occupies; its wall time is estimated from its atom count, t = a * natoms^p, fitted on the campaign's own
+    labels."""
+
+    cpu_hours: float | None = fx(None, gt=0, desc="Estimated CPU-hours of labels one iteration may spend; null: "
+                                 "no budget, only max_per_iteration.", fix="use a positive number of hours, or null")
+    cores_per_label: int = fx(1, ge=1, desc="CPU cores one label occupies (a DFT run's MPI ranks x threads): its "
+                              "CPU time is its measured wall time times this.", fix="use a positive whole number")
+    exponent: float = fx(3.0, gt=0, le=4, desc="p in t = a * natoms^p while the campaign's labels do not span two "
+                         "atom counts (3: plane-wave and Gaussian DFT's cubic scaling); fitted once they do.",
+                         fix="use a positive power such as 3")
+
+
 class SelectionConfig(_Model):
     """How candidates become labeling jobs."""
 
@@ -211,6 +226,8 @@ class SelectionConfig(_Model):
                                         desc="Structure fingerprint settings (SOAP).")
     max_per_iteration: int = fx(300, gt=0, desc="Most candidates labeled per iteration.",
                                 fix="set a positive cap, e.g. 300")
+    budget: LabelBudgetConfig = fx(default_factory=LabelBudgetConfig,
+                                   desc="Per-iteration labeling budget in estimated CPU-hours (off by default).")
     min_per_iteration: int = fx(0, ge=0, desc="Fewer candidates than this are not labeled "
                                 "(the iteration counts as converged for selection).",
                                 fix="use 0 or a small positive number")

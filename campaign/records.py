@@ -263,6 +263,8 @@ class IterationRecord:
         calibration: its committee's force deviation against its force error on its validation frames (``frames``,
             ``devi_f``, ``max_err_f`` in eV/Å, ``ratio``; ``warning`` when the ratio is below
             ``committee.warn_deviation_below``), or ``skipped`` and why.
+        budget: what ``selection.budget`` decided: ``cpu_hours`` allowed, ``estimated_cpu_hours`` spent, ``picked``,
+            ``over_budget``, the ``cost_model`` (``a``, ``p``, ``fitted``, ``labels``); or ``skipped`` and why.
     """
 
     campaign: str
@@ -286,3 +288,4 @@ class IterationRecord:
     labels: LabelTally | None = None
     label_failures: list[LabelFailure] | None = None
     calibration: dict | None = None
+    budget: dict | None = None

@@ -15,6 +15,7 @@ import numpy as np
 from firegen.campaign.config import CampaignConfig
 from firegen.db import fingerprint_banks as banks
 from firegen.db.repository import ResultsStore
+from firegen.workflows.jobs.label_budget import within_budget
 from firegen.workflows.steps import fingerprint as fp
 from firegen.workflows.steps import select as selection
 
@@ -29,11 +30,15 @@ class Batch:
         picked: ids to label, in candidate order.
         duplicates: id -> ``(id of the configuration it duplicates, fingerprint distance)``.
         tolerance: the fingerprint distance that made a duplicate (None: no deduplication).
+        over_budget: ids the policy picked that ``selection.budget`` did not afford.
+        budget: what the budget decided (:func:`~firegen.workflows.jobs.label_budget.within_budget`), or None.
     """
 
     picked: list
     duplicates: dict = field(default_factory=dict)
     tolerance: float | None = None
+    over_budget: list = field(default_factory=list)
+    budget: dict | None = None
 
 
 #: Selection policies that pick in fingerprint space.
@@ -92,8 +97,8 @@ def stored_index(store: ResultsStore, cfg: CampaignConfig, iteration: int) -> fp
 
 
 def choose(store: ResultsStore, cfg: CampaignConfig, iteration: int, keys: list, cap: int, seed: int) -> Batch:
-    """Deduplicate ``keys`` (unless ``selection.dedup`` is off) and pick at most ``cap`` of the rest
-    with ``selection.policy``."""
+    """Deduplicate ``keys`` (unless ``selection.dedup`` is off), pick at most ``cap`` of the rest with
+    ``selection.policy``, and keep of those what ``selection.budget`` affords."""
     sel = cfg.selection
     if not keys or cap <= 0:
         return Batch([])
@@ -101,7 +106,8 @@ def choose(store: ResultsStore, cfg: CampaignConfig, iteration: int, keys: list,
         weights = None
         if sel.policy == "deviation":
             weights = [d["model_deviation"]["max_f"] for d in store.configurations_by_ids(keys, {"model_deviation": 1})]
-        return Batch(selection.select_candidates(keys, cap, seed, weights=weights, policy=sel.policy))
+        picked = selection.select_candidates(keys, cap, seed, weights=weights, policy=sel.policy)
+        return afforded(store, cfg, Batch(picked), random_order(picked, seed))
     index = stored_index(store, cfg, iteration)
     docs = store.configurations_by_ids(keys, {**_STRUCTURE, "model_deviation": 1})
     fps = fp.fingerprints([ResultsStore.atoms(d) for d in docs], cfg.type_map, fingerprint_spec(cfg))
@@ -122,12 +128,32 @@ def choose(store: ResultsStore, cfg: CampaignConfig, iteration: int, keys: list,
             rows = fp.farthest_point_indices(fps[kept], cap, weights=dev[kept], stored_distance=nearest[0][kept])
         else:
             rows = fp.representative_indices(fps[kept], cap, weights=dev[kept], seed=seed)
-        chosen = {kept_keys[r] for r in rows}
+        priority = [kept_keys[r] for r in rows]  # farthest-point order; k-means: the representatives' order
+        chosen = set(priority)
         picked = [k for k in kept_keys if k in chosen]
     else:
         weights = dev[kept] if sel.policy == "deviation" else None
         picked = selection.select_candidates(kept_keys, cap, seed, weights=weights, policy=sel.policy)
+        priority = random_order(picked, seed)
+    batch = afforded(store, cfg, Batch(picked, duplicates, tolerance), priority)
+    picked = batch.picked
     row = {k: i for i, k in enumerate(keys)}
     banks.store_part(store.db, store.blobs, cfg.name, iteration, fingerprint_spec(cfg).key(cfg.type_map),
                      cfg.type_map, picked, fps[[row[k] for k in picked]] if picked else fps[:0])
-    return Batch(picked, duplicates, tolerance)
+    return batch
+
+
+def random_order(picked: list, seed: int) -> list:
+    """``picked`` in an order drawn from ``seed``: the priority of a uniform pick under a budget."""
+    return [picked[i] for i in np.random.default_rng(seed).permutation(len(picked))]
+
+
+def afforded(store: ResultsStore, cfg: CampaignConfig, batch: Batch, priority: list) -> Batch:
+    """``batch`` with its picks cut to what ``selection.budget`` affords, taken in ``priority`` order (the picks
+    stay in candidate order)."""
+    kept, budget = within_budget(store, cfg, priority)
+    if budget is None:
+        return batch
+    keep = set(kept)
+    return Batch([k for k in batch.picked if k in keep], batch.duplicates, batch.tolerance,
+                 [k for k in priority if k not in keep], budget)

@@ -64,7 +64,10 @@ def select_and_decide(store: ResultsStore, cfg: CampaignConfig, iteration: int,
     store.set_status(picked, "selected")
     for key, (of, distance) in batch.duplicates.items():
         store.set_status([key], "duplicate", duplicate_of=of, duplicate_distance=distance)
-    store.set_status([k for k in keys if k not in picked_set and k not in batch.duplicates], "rejected",
+    over_budget = set(batch.over_budget) - picked_set
+    store.set_status(sorted(over_budget), "rejected", rejected_reason="over the labeling budget (selection.budget)")
+    store.set_status([k for k in keys if k not in picked_set and k not in batch.duplicates and k not in over_budget],
+                     "rejected",
                      rejected_reason="campaign ended" if decision.action == "done" else "over the per-iteration cap")
     try:  # a diagnostic: it never holds the campaign up
         calibration = check_committee(store, cfg, iteration)
@@ -76,6 +79,7 @@ def select_and_decide(store: ResultsStore, cfg: CampaignConfig, iteration: int,
     store.update_iteration(cfg.name, iteration, stage, counts=totals, ratios=ratio, selected=len(picked),
                            duplicates=len(batch.duplicates), duplicate_tolerance=batch.tolerance,
                            decision=decision.as_dict(), status="done",
-                           **({"calibration": calibration} if calibration is not None else {}))
+                           **({"calibration": calibration} if calibration is not None else {}),
+                           **({"budget": batch.budget} if batch.budget is not None else {}))
     store.update_campaign(cfg.name, status=decision.campaign_status, stage_status=statuses)
     return decision, picked
