@@ -328,6 +328,14 @@ class ResultsStore:
     def count_models(self, campaign: str) -> int:
         return self.models.count_documents({"campaign": campaign})
 
+    def label_timings(self, campaign: str) -> tuple[list[int], list[float]]:
+        """Atom counts and labeler wall times (s) of the campaign's labeled configurations (what
+        ``selection.budget`` fits its cost model on)."""
+        docs = self.configurations.find({"campaign": campaign, "status": "labeled"}, {"natoms": 1, "label.walltime": 1})
+        rows = [(d.get("natoms"), (d.get("label") or {}).get("walltime")) for d in docs]
+        rows = [(n, t) for n, t in rows if n and t]
+        return [n for n, _ in rows], [t for _, t in rows]
+
     def label_rows(self, campaign: str) -> list[dict]:
         """The campaign's ``labeled`` and ``label_failed`` configurations (:data:`MEMBER_FIELDS` and
         ``status``), what the snapshot gate counts and the snapshot takes, read once for both: on the

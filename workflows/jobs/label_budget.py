@@ -8,14 +8,6 @@ from firegen.db.repository import ResultsStore
 from firegen.workflows.steps.label_cost import affordable, fit_label_cost
 
 
-def measured_labels(store: ResultsStore, campaign: str) -> tuple[list[int], list[float]]:
-    """Atom counts and labeler wall times (s) of the campaign's labeled configurations."""
-    docs = store.configurations.find({"campaign": campaign, "status": "labeled"}, {"natoms": 1, "label.walltime": 1})
-    rows = [(d.get("natoms"), (d.get("label") or {}).get("walltime")) for d in docs]
-    rows = [(n, t) for n, t in rows if n and t]
-    return [n for n, _ in rows], [t for _, t in rows]
-
-
 def within_budget(store: ResultsStore, cfg: CampaignConfig, priority: list) -> tuple[list, dict | None]:
     """The longest prefix of ``priority`` (picked ids, most wanted first) whose labels fit
     ``selection.budget.cpu_hours``, and what was decided (stored on the iteration as ``budget``). Without a budget,
@@ -23,7 +15,7 @@ def within_budget(store: ResultsStore, cfg: CampaignConfig, priority: list) -> t
     budget = cfg.selection.budget
     if budget.cpu_hours is None or not priority:
         return priority, None
-    model = fit_label_cost(*measured_labels(store, cfg.name), budget.exponent)
+    model = fit_label_cost(*store.label_timings(cfg.name), budget.exponent)
     if model is None:
         return priority, {"cpu_hours": budget.cpu_hours, "skipped": "no timed label yet: only max_per_iteration"}
     natoms = {d["_id"]: d["natoms"] for d in store.configurations_by_ids(priority, {"natoms": 1})}
