@@ -84,13 +84,7 @@ def evaluate_model(
         nf = system.get_nframes()
         if nf == 0:
             continue
-        names = system["atom_names"]
-        unknown = sorted({names[t] for t in system["atom_types"]} - set(model_types))
-        if unknown:
-            raise ValueError(
-                f"system {path} has elements {unknown} not in the model's type map {model_types}"
-            )
-        atype = np.array([model_types.index(names[t]) for t in system["atom_types"]])
+        atype = model_atom_types(system, model_types, path)
         nat = len(atype)
         cells = None if system.nopbc else system["cells"].reshape(nf, 9)
         energy, force, virial = dp_model.eval(
@@ -126,6 +120,19 @@ def evaluate_model(
     if parity_forces > 0 and e_pairs:
         metrics["parity"] = parity_points(e_pairs, f_pairs, parity_forces)
     return metrics
+
+
+def model_atom_types(system, model_types: Sequence[str], path) -> np.ndarray:
+    """The system's atom types as indices into the model's type map (elements matched by name).
+
+    Raises:
+        ValueError: the system has an element the model does not know.
+    """
+    names = system["atom_names"]
+    unknown = sorted({names[t] for t in system["atom_types"]} - set(model_types))
+    if unknown:
+        raise ValueError(f"system {path} has elements {unknown} not in the model's type map {list(model_types)}")
+    return np.array([list(model_types).index(names[t]) for t in system["atom_types"]])
 
 
 def parity_points(energies: list[tuple[np.ndarray, np.ndarray]], forces: list[tuple[np.ndarray, np.ndarray]],
@@ -181,8 +188,9 @@ def committee_calibration(models: Sequence[Path], systems: Sequence[str | os.Pat
     """:class:`Calibration` of a committee (frozen models) on labeled ``deepmd/npy`` systems; None without frames."""
     import dpdata
 
-    loaded = [dpdata.LabeledSystem(str(path), fmt="deepmd/npy", type_map=list(type_map)) for path in systems]
-    loaded = [system for system in loaded if system.get_nframes()]
+    read = [(path, dpdata.LabeledSystem(str(path), fmt="deepmd/npy", type_map=list(type_map))) for path in systems]
+    paths = [path for path, system in read if system.get_nframes()]
+    loaded = [system for _, system in read if system.get_nframes()]
     if not loaded:
         return None
     forces: list[list[np.ndarray]] = [[] for _ in loaded]  # per system, per model: frames x atoms x 3
@@ -190,8 +198,8 @@ def committee_calibration(models: Sequence[Path], systems: Sequence[str | os.Pat
         dp_model = _deep_pot(str(Path(model).resolve()), _file_stamp(model))
         types = list(dp_model.get_type_map())
         for k, system in enumerate(loaded):
-            nf, names = system.get_nframes(), system["atom_names"]
-            atype = np.array([types.index(names[t]) for t in system["atom_types"]])
+            nf = system.get_nframes()
+            atype = model_atom_types(system, types, paths[k])
             cells = None if system.nopbc else system["cells"].reshape(nf, 9)
             forces[k].append(dp_model.eval(system["coords"].reshape(nf, -1), cells, atype)[1].reshape(nf, -1, 3))
     devi, err = zip(*(deviation_and_error(np.asarray(f), system["forces"].reshape(system.get_nframes(), -1, 3))
