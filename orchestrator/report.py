@@ -59,6 +59,22 @@ def calibration_cell(calibration: dict | None) -> str:
     return f"{calibration['ratio']:.2f}" + ("!" if calibration.get("warning") else "")
 
 
+def budget_line(iterations: list[dict]) -> str | None:
+    """The latest ``selection.budget`` decision in words (None: the campaign has no budget)."""
+    decided = [it for it in iterations if it.get("budget")]
+    if not decided:
+        return None
+    it = decided[-1]
+    budget = it["budget"]
+    if "cost_model" not in budget:
+        return f"labeling budget (iteration {it['index']}): {budget.get('skipped', 'not applied')}"
+    model = budget["cost_model"]
+    how = f"fitted on {model['labels']} labels" if model["fitted"] else "selection.budget.exponent: one atom count so far"
+    return (f"labeling budget (iteration {it['index']}): {budget['picked']} of "
+            f"{budget['picked'] + budget['over_budget']} picks kept, an estimated {budget['estimated_cpu_hours']:.3g} "
+            f"of {budget['cpu_hours']:g} CPU-h (label wall time {model['a']:.3g} s x natoms^{model['p']:.2f}, {how})")
+
+
 def render_table(rows: list[dict], title: str = "") -> str:
     """Plain-text table (fixed width), the same in a terminal, a log file and CI output."""
     widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in COLUMNS}
@@ -81,6 +97,8 @@ def campaign_summary(store: ResultsStore, campaign: str) -> str:
     why = [f"last decision (iteration {last['index']}): {last['decision']['reason']}"] if last else []
     if doc.get("stop_reason"):
         why.append(f"{doc['status']}: {doc['stop_reason']}")
-    why += [f"warning: {it['calibration']['warning']}" for it in store.iterations_of(campaign)
+    iterations = store.iterations_of(campaign)
+    why += [f"warning: {it['calibration']['warning']}" for it in iterations
             if (it.get("calibration") or {}).get("warning")]
-    return "\n".join([render_table(iteration_rows(store, campaign, doc=doc), head)] + why)
+    why += [line for line in [budget_line(iterations)] if line]
+    return "\n".join([render_table(iteration_rows(store, campaign, iterations, doc), head)] + why)

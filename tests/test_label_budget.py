@@ -9,6 +9,10 @@ import yaml
 from campaign_helpers import rattled_cu, running_campaign, small_cu_config
 from firegen.campaign.config import ConfigError, load_config
 from firegen.db.repository import ResultsStore
+from firegen.orchestrator.report import campaign_summary
+from firegen.orchestrator.view import sections, tables
+from firegen.orchestrator.view.links import ReportLinks
+from firegen.orchestrator.view.source import CampaignSource
 from firegen.workflows.jobs.batch import choose
 from firegen.workflows.jobs.explore import keep_candidates
 from firegen.workflows.jobs.init import open_iteration
@@ -112,3 +116,23 @@ def test_select_rejects_what_the_budget_does_not_afford_and_says_so(launchpad, t
     assert (budget["picked"], budget["over_budget"], budget["cpu_hours"]) == (1, 5, 0.05)
     assert budget["cost_model"]["fitted"] is False and budget["cost_model"]["p"] == 3.0
     assert budget["estimated_cpu_hours"] == pytest.approx(100.0 / 3600)
+
+    # what a person sees: a line under `firegen status`'s table, and the dashboard's label-cost table
+    summary = campaign_summary(store, cfg.name).splitlines()
+    assert ("labeling budget (iteration 0): 1 of 6 picks kept, an estimated 0.0278 of 0.05 CPU-h "
+            "(label wall time 0.00305 s x natoms^3.00, selection.budget.exponent: one atom count so far)") in summary
+    source = CampaignSource(store, launchpad, cfg.name)
+    row = next(r for r in tables.label_budget(source) if r["picked by"] == "0")
+    assert (row["over budget"], row["allowed CPU-h"]) == (5, 0.05)
+    html = sections.labels(source, ReportLinks())[0].html
+    assert 'data-field="budget.0.over budget"' in html and ">5<" in html.split('data-field="budget.0.over budget"')[1][:40]
+
+
+def test_without_a_budget_status_and_dashboard_say_nothing_of_one(launchpad, tmp_path):
+    cfg = load_config(small_cu_config(tmp_path, "cu-no-budget"))
+    store = ResultsStore.from_launchpad(launchpad)
+    running_campaign(store, cfg, rattled_cu(2, 0.05))
+    open_iteration(store, cfg, 0, 0)
+    assert "labeling budget" not in campaign_summary(store, cfg.name)
+    html = sections.labels(CampaignSource(store, launchpad, cfg.name), ReportLinks())[0].html
+    assert "over budget" not in html

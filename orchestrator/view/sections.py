@@ -272,8 +272,10 @@ def labels(src: CampaignSource, links, skip: int = 0, limit: int | None = None, 
     shown = failures[skip:skip + limit] if limit else failures
     for f in shown:
         f["configuration"] = str(f.get("config_id"))
-    budget_html = fragment("table.html", table=table(budget, ["picked by", "picked", "labeled", "failed", "labeler s",
-                                                              "s per label"], "budget", key="picked by"),
+    columns = ["picked by", "picked", "labeled", "failed", "labeler s", "s per label"]
+    if any("over budget" in r for r in budget):
+        columns += ["over budget", "estimated CPU-h", "allowed CPU-h"]
+    budget_html = fragment("table.html", table=table(budget, columns, "budget", key="picked by"),
                            note="", empty="no label yet", pager=None)
     reasons = fragment("table.html", table=table(tables.failure_reasons(failures), ["reason", "attempts"], "reasons"),
                        note="", empty="no label failed", pager=None)
@@ -282,8 +284,11 @@ def labels(src: CampaignSource, links, skip: int = 0, limit: int | None = None, 
                                                  links={"configuration": lambda r: links.configuration(r["config_id"])}),
                        note="", empty="no label failed",
                        pager=pager(skip, limit, len(failures), href) if limit and href else None)
-    return [Section("budget", "what the labels cost", "Labels by the iteration that picked the configurations "
-                    "(init: the starting structures); labeler time in s.",
+    about = "Labels by the iteration that picked the configurations (init: the starting structures); labeler time in s."
+    if "over budget" in columns:
+        about += (" selection.budget: the policy's picks it did not afford (over budget), and the CPU-hours the kept "
+                  "ones were estimated to cost against those allowed.")
+    return [Section("budget", "what the labels cost", about,
                     html=budget_html, figure=_figure(figures.label_budget_figure(budget)) if budget else None),
             Section("reasons", "label failures by reason", "Numbers in the reasons are masked (#) so that like failures group.",
                     html=reasons),

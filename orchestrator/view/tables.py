@@ -132,13 +132,17 @@ def deviation_histograms(src: CampaignSource) -> list[tuple[int, list[float], li
 
 def label_budget(src: CampaignSource) -> list[dict]:
     """What the labels cost, by the iteration that picked them (``init``: the initial data): picked,
-    labeled, failed, labeler seconds and seconds per label."""
+    labeled, failed, labeler seconds and seconds per label; under ``selection.budget`` also the picks over
+    budget and the estimated and allowed CPU-hours."""
     doc = src.campaign
     rows = [{"picked by": "init", "picked": None, **(doc.get("initial_labels") or {}),
              "labeler s": (doc.get("timings") or {}).get("init_label_s", 0.0)}]
     for it in src.iterations:
+        budget = it.get("budget") or {}
         rows.append({"picked by": str(it["index"]), "picked": it.get("selected"), **(it.get("labels") or {}),
-                     "labeler s": (it.get("timings") or {}).get("label_s", 0.0)})
+                     "labeler s": (it.get("timings") or {}).get("label_s", 0.0),
+                     **({"over budget": budget["over_budget"], "estimated CPU-h": budget["estimated_cpu_hours"],
+                         "allowed CPU-h": budget["cpu_hours"]} if "cost_model" in budget else {})})
     for row in rows:
         row.setdefault("labeled", 0)
         row.setdefault("failed", 0)
