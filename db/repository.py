@@ -361,7 +361,9 @@ class ResultsStore:
         previous snapshot; a configuration paged here lists this snapshot in its ``datasets`` (the
         later snapshots that share the page hold it too: :func:`firegen.db.provenance.holding_snapshots`),
         so a snapshot tags the labels added since the previous one, not every member. Pages and tags
-        are written before the dataset document, so a visible snapshot is complete.
+        are written before the dataset document, so a visible snapshot is complete. The members a
+        snapshot adds are paged in the order of their content hashes: the same labels give the same
+        training data, whichever exploration or label the database happened to store first.
         Idempotent per (campaign, iteration): a rerun, or a concurrent caller for the same iteration,
         returns the snapshot stored first (and removes what it wrote for its own). ``rows``: what
         :meth:`label_rows` returned, when the caller read it already.
@@ -375,6 +377,7 @@ class ResultsStore:
         earlier = list(self.datasets.find({"campaign": campaign, "iteration": {"$lt": iteration}},
                                           {"parts": 1, "size": 1, "iteration": 1}).sort("iteration", -1).limit(1))
         shared, fresh = split_by_previous(self.db, earlier[0] if earlier else None, rows)
+        fresh = sorted(fresh, key=lambda r: r["hash"])
         doc = {"_id": ObjectId(), **key, "hash": dataset_hash(r["hash"] for r in rows), "size": len(rows),
                "labelers": labeler_summary(rows), "model_ids": [], "models": {}, "created": _now()}
         doc["parts"] = parts_with(shared, doc["_id"], len(fresh))

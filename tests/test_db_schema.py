@@ -215,6 +215,30 @@ def test_dataset_snapshot_and_model_record(mongo_db, tmp_path):
     assert sorted(d["_id"] for d in trained_on) == sorted(ids)
 
 
+def test_a_snapshot_pages_its_new_labels_in_content_order_whatever_order_they_were_stored_in(mongo_db):
+    """Two side-by-side explorations store their frames in either order; the training data must not follow."""
+    store = ResultsStore(mongo_db)
+    store.init()
+    cells = [bulk("Cu", "fcc", a=3.6 + 0.01 * i) for i in range(7)]
+
+    def add(name, order):
+        for k in order:
+            cid, _ = store.add_atoms(name, cells[k], {"kind": "init" if k < 3 else "explored"})
+            store.set_label(cid, {"energy": -1.0 * k, "forces": [[0.0, 0.0, 0.0]], "virial": None,
+                                  "code": "ase-EMT", "settings_hash": "abc"})
+
+    def campaign(name, later_order):
+        add(name, [0, 1, 2])
+        assert store.snapshot_dataset(name, 0)["size"] == 3
+        add(name, later_order)
+        members = store.snapshot_members(store.snapshot_dataset(name, 1), {"hash": 1})
+        return [m["hash"] for m in members]
+
+    forward, backward = campaign("fwd", [3, 4, 5, 6]), campaign("bwd", [6, 5, 4, 3])
+    assert forward == backward and len(forward) == 7
+    assert forward[3:] == sorted(forward[3:])
+
+
 def test_iteration_and_model_validators_come_from_the_records(mongo_db):
     from dataclasses import fields
 
