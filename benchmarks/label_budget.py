@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _bench  # noqa: E402
+from firegen.workflows.steps.label_cost import LabelCost  # noqa: E402
 
 BASE = _bench.REPO / "configs" / "na3ocl_xtb.yaml"
 OVER_BUDGET = "over the labeling budget (selection.budget)"
@@ -75,23 +76,20 @@ def iteration_rows(db, campaign: str) -> list[dict]:
         labeled = [c for c in mine if c["status"] == "labeled"]
         over = [c for c in mine if c.get("rejected_reason") == OVER_BUDGET]
         model = budget["cost_model"]
-
-        def estimate(docs):
-            return float(sum(model["a"] * c["natoms"] ** model["p"] for c in docs)) / 3600.0
-
+        cap_only = LabelCost(**model).cpu_hours([c["natoms"] for c in labeled + over], cores=1).sum()
         sizes = sorted({c["natoms"] for c in labeled + over})
         rows.append({
             "iteration": it["index"], "p": model["p"], "fitted": model["fitted"], "a": model["a"],
             "fit_labels": model["labels"], "allowed": budget["cpu_hours"], "picked": budget["picked"],
             "over": budget["over_budget"], "estimated": budget["estimated_cpu_hours"],
             "measured": sum((c.get("label") or {}).get("walltime") or 0.0 for c in labeled) / 3600.0,
-            "labeled": len(labeled), "cap_only": estimate(labeled + over),
+            "labeled": len(labeled), "cap_only": float(cap_only),
             "mix": " ".join(f"{n}:{sum(c['natoms'] == n for c in labeled)}/{sum(c['natoms'] == n for c in over)}"
                             for n in sizes)})
     return rows
 
 
-def size_check(db, campaign: str, model: dict) -> list[dict]:
+def size_check(db, campaign: str, model: LabelCost) -> list[dict]:
     """Per atom count: the campaign's measured label wall times against the last cost model's estimate."""
     times: dict[int, list[float]] = {}
     for c in db.configurations.find({"campaign": campaign, "status": "labeled"}, {"natoms": 1, "label.walltime": 1}):
@@ -99,7 +97,7 @@ def size_check(db, campaign: str, model: dict) -> list[dict]:
         if t:
             times.setdefault(c["natoms"], []).append(t)
     return [{"natoms": n, "labels": len(ts), "median_s": float(np.median(ts)),
-             "model_s": model["a"] * n ** model["p"]} for n, ts in sorted(times.items())]
+             "model_s": float(model.seconds([n])[0])} for n, ts in sorted(times.items())]
 
 
 def report(rows: list[dict], sizes: list[dict]) -> None:
@@ -150,9 +148,9 @@ def main(argv=None) -> int:
         uri = json.loads((out / ".firegen" / "db" / "server.json").read_text())["uri"]
         db = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10000)["firegen"]
         rows = iteration_rows(db, "na3ocl-budget")
-        models = [r for r in rows if "note" not in r]
-        sizes = size_check(db, "na3ocl-budget",
-                           {"a": models[-1]["a"], "p": models[-1]["p"]}) if models else []
+        last = [it["budget"]["cost_model"] for it in db.iterations.find({"campaign": "na3ocl-budget"}).sort("index", 1)
+                if "cost_model" in (it.get("budget") or {})]
+        sizes = size_check(db, "na3ocl-budget", LabelCost(**last[-1])) if last else []
     finally:
         subprocess.run([firegen, "db", "down"], cwd=out, env=env, capture_output=True)
     print()

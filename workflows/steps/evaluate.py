@@ -189,20 +189,19 @@ def committee_calibration(models: Sequence[Path], systems: Sequence[str | os.Pat
     import dpdata
 
     read = [(path, dpdata.LabeledSystem(str(path), fmt="deepmd/npy", type_map=list(type_map))) for path in systems]
-    paths = [path for path, system in read if system.get_nframes()]
-    loaded = [system for _, system in read if system.get_nframes()]
+    loaded = [(path, system) for path, system in read if system.get_nframes()]
     if not loaded:
         return None
     forces: list[list[np.ndarray]] = [[] for _ in loaded]  # per system, per model: frames x atoms x 3
     for model in models:  # each model loaded once
         dp_model = _deep_pot(str(Path(model).resolve()), _file_stamp(model))
         types = list(dp_model.get_type_map())
-        for k, system in enumerate(loaded):
+        for k, (path, system) in enumerate(loaded):
             nf = system.get_nframes()
-            atype = model_atom_types(system, types, paths[k])
+            atype = model_atom_types(system, types, path)
             cells = None if system.nopbc else system["cells"].reshape(nf, 9)
             forces[k].append(dp_model.eval(system["coords"].reshape(nf, -1), cells, atype)[1].reshape(nf, -1, 3))
     devi, err = zip(*(deviation_and_error(np.asarray(f), system["forces"].reshape(system.get_nframes(), -1, 3))
-                      for f, system in zip(forces, loaded)))
+                      for f, (_, system) in zip(forces, loaded)))
     devi_all, err_all = np.concatenate(devi), np.concatenate(err)
     return Calibration(len(devi_all), float(devi_all.mean()), float(err_all.mean()))
